@@ -1,0 +1,2 @@
+DROP TABLE ui_artifact_versions;
+DROP TABLE ui_artifacts;

@@ -1,0 +1,90 @@
+//! The two ways the binary runs: the pre-serve stage alone (`--migrate-only`), or the stage and
+//! then the HTTP server. Both start from loaded [`Settings`].
+
+use std::time::Instant;
+
+use sqlx::Connection;
+
+use crate::config::{ConfigError, Settings};
+use crate::db::{self, DbError};
+use crate::http::{self, AppState};
+use crate::migrate::{MigrateError, MigrateOptions, Migrator, RunReport, embedded};
+
+/// Why `server` stopped with a failure; [`crate::exit::Exit`] maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub fn migrate_options(settings: &Settings) -> MigrateOptions {
+    MigrateOptions {
+        lock_wait_timeout: settings.migrations.lock_wait_timeout,
+        on_unknown_applied: settings.migrations.on_unknown_applied,
+        allow_out_of_order: settings.migrations.allow_out_of_order,
+        ..MigrateOptions::default()
+    }
+}
+
+/// Connect (with retries), status, apply what is pending under the lock, verify. Logs the
+/// outcome in the words the operations guide tells people to watch for.
+pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
+    let started = Instant::now();
+    let result = async {
+        let mut conn =
+            db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
+        let migrator = Migrator::new(embedded::migrations(), migrate_options(settings));
+        let report = migrator.run(&mut conn).await;
+        let _ = conn.close().await;
+        Ok::<_, AppError>(report?)
+    }
+    .await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(r) if r.applied.is_empty() => tracing::info!(
+            embedded = r.embedded,
+            newest = r.newest,
+            elapsed_ms,
+            "Schema up to date: {} embedded migration(s) applied, newest {}, checked in {elapsed_ms} ms",
+            r.embedded,
+            r.newest.map_or_else(|| "none".to_string(), |v| v.to_string()),
+        ),
+        Ok(r) => tracing::info!(
+            applied = r.applied.len(),
+            embedded = r.embedded,
+            newest = r.newest,
+            elapsed_ms,
+            "Migrations completed successfully: applied {} of {} embedded, newest {}, in {elapsed_ms} ms",
+            r.applied.len(),
+            r.embedded,
+            r.newest.map_or_else(|| "none".to_string(), |v| v.to_string()),
+        ),
+        Err(e) => tracing::error!(elapsed_ms, "Migration failed: {e}"),
+    }
+    result
+}
+
+/// `server --migrate-only`: the stage, then exit.
+pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
+    pre_serve(settings).await.map(|_| ())
+}
+
+/// `server`: the stage, then serve until SIGTERM/SIGINT, then close the pool.
+pub async fn serve(settings: &Settings) -> Result<(), AppError> {
+    pre_serve(settings).await?;
+    let pool = db::pool(settings);
+    let state = AppState::new(settings, pool.clone(), embedded::migrations());
+    let served = http::serve(settings, state, http::shutdown_signal()).await;
+    pool.close().await;
+    served.map_err(AppError::Serve)?;
+    tracing::info!("Server stopped");
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! Configuration: `config/default.toml`, then `config/<ENVIRONMENT>.toml`, then the environment.
+//!
+//! Environment variables: `DATABASE_URL`, `HOST`, `PORT`, `ENVIRONMENT`, `DEBUG`, and any key as
+//! `APP_<SECTION>__<KEY>` (e.g. `APP_DATABASE__MAX_CONNECTIONS=20`). Unknown keys and bad values
+//! stop start-up with the key's name. The database URL is a [`DatabaseUrl`]: it prints masked.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::migrate::UnknownPolicy;
+
+/// Where the service runs; picks `config/<name>.toml` and a few behaviours (log format,
+/// creating a missing database in development).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err(ConfigError::Invalid(format!(
+                "ENVIRONMENT={s:?} is not one of development, test, production"
+            ))),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub environment: Environment,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub debug: bool,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub migrations: MigrationSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 lets the OS pick a free port (tests); the bound address is logged.
+    pub port: u16,
+    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    #[serde(with = "duration_str")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// Longest wait for a pooled connection before a request gets a 503.
+    #[serde(with = "duration_str")]
+    pub acquire_timeout: Duration,
+    /// Longest wait for one connection attempt.
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Attempts before start-up gives up on an unreachable database.
+    pub connect_attempts: u32,
+    #[serde(with = "duration_str")]
+    pub connect_retry_delay: Duration,
+    /// Longest a readiness probe waits on the database.
+    #[serde(with = "duration_str")]
+    pub health_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSettings {
+    /// Longest wait for another runner's migration lock.
+    #[serde(with = "duration_str")]
+    pub lock_wait_timeout: Duration,
+    /// Session `lock_timeout` while migrating, so a migration waiting on a busy table gives up
+    /// instead of queueing all traffic behind it ("0s" = no limit).
+    #[serde(with = "duration_str")]
+    pub lock_timeout: Duration,
+    /// Session `statement_timeout` while migrating ("0s" = no limit).
+    #[serde(with = "duration_str")]
+    pub statement_timeout: Duration,
+    /// Applied versions this binary does not embed: "warn" (serve) or "error" (refuse).
+    pub on_unknown_applied: UnknownPolicy,
+    /// Apply pending versions older than the newest applied one.
+    pub allow_out_of_order: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// "text" (human-readable) or "json" (one object per line).
+    pub format: LogFormat,
+    /// Default level filter; `DEBUG=true` raises it to debug; `RUST_LOG` overrides both.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why configuration could not be loaded. `Display` is one line naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} not found (run from the project root, or set CONFIG_DIR)")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` and the process environment.
+    pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+        let environment: Environment = std::env::var("ENVIRONMENT")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .map_or(Ok(Environment::Development), |s| s.parse())?;
+        let default = config_dir.join("default.toml");
+        if !default.is_file() {
+            return Err(ConfigError::MissingFile(default));
+        }
+        let figment = Figment::new()
+            .merge(Toml::file_exact(default))
+            .merge(Toml::file(config_dir.join(format!("{}.toml", environment.as_str()))))
+            .merge(Env::prefixed("APP_").split("__"))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::raw().only(&["HOST"]).map(|_| "server.host".into()))
+            .merge(Env::raw().only(&["PORT"]).map(|_| "server.port".into()))
+            .merge(Env::raw().only(&["DEBUG"]).map(|_| "debug".into()))
+            .merge(("environment", environment));
+        let settings: Settings = figment.extract().map_err(|e| {
+            let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        let db = &self.database;
+        if db.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if db.min_connections > db.max_connections {
+            return bad("database.min_connections", "must not exceed database.max_connections");
+        }
+        if db.connect_attempts == 0 {
+            return bad("database.connect_attempts", "must be at least 1");
+        }
+        if db.connect_timeout.is_zero() || db.acquire_timeout.is_zero() || db.health_timeout.is_zero() {
+            return bad("database.*_timeout", "must be greater than 0");
+        }
+        if self.server.host.parse::<std::net::IpAddr>().is_err() {
+            return bad("server.host", "must be an IP address such as 0.0.0.0 or 127.0.0.1");
+        }
+        Ok(())
+    }
+
+    /// TOML of the effective configuration, secrets masked (for `server config`).
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// `DATABASE_URL`, validated at load time. `Display`, `Debug` and `Serialize` mask the password;
+/// only [`DatabaseUrl::connect_options`] sees it.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    options: PgConnectOptions,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
+        if !scheme_ok {
+            return Err(format!(
+                "database.url ({}): must start with postgres:// or postgresql://",
+                mask_url(raw)
+            ));
+        }
+        let options = PgConnectOptions::from_str(raw).map_err(|e| {
+            // sqlx's message never echoes the URL, but mask anyway: it is ours to show.
+            format!("database.url ({}): {e}", mask_url(raw))
+        })?;
+        Ok(Self {
+            raw: raw.to_string(),
+            options,
+        })
+    }
+
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+
+    /// The database name the URL names (PostgreSQL defaults it to the user name).
+    pub fn database_name(&self) -> String {
+        self.options
+            .get_database()
+            .unwrap_or(self.options.get_username())
+            .to_string()
+    }
+
+    pub fn masked(&self) -> String {
+        mask_url(&self.raw)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.masked())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        DatabaseUrl::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host…` with `***`, working on the text so
+/// that even a URL that does not parse is shown masked. A `password=` query parameter is masked
+/// too.
+pub fn mask_url(raw: &str) -> String {
+    let mut out = raw.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        // The password may itself hold '@', '/', '?' or ':', so take the LAST '@' and the FIRST
+        // ':' before it: in odd URLs this masks too much, never too little.
+        if let Some(at) = out[rest..].rfind('@') {
+            if let Some(colon) = out[rest..rest + at].find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", masked.join("&"));
+    }
+    out
+}
+
+/// `true`/`false`, and the `1`/`0`/`yes`/`no`/`on`/`off` forms people put in env vars.
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Str(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Int(0) => Ok(false),
+        Raw::Int(1) => Ok(true),
+        Raw::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!("{s:?} is not a boolean"))),
+        },
+        Raw::Int(i) => Err(serde::de::Error::custom(format!("{i} is not a boolean"))),
+    }
+}
+
+/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m or h, e.g. \"10s\")"))?;
+        let (n, unit) = s.split_at(split);
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration such as \"10s\""))?;
+        match unit.trim() {
+            "ms" => Ok(Duration::from_millis(n)),
+            "s" => Ok(Duration::from_secs(n)),
+            "m" => Ok(Duration::from_secs(n * 60)),
+            "h" => Ok(Duration::from_secs(n * 3600)),
+            other => Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m or h)")),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_millis() == 0 {
+            s.serialize_str(&format!("{}s", d.as_secs()))
+        } else {
+            s.serialize_str(&format!("{}ms", d.as_millis()))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let raw = String::deserialize(d)?;
+        parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_password_in_userinfo_and_query() {
+        assert_eq!(
+            mask_url("postgres://app:s3cr3t@db.example:5432/app?sslmode=require"),
+            "postgres://app:***@db.example:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            mask_url("postgresql://app@h/db?password=s3cr3t&sslmode=require"),
+            "postgresql://app@h/db?password=***&sslmode=require"
+        );
+        assert_eq!(mask_url("postgres://h/db"), "postgres://h/db");
+        // A password holding '@' and '/' characters, unparsable as a URL, is still hidden.
+        for raw in ["postgres://app:p@ss@host/db", "postgres://app:pa/ss?x@host/db"] {
+            let masked = mask_url(raw);
+            assert!(!masked.contains("ss"), "{masked}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_errors_without_the_password() {
+        for raw in ["mysql://u:pw123@h/db", "postgres://u:pw123@h:notaport/db"] {
+            let err = DatabaseUrl::parse(raw).expect_err(raw);
+            assert!(!err.contains("pw123"), "{err}");
+            assert!(err.contains("database.url"), "{err}");
+        }
+        let url = DatabaseUrl::parse("postgresql://u:pw123@h/db?sslmode=require").expect("valid");
+        assert_eq!(format!("{url} {url:?}").matches("pw123").count(), 0);
+        assert_eq!(url.database_name(), "db");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration_str::parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration_str::parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration_str::parse("5m"), Ok(Duration::from_secs(300)));
+        assert!(duration_str::parse("10").is_err());
+        assert!(duration_str::parse("ten s").is_err());
+        assert!(duration_str::parse("3 days").is_err());
+    }
+}

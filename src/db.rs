@@ -1,0 +1,144 @@
+//! Connections: one dedicated session for migrations (with its guards and its own
+//! `application_name`), connecting with retries, and the request pool.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::config::{DatabaseSettings, Environment, Settings};
+
+/// `application_name` of the migration session, visible in `pg_stat_activity`.
+pub const MIGRATE_APP_NAME: &str = "agent-backend migrate";
+/// `application_name` of the request pool's sessions.
+pub const SERVE_APP_NAME: &str = "agent-backend";
+
+/// Why the database could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unreachable after {attempts} attempt(s): {cause}")]
+    Unreachable { attempts: u32, cause: String },
+    #[error("cannot connect to the database: {0}")]
+    Refused(String),
+}
+
+fn base_options(db: &DatabaseSettings, application_name: &str) -> PgConnectOptions {
+    db.url
+        .connect_options()
+        .application_name(application_name)
+        // Migration SQL and request queries are not log material; slow ones still warn.
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1))
+}
+
+/// Options for the migration session: `lock_timeout` and `statement_timeout` from
+/// `[migrations]` as session defaults (set in the start-up packet: no extra round trip).
+pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
+    let m = &settings.migrations;
+    base_options(&settings.database, MIGRATE_APP_NAME).options([
+        ("lock_timeout", format!("{}ms", m.lock_timeout.as_millis())),
+        ("statement_timeout", format!("{}ms", m.statement_timeout.as_millis())),
+    ])
+}
+
+/// Errors not worth retrying: bad credentials, unknown database, bad TLS set-up.
+fn is_permanent(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("28") || c == "3D000"),
+        sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
+
+fn is_missing_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
+}
+
+/// One line, no URL (sqlx's messages do not include it).
+fn cause(e: &sqlx::Error) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+/// Connects, retrying per `[database]` and logging each failed attempt. In development a
+/// missing database is created first.
+pub async fn connect_with_retries(
+    settings: &Settings,
+    options: &PgConnectOptions,
+) -> Result<PgConnection, DbError> {
+    let db = &settings.database;
+    let attempts = db.connect_attempts;
+    let mut created = false;
+    let mut attempt = 1;
+    loop {
+        let result = tokio::time::timeout(db.connect_timeout, options.connect())
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        let error = match result {
+            Ok(conn) => return Ok(conn),
+            Err(sqlx::Error::PoolTimedOut) => format!("connect timed out after {:?}", db.connect_timeout),
+            Err(e) if is_missing_database(&e) && settings.environment == Environment::Development && !created => {
+                create_database(settings).await?;
+                created = true;
+                continue;
+            }
+            Err(e) if is_permanent(&e) => return Err(DbError::Refused(cause(&e))),
+            Err(e) => cause(&e),
+        };
+        if attempt >= attempts {
+            return Err(DbError::Unreachable {
+                attempts,
+                cause: error,
+            });
+        }
+        let delay = db.connect_retry_delay;
+        tracing::warn!(
+            attempt,
+            attempts,
+            "Database connection attempt {attempt}/{attempts} failed: {error}; retrying in {}",
+            human(delay)
+        );
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Development convenience: `CREATE DATABASE` for the name in `DATABASE_URL`, through the
+/// `postgres` maintenance database (as `createdb` and `sqlx database create` do).
+async fn create_database(settings: &Settings) -> Result<(), DbError> {
+    let name = settings.database.url.database_name();
+    let maintenance = base_options(&settings.database, MIGRATE_APP_NAME).database("postgres");
+    let mut conn = maintenance
+        .connect()
+        .await
+        .map_err(|e| DbError::Refused(cause(&e)))?;
+    let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+        // 42P04: another process created it first.
+        Ok(_) => tracing::info!(database = %name, "Created missing database {name} (development)"),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+        Err(e) => return Err(DbError::Refused(format!("creating database {name}: {}", cause(&e)))),
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// The request pool. Lazy: connections open on first use, so start-up does not wait on them;
+/// a request that cannot get one within `acquire_timeout` gets a 503.
+pub fn pool(settings: &Settings) -> PgPool {
+    let db = &settings.database;
+    PgPoolOptions::new()
+        .max_connections(db.max_connections)
+        .min_connections(db.min_connections)
+        .acquire_timeout(db.acquire_timeout)
+        .connect_lazy_with(base_options(db, SERVE_APP_NAME))
+}

@@ -1,0 +1,53 @@
+//! Process exit codes: the one place errors become numbers. The README lists them.
+
+use std::process::ExitCode;
+
+use crate::app::AppError;
+use crate::migrate::MigrateError;
+
+/// Exit codes of `server`, stable for scripts and deploy hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Success = 0,
+    /// Anything not listed below (e.g. the port cannot be bound).
+    Failure = 1,
+    /// Bad command line (clap's own code).
+    Usage = 2,
+    /// Bad or missing configuration.
+    Config = 3,
+    /// Database unreachable after the configured retries, or refused the credentials.
+    DatabaseUnreachable = 4,
+    /// A migration's SQL (or its bookkeeping) failed.
+    MigrationFailed = 5,
+    /// Checksum mismatch, dirty database, unknown applied versions (strict), out-of-order.
+    Integrity = 6,
+    /// Timed out waiting for another runner's migration lock.
+    LockTimeout = 7,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+impl From<&AppError> for Exit {
+    fn from(e: &AppError) -> Self {
+        match e {
+            AppError::Config(_) => Exit::Config,
+            AppError::Database(_) => Exit::DatabaseUnreachable,
+            AppError::Migrate(m) => match m {
+                MigrateError::Database { .. }
+                | MigrateError::Failed { .. }
+                | MigrateError::VerifyFailed(_) => Exit::MigrationFailed,
+                MigrateError::ChecksumMismatch { .. }
+                | MigrateError::Dirty { .. }
+                | MigrateError::UnknownApplied { .. }
+                | MigrateError::OutOfOrder { .. } => Exit::Integrity,
+                MigrateError::LockTimeout { .. } => Exit::LockTimeout,
+            },
+            AppError::Serve(_) | AppError::Runtime(_) => Exit::Failure,
+        }
+    }
+}

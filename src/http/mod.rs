@@ -1,0 +1,100 @@
+//! The HTTP server: routes, shared state, binding and graceful shutdown.
+//!
+//! The port opens only after the pre-serve stage succeeded (`app::serve`). On SIGTERM/SIGINT
+//! the server marks itself as shutting down (readiness turns 503 at once), stops accepting,
+//! lets in-flight requests finish within `server.shutdown_grace`, then returns.
+
+pub mod health;
+mod shutdown;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::CatchPanic;
+use poem::{EndpointExt, Route, Server, get};
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::migrate::{MigrationSet, UnknownPolicy};
+
+pub use shutdown::signal as shutdown_signal;
+
+/// What every handler may read.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub migrations: &'static MigrationSet,
+    pub started: Instant,
+    pub environment: &'static str,
+    pub health_timeout: Duration,
+    pub on_unknown_applied: UnknownPolicy,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, pool: PgPool, migrations: &'static MigrationSet) -> Self {
+        Self {
+            pool,
+            migrations,
+            started: Instant::now(),
+            environment: settings.environment.as_str(),
+            health_timeout: settings.database.health_timeout,
+            on_unknown_applied: settings.migrations.on_unknown_applied,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+/// The application's routes.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    Route::new()
+        .at("/health", get(health::summary))
+        .at("/health/live", get(health::live))
+        .at("/health/ready", get(health::ready))
+        .with(CatchPanic::new())
+        .data(state)
+}
+
+/// Binds `server.host:server.port`, logs the bound address, serves until `shutdown` resolves,
+/// then drains in-flight requests for at most `server.shutdown_grace`.
+pub async fn serve(
+    settings: &Settings,
+    state: AppState,
+    shutdown: impl Future<Output = &'static str> + Send,
+) -> std::io::Result<()> {
+    let addr = format!("{}:{}", settings.server.host, settings.server.port);
+    let acceptor = TcpListener::bind(addr.clone())
+        .into_acceptor()
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    if let Some(bound) = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+    {
+        let bound: SocketAddr = bound;
+        tracing::info!(addr = %bound, "Listening on http://{bound}");
+    }
+    let grace = settings.server.shutdown_grace;
+    let flag = state.shutting_down.clone();
+    let signal = async move {
+        let name = shutdown.await;
+        flag.store(true, Ordering::SeqCst);
+        tracing::info!(
+            signal = name,
+            "Shutdown signal received ({name}): readiness is now 503; draining in-flight requests for up to {}s",
+            grace.as_secs()
+        );
+    };
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(state), signal, Some(grace))
+        .await
+}

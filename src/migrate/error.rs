@@ -1,0 +1,85 @@
+//! What can go wrong while checking or applying migrations, one variant per thing an operator
+//! acts on differently.
+
+use std::time::Duration;
+
+/// A migration run's failure. `Display` is one line that says what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A bookkeeping query failed (connection lost, permissions, …).
+    #[error("database error while {action}: {source}")]
+    Database {
+        action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The migration's SQL failed; for a transactional migration nothing of it was kept.
+    #[error("migration {version} (migrations/{file}) failed: {message}{}", if *.dirty {
+        "; it ran outside a transaction and is recorded as dirty (success = false): finish or undo it by hand, then run `server migrate repair`"
+    } else { "; rolled back, nothing recorded" })]
+    Failed {
+        version: i64,
+        file: String,
+        message: String,
+        dirty: bool,
+    },
+
+    /// An applied migration's recorded checksum differs from the embedded file.
+    #[error(
+        "migration {version} was applied with a different checksum: migrations/{file} was edited after it ran \
+         (applied {applied}…, embedded {embedded}…); restore the file or add a new migration"
+    )]
+    ChecksumMismatch {
+        version: i64,
+        file: String,
+        applied: String,
+        embedded: String,
+    },
+
+    /// A row with `success = false`: a migration stopped part-way outside a transaction.
+    #[error(
+        "database is dirty: migration {version} ({description}) is recorded with success = false after \
+         failing part-way; check its objects by hand, then run `server migrate repair`"
+    )]
+    Dirty { version: i64, description: String },
+
+    /// Another runner held the migration lock for longer than the configured wait.
+    #[error(
+        "timed out after {}s waiting for the migration lock (key {key}), held by {holder}; \
+         wait for that runner or end its session",
+        .waited.as_secs()
+    )]
+    LockTimeout {
+        key: i64,
+        waited: Duration,
+        holder: String,
+    },
+
+    /// Applied versions this binary does not embed, with `on_unknown_applied = "error"`.
+    #[error(
+        "database has applied migration(s) this binary does not embed: {versions:?} (a newer release ran \
+         against it); deploy that release or set migrations.on_unknown_applied = \"warn\""
+    )]
+    UnknownApplied { versions: Vec<i64> },
+
+    /// A pending version older than the newest applied one.
+    #[error(
+        "pending migration(s) {pending:?} are older than the newest applied migration {newest_applied}; \
+         applying them out of order needs migrations.allow_out_of_order = true"
+    )]
+    OutOfOrder {
+        pending: Vec<i64>,
+        newest_applied: i64,
+    },
+
+    /// After applying, the table does not show every embedded migration applied and matching.
+    #[error("verification after applying failed: {0}")]
+    VerifyFailed(String),
+}
+
+impl MigrateError {
+    pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Database { action, source }
+    }
+}

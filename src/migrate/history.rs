@@ -1,0 +1,187 @@
+//! The `_sqlx_migrations` table: sqlx 0.9's columns and meaning, nothing added.
+//!
+//! | column         | meaning                                                        |
+//! |----------------|----------------------------------------------------------------|
+//! | version        | migration version (primary key)                                |
+//! | description    | from the file name, `_` read as spaces                         |
+//! | installed_on   | when it was applied                                            |
+//! | success        | `false` = started outside a transaction and not finished: dirty |
+//! | checksum       | SHA-384 of the up file's bytes                                 |
+//! | execution_time | nanoseconds (`-1` where unknown, as sqlx writes it)            |
+//!
+//! The table is unqualified, so like sqlx it lives in the first schema of `search_path`.
+
+use sqlx::PgConnection;
+use sqlx::postgres::PgDatabaseError;
+use time::OffsetDateTime;
+
+use super::{MigrateError, Migration};
+
+pub const TABLE: &str = "_sqlx_migrations";
+
+/// sqlx 0.9's `ensure_migrations_table`, byte for byte in meaning.
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+/// One row of `_sqlx_migrations`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub installed_on: OffsetDateTime,
+    pub success: bool,
+    #[serde(serialize_with = "hex_bytes")]
+    pub checksum: Vec<u8>,
+    pub execution_time: i64,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(bytes))
+}
+
+/// Lower-case hex of a checksum.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads every row, or `None` when the table does not exist yet. One round trip, no lock: a
+/// missing table is PostgreSQL's `undefined_table` error rather than a catalog query first.
+pub async fn read(conn: &mut PgConnection) -> Result<Option<Vec<AppliedMigration>>, MigrateError> {
+    let rows = sqlx::query_as::<_, AppliedMigration>(
+        "SELECT version, description, installed_on, success, checksum, execution_time \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await;
+    match rows {
+        Ok(rows) => Ok(Some(rows)),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(None),
+        Err(e) => Err(MigrateError::db("reading _sqlx_migrations")(e)),
+    }
+}
+
+pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    sqlx::raw_sql(CREATE_TABLE)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("creating _sqlx_migrations"))?;
+    Ok(())
+}
+
+/// An `E''` literal: means the same whatever `standard_conforming_strings` says.
+fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The migration and its bookkeeping row as ONE simple-protocol query. PostgreSQL runs the
+/// statements of a multi-statement query as one implicit transaction: a failure anywhere rolls
+/// back the migration and its row together, and a success costs a single round trip.
+/// `execution_time` is measured by the server from receipt of the query (nanoseconds, as sqlx).
+pub fn transactional_batch(m: &Migration) -> String {
+    format!(
+        "{sql}\n;\nINSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({version}, {description}, TRUE, decode('{checksum}', 'hex'), \
+         (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000000000)::bigint)",
+        sql = m.up.sql,
+        version = m.version,
+        description = literal(&m.description),
+        checksum = hex(&m.up.checksum),
+    )
+}
+
+/// Before a non-transactional migration runs: a `success = false` row, committed, so a failure or
+/// a crash part-way leaves a visible dirty mark (sqlx reads it as dirty too).
+pub async fn insert_started(conn: &mut PgConnection, m: &Migration) -> Result<(), MigrateError> {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, FALSE, $3, -1)",
+    )
+    .bind(m.version)
+    .bind(&m.description)
+    .bind(&m.up.checksum[..])
+    .execute(conn)
+    .await
+    .map_err(MigrateError::db("recording a non-transactional migration as started"))?;
+    Ok(())
+}
+
+pub async fn mark_succeeded(
+    conn: &mut PgConnection,
+    version: i64,
+    execution_time_ns: i64,
+) -> Result<(), MigrateError> {
+    sqlx::query("UPDATE _sqlx_migrations SET success = TRUE, execution_time = $2 WHERE version = $1")
+        .bind(version)
+        .bind(execution_time_ns)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("recording a non-transactional migration as finished"))?;
+    Ok(())
+}
+
+/// PostgreSQL's error for a migration's SQL, with the line and column in the file when the
+/// server gives a position inside it.
+pub fn describe_sql_error(error: &sqlx::Error, sql: &str) -> String {
+    let sqlx::Error::Database(db) = error else {
+        return error.to_string();
+    };
+    let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() else {
+        return db.to_string();
+    };
+    let mut out = format!("{} {}: {}", format!("{:?}", pg.severity()).to_uppercase(), pg.code(), pg.message());
+    if let Some(sqlx::postgres::PgErrorPosition::Original(pos)) = pg.position() {
+        match line_col(sql, pos) {
+            Some((line, col)) => out.push_str(&format!(" (line {line}, column {col})")),
+            None => out.push_str(" (in the bookkeeping statement after the file's SQL)"),
+        }
+    }
+    if let Some(detail) = pg.detail() {
+        out.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = pg.hint() {
+        out.push_str(&format!("; hint: {hint}"));
+    }
+    out.replace('\n', " ")
+}
+
+/// 1-based line and column of PostgreSQL's 1-based character position, if it falls in `sql`.
+fn line_col(sql: &str, position: usize) -> Option<(usize, usize)> {
+    let (mut line, mut col) = (1, 1);
+    for (i, c) in sql.chars().enumerate() {
+        if i + 1 == position {
+            return Some((line, col));
+        }
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_not_bytes() {
+        let sql = "SELECT 'é';\nSELEC 1;";
+        assert_eq!(line_col(sql, 1), Some((1, 1)));
+        assert_eq!(line_col(sql, 13), Some((2, 1)));
+        assert_eq!(line_col(sql, 100), None);
+    }
+
+    #[test]
+    fn literal_escapes_quotes_and_backslashes() {
+        assert_eq!(literal(r"it's a \ test"), r"E'it''s a \\ test'");
+    }
+}

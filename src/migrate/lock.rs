@@ -1,0 +1,141 @@
+//! The migration lock: the PostgreSQL advisory lock sqlx 0.9's `Migrator` takes, so `server`
+//! and any service migrating with sqlx never run migrations at the same time on one database.
+//!
+//! sqlx waits forever in `pg_advisory_lock`. Here the wait is bounded, and while it lasts the
+//! holder (pid, application_name, client, since when) is logged every few seconds. The lock is
+//! session-scoped: released explicitly on every exit path, and by PostgreSQL when a killed
+//! runner's connection goes away.
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+
+use super::MigrateError;
+
+/// sqlx 0.9's `generate_lock_id`: CRC-32 (ISO-HDLC) of the database name times 0x3d32ad9e.
+pub fn key(database_name: &str) -> i64 {
+    const CRC_IEEE: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    0x3d32ad9e * i64::from(CRC_IEEE.checksum(database_name.as_bytes()))
+}
+
+/// The key for the database this connection is on (sqlx asks `current_database()` too).
+pub async fn key_for(conn: &mut PgConnection) -> Result<i64, MigrateError> {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(conn)
+        .await
+        .map_err(MigrateError::db("reading current_database()"))?;
+    Ok(key(&name))
+}
+
+/// Takes the lock, waiting at most `timeout` and logging the holder every `log_every`.
+pub async fn acquire(
+    conn: &mut PgConnection,
+    key: i64,
+    timeout: Duration,
+    log_every: Duration,
+) -> Result<(), MigrateError> {
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(MigrateError::db("taking the migration lock"))?;
+    if got {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let holder = holder(conn, key).await;
+        let waited = started.elapsed();
+        let Some(remaining) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
+            reset_lock_timeout(conn).await?;
+            return Err(MigrateError::LockTimeout {
+                key,
+                waited,
+                holder,
+            });
+        };
+        tracing::info!(
+            key,
+            holder = %holder,
+            waited_s = waited.as_secs(),
+            timeout_s = timeout.as_secs(),
+            "Waiting for the migration lock held by {holder}"
+        );
+        // Block in the server (no polling latency) for one logging interval at most:
+        // `lock_timeout` bounds advisory-lock waits like any other lock wait.
+        let slice = remaining.min(log_every).as_millis().max(1);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET lock_timeout = {slice}")))
+            .execute(&mut *conn)
+            .await
+            .map_err(MigrateError::db("setting lock_timeout for the lock wait"))?;
+        match sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(key, waited_ms = started.elapsed().as_millis() as u64, "Migration lock acquired");
+                return reset_lock_timeout(conn).await;
+            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => continue,
+            Err(e) => return Err(MigrateError::db("waiting for the migration lock")(e)),
+        }
+    }
+}
+
+/// Back to the session's own `lock_timeout` (the migration guard set at connect time).
+async fn reset_lock_timeout(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    sqlx::raw_sql("RESET lock_timeout")
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("resetting lock_timeout"))?;
+    Ok(())
+}
+
+pub async fn release(conn: &mut PgConnection, key: i64) -> Result<(), MigrateError> {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("releasing the migration lock"))?;
+    Ok(())
+}
+
+/// Who holds the key, for the log and the timeout error; never fails the wait itself.
+async fn holder(conn: &mut PgConnection, key: i64) -> String {
+    let row: Result<Option<(i32, String, Option<String>, Option<String>, Option<String>)>, _> = sqlx::query_as(
+        "SELECT a.pid, a.application_name, host(a.client_addr), a.state, \
+                to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.classid::bigint = ($1 >> 32) AND l.objid::bigint = ($1 & 4294967295) \
+         LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(conn)
+    .await;
+    match row {
+        Ok(Some((pid, app, client, state, since))) => format!(
+            "pid {pid} (application_name {app:?}, client {}, state {}, since {})",
+            client.as_deref().unwrap_or("local socket"),
+            state.as_deref().unwrap_or("unknown"),
+            since.as_deref().unwrap_or("unknown"),
+        ),
+        Ok(None) => "a session that has just released it".to_string(),
+        Err(e) => format!("an unknown session (pg_locks not readable: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_matches_sqlx_formula() {
+        // sqlx 0.9: 0x3d32ad9e * crc32_iso_hdlc(name), checked here against the CRC catalogue's
+        // check value; the integration tests check the key against sqlx's own Migrator.
+        const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        assert_eq!(CRC.checksum(b"123456789"), 0xcbf4_3926); // the catalogue's check value
+        assert_eq!(super::key("123456789"), 0x3d32ad9e * 0xcbf4_3926_i64);
+        assert!(super::key("a-very-long-database-name-that-is-still-valid") > 0);
+    }
+}
