@@ -18,8 +18,8 @@ fn main() {
     println!("cargo:rerun-if-changed={}", dir.display());
 
     let mut files = Vec::new();
-    let entries = fs::read_dir(&dir)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+    let entries =
+        fs::read_dir(&dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
     for entry in entries {
         let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -50,10 +50,13 @@ fn main() {
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
     println!(
         "cargo:rustc-env=NEWEST_MIGRATION={}",
-        specs.last().map_or_else(|| "none".to_string(), |s| s.version.to_string())
+        specs
+            .last()
+            .map_or_else(|| "none".to_string(), |s| s.version.to_string())
     );
 
-    let out = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
+    let out =
+        Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
     fs::write(&out, manifest::render_manifest(&specs))
         .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
 }

@@ -39,8 +39,7 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
 pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
     let started = Instant::now();
     let result = async {
-        let mut conn =
-            db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
+        let mut conn = db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
         let migrator = Migrator::new(embedded::migrations(), migrate_options(settings));
         let report = migrator.run(&mut conn).await;
         let _ = conn.close().await;
@@ -55,7 +54,8 @@ pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
             elapsed_ms,
             "Schema up to date: {} embedded migration(s) applied, newest {}, checked in {elapsed_ms} ms",
             r.embedded,
-            r.newest.map_or_else(|| "none".to_string(), |v| v.to_string()),
+            r.newest
+                .map_or_else(|| "none".to_string(), |v| v.to_string()),
         ),
         Ok(r) => tracing::info!(
             applied = r.applied.len(),
@@ -65,7 +65,8 @@ pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
             "Migrations completed successfully: applied {} of {} embedded, newest {}, in {elapsed_ms} ms",
             r.applied.len(),
             r.embedded,
-            r.newest.map_or_else(|| "none".to_string(), |v| v.to_string()),
+            r.newest
+                .map_or_else(|| "none".to_string(), |v| v.to_string()),
         ),
         Err(e) => tracing::error!(elapsed_ms, "Migration failed: {e}"),
     }
@@ -82,7 +83,7 @@ pub async fn serve(settings: &Settings) -> Result<(), AppError> {
     pre_serve(settings).await?;
     let pool = db::pool(settings);
     let state = AppState::new(settings, pool.clone(), embedded::migrations());
-    let served = http::serve(settings, state, http::shutdown_signal()).await;
+    let served = http::serve(settings, state).await;
     pool.close().await;
     served.map_err(AppError::Serve)?;
     tracing::info!("Server stopped");

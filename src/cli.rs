@@ -74,9 +74,13 @@ pub fn run(cli: Cli) -> ExitCode {
 
     telemetry::init(&settings);
     let runtime = if cli.migrate_only {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
     };
     let result = match runtime {
         Ok(rt) => rt.block_on(async {

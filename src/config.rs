@@ -152,9 +152,15 @@ impl Settings {
         }
         let figment = Figment::new()
             .merge(Toml::file_exact(default))
-            .merge(Toml::file(config_dir.join(format!("{}.toml", environment.as_str()))))
+            .merge(Toml::file(
+                config_dir.join(format!("{}.toml", environment.as_str())),
+            ))
             .merge(Env::prefixed("APP_").split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database.url".into()),
+            )
             .merge(Env::raw().only(&["HOST"]).map(|_| "server.host".into()))
             .merge(Env::raw().only(&["PORT"]).map(|_| "server.port".into()))
             .merge(Env::raw().only(&["DEBUG"]).map(|_| "debug".into()))
@@ -174,16 +180,25 @@ impl Settings {
             return bad("database.max_connections", "must be at least 1");
         }
         if db.min_connections > db.max_connections {
-            return bad("database.min_connections", "must not exceed database.max_connections");
+            return bad(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
         }
         if db.connect_attempts == 0 {
             return bad("database.connect_attempts", "must be at least 1");
         }
-        if db.connect_timeout.is_zero() || db.acquire_timeout.is_zero() || db.health_timeout.is_zero() {
+        if db.connect_timeout.is_zero()
+            || db.acquire_timeout.is_zero()
+            || db.health_timeout.is_zero()
+        {
             return bad("database.*_timeout", "must be greater than 0");
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
-            return bad("server.host", "must be an IP address such as 0.0.0.0 or 127.0.0.1");
+            return bad(
+                "server.host",
+                "must be an IP address such as 0.0.0.0 or 127.0.0.1",
+            );
         }
         Ok(())
     }
@@ -273,10 +288,10 @@ pub fn mask_url(raw: &str) -> String {
         let rest = scheme_end + 3;
         // The password may itself hold '@', '/', '?' or ':', so take the LAST '@' and the FIRST
         // ':' before it: in odd URLs this masks too much, never too little.
-        if let Some(at) = out[rest..].rfind('@') {
-            if let Some(colon) = out[rest..rest + at].find(':') {
-                out.replace_range(rest + colon + 1..rest + at, "***");
-            }
+        if let Some(at) = out[rest..].rfind('@')
+            && let Some(colon) = out[rest..rest + at].find(':')
+        {
+            out.replace_range(rest + colon + 1..rest + at, "***");
         }
     }
     if let Some(q) = out.find('?') {
@@ -369,7 +384,10 @@ mod tests {
         );
         assert_eq!(mask_url("postgres://h/db"), "postgres://h/db");
         // A password holding '@' and '/' characters, unparsable as a URL, is still hidden.
-        for raw in ["postgres://app:p@ss@host/db", "postgres://app:pa/ss?x@host/db"] {
+        for raw in [
+            "postgres://app:p@ss@host/db",
+            "postgres://app:pa/ss?x@host/db",
+        ] {
             let masked = mask_url(raw);
             assert!(!masked.contains("ss"), "{masked}");
         }

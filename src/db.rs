@@ -16,10 +16,17 @@ pub const SERVE_APP_NAME: &str = "agent-backend";
 /// Why the database could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database unreachable after {attempts} attempt(s): {cause}")]
-    Unreachable { attempts: u32, cause: String },
-    #[error("cannot connect to the database: {0}")]
-    Refused(String),
+    #[error(
+        "database unreachable after {attempts} attempt(s) at {url}: {cause}; check DATABASE_URL and \
+         that PostgreSQL is running (locally: pg_ctlcluster <version> main start)"
+    )]
+    Unreachable {
+        attempts: u32,
+        url: String,
+        cause: String,
+    },
+    #[error("cannot connect to the database at {url}: {cause}")]
+    Refused { url: String, cause: String },
 }
 
 fn base_options(db: &DatabaseSettings, application_name: &str) -> PgConnectOptions {
@@ -37,7 +44,10 @@ pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
     let m = &settings.migrations;
     base_options(&settings.database, MIGRATE_APP_NAME).options([
         ("lock_timeout", format!("{}ms", m.lock_timeout.as_millis())),
-        ("statement_timeout", format!("{}ms", m.statement_timeout.as_millis())),
+        (
+            "statement_timeout",
+            format!("{}ms", m.statement_timeout.as_millis()),
+        ),
     ])
 }
 
@@ -77,18 +87,30 @@ pub async fn connect_with_retries(
             .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
         let error = match result {
             Ok(conn) => return Ok(conn),
-            Err(sqlx::Error::PoolTimedOut) => format!("connect timed out after {:?}", db.connect_timeout),
-            Err(e) if is_missing_database(&e) && settings.environment == Environment::Development && !created => {
+            Err(sqlx::Error::PoolTimedOut) => {
+                format!("connect timed out after {:?}", db.connect_timeout)
+            }
+            Err(e)
+                if is_missing_database(&e)
+                    && settings.environment == Environment::Development
+                    && !created =>
+            {
                 create_database(settings).await?;
                 created = true;
                 continue;
             }
-            Err(e) if is_permanent(&e) => return Err(DbError::Refused(cause(&e))),
+            Err(e) if is_permanent(&e) => {
+                return Err(DbError::Refused {
+                    url: db.url.masked(),
+                    cause: cause(&e),
+                });
+            }
             Err(e) => cause(&e),
         };
         if attempt >= attempts {
             return Err(DbError::Unreachable {
                 attempts,
+                url: db.url.masked(),
                 cause: error,
             });
         }
@@ -117,16 +139,25 @@ fn human(d: Duration) -> String {
 async fn create_database(settings: &Settings) -> Result<(), DbError> {
     let name = settings.database.url.database_name();
     let maintenance = base_options(&settings.database, MIGRATE_APP_NAME).database("postgres");
+    let refused = |cause: String| DbError::Refused {
+        url: settings.database.url.masked(),
+        cause,
+    };
     let mut conn = maintenance
         .connect()
         .await
-        .map_err(|e| DbError::Refused(cause(&e)))?;
+        .map_err(|e| refused(cause(&e)))?;
     let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+    {
         // 42P04: another process created it first.
         Ok(_) => tracing::info!(database = %name, "Created missing database {name} (development)"),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-        Err(e) => return Err(DbError::Refused(format!("creating database {name}: {}", cause(&e)))),
+        Err(e) => {
+            return Err(refused(format!("creating database {name}: {}", cause(&e))));
+        }
     }
     let _ = conn.close().await;
     Ok(())

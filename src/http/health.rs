@@ -91,7 +91,7 @@ async fn probe(state: &AppState) -> Probe {
             let status = Status::compare(state.migrations, rows);
             let strict = state.on_unknown_applied == UnknownPolicy::Error;
             let schema = SchemaCheck {
-                ok: status.is_up_to_date() && !(strict && !status.unknown.is_empty()),
+                ok: status.is_up_to_date() && (!strict || status.unknown.is_empty()),
                 expected: state.migrations.newest(),
                 applied: status.newest_applied(),
                 pending: status.pending,

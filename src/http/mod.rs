@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::migrate::{MigrationSet, UnknownPolicy};
 
-pub use shutdown::signal as shutdown_signal;
+pub use shutdown::Signals;
 
 /// What every handler may read.
 #[derive(Clone)]
@@ -63,9 +63,16 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .data(state)
 }
 
-/// Binds `server.host:server.port`, logs the bound address, serves until `shutdown` resolves,
-/// then drains in-flight requests for at most `server.shutdown_grace`.
-pub async fn serve(
+/// Installs the signal handlers, binds `server.host:server.port`, logs the bound address,
+/// serves until SIGTERM/SIGINT, then drains in-flight requests for at most
+/// `server.shutdown_grace`.
+pub async fn serve(settings: &Settings, state: AppState) -> std::io::Result<()> {
+    let signals = Signals::install()?;
+    serve_until(settings, state, signals.recv()).await
+}
+
+/// [`serve`] with any shutdown trigger.
+pub async fn serve_until(
     settings: &Settings,
     state: AppState,
     shutdown: impl Future<Output = &'static str> + Send,

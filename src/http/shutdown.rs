@@ -1,17 +1,29 @@
 //! The shutdown trigger: the first SIGTERM (what Render and Docker send) or SIGINT (Ctrl-C).
+//!
+//! Handlers are installed by [`Signals::install`], before the port opens: a signal that arrives
+//! between "Listening on" and the server's first poll must not take the default action (kill).
 
-/// Resolves with the signal's name when the process is asked to stop.
-pub async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-        },
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server gracefully");
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Installed handlers for SIGTERM and SIGINT.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves with the signal's name when the process is asked to stop.
+    pub async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

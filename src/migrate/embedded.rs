@@ -34,7 +34,12 @@ fn script(entry: &ScriptEntry) -> Script {
     let sql = MIGRATIONS_DIR
         .get_file(entry.file)
         .and_then(|f| f.contents_utf8())
-        .unwrap_or_else(|| panic!("build bug: {} missing from the embedded migrations", entry.file));
+        .unwrap_or_else(|| {
+            panic!(
+                "build bug: {} missing from the embedded migrations",
+                entry.file
+            )
+        });
     Script {
         file: entry.file.to_string(),
         sql: sql.to_string(),

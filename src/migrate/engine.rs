@@ -119,7 +119,11 @@ impl Status {
 
     /// Dirty rows and edited files stop everything, before any lock is taken; unknown versions
     /// stop only under the strict policy.
-    fn check_integrity(&self, set: &MigrationSet, opts: &MigrateOptions) -> Result<(), MigrateError> {
+    fn check_integrity(
+        &self,
+        set: &MigrationSet,
+        opts: &MigrateOptions,
+    ) -> Result<(), MigrateError> {
         if let Some(&version) = self.dirty.first() {
             let description = self
                 .applied
@@ -268,7 +272,10 @@ impl<'a> Migrator<'a> {
         let total = status.pending.len();
         let mut applied = Vec::with_capacity(total);
         for (i, &version) in status.pending.iter().enumerate() {
-            let m = self.set.get(version).expect("pending versions are embedded");
+            let m = self
+                .set
+                .get(version)
+                .expect("pending versions are embedded");
             tracing::info!(
                 version,
                 file = %m.up.file,
@@ -278,7 +285,11 @@ impl<'a> Migrator<'a> {
                 m.description
             );
             let took = apply_one(conn, m).await?;
-            tracing::info!(version, elapsed_ms = took.as_millis() as u64, "Applied migration {version}");
+            tracing::info!(
+                version,
+                elapsed_ms = took.as_millis() as u64,
+                "Applied migration {version}"
+            );
             applied.push((version, took));
         }
 
@@ -310,7 +321,12 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
             .await
             .map_err(|e| failed(e, true))?;
         let took = started.elapsed();
-        history::mark_succeeded(conn, m.version, i64::try_from(took.as_nanos()).unwrap_or(i64::MAX)).await?;
+        history::mark_succeeded(
+            conn,
+            m.version,
+            i64::try_from(took.as_nanos()).unwrap_or(i64::MAX),
+        )
+        .await?;
         Ok(took)
     } else {
         sqlx::raw_sql(sqlx::AssertSqlSafe(history::transactional_batch(m)))

@@ -108,7 +108,9 @@ pub async fn insert_started(conn: &mut PgConnection, m: &Migration) -> Result<()
     .bind(&m.up.checksum[..])
     .execute(conn)
     .await
-    .map_err(MigrateError::db("recording a non-transactional migration as started"))?;
+    .map_err(MigrateError::db(
+        "recording a non-transactional migration as started",
+    ))?;
     Ok(())
 }
 
@@ -117,12 +119,16 @@ pub async fn mark_succeeded(
     version: i64,
     execution_time_ns: i64,
 ) -> Result<(), MigrateError> {
-    sqlx::query("UPDATE _sqlx_migrations SET success = TRUE, execution_time = $2 WHERE version = $1")
-        .bind(version)
-        .bind(execution_time_ns)
-        .execute(conn)
-        .await
-        .map_err(MigrateError::db("recording a non-transactional migration as finished"))?;
+    sqlx::query(
+        "UPDATE _sqlx_migrations SET success = TRUE, execution_time = $2 WHERE version = $1",
+    )
+    .bind(version)
+    .bind(execution_time_ns)
+    .execute(conn)
+    .await
+    .map_err(MigrateError::db(
+        "recording a non-transactional migration as finished",
+    ))?;
     Ok(())
 }
 
@@ -135,7 +141,12 @@ pub fn describe_sql_error(error: &sqlx::Error, sql: &str) -> String {
     let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() else {
         return db.to_string();
     };
-    let mut out = format!("{} {}: {}", format!("{:?}", pg.severity()).to_uppercase(), pg.code(), pg.message());
+    let mut out = format!(
+        "{} {}: {}",
+        format!("{:?}", pg.severity()).to_uppercase(),
+        pg.code(),
+        pg.message()
+    );
     if let Some(sqlx::postgres::PgErrorPosition::Original(pos)) = pg.position() {
         match line_col(sql, pos) {
             Some((line, col)) => out.push_str(&format!(" (line {line}, column {col})")),

@@ -74,7 +74,11 @@ pub async fn acquire(
             .await
         {
             Ok(_) => {
-                tracing::info!(key, waited_ms = started.elapsed().as_millis() as u64, "Migration lock acquired");
+                tracing::info!(
+                    key,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "Migration lock acquired"
+                );
                 return reset_lock_timeout(conn).await;
             }
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => continue,
@@ -101,11 +105,22 @@ pub async fn release(conn: &mut PgConnection, key: i64) -> Result<(), MigrateErr
     Ok(())
 }
 
+/// A session holding the lock, as `pg_stat_activity` shows it.
+#[derive(sqlx::FromRow)]
+struct Holder {
+    pid: i32,
+    application_name: String,
+    client: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+}
+
 /// Who holds the key, for the log and the timeout error; never fails the wait itself.
 async fn holder(conn: &mut PgConnection, key: i64) -> String {
-    let row: Result<Option<(i32, String, Option<String>, Option<String>, Option<String>)>, _> = sqlx::query_as(
-        "SELECT a.pid, a.application_name, host(a.client_addr), a.state, \
-                to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+    let row = sqlx::query_as::<_, Holder>(
+        "SELECT a.pid, a.application_name, host(a.client_addr) AS client, a.state, \
+                to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC', \
+                        'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
@@ -116,11 +131,13 @@ async fn holder(conn: &mut PgConnection, key: i64) -> String {
     .fetch_optional(conn)
     .await;
     match row {
-        Ok(Some((pid, app, client, state, since))) => format!(
-            "pid {pid} (application_name {app:?}, client {}, state {}, since {})",
-            client.as_deref().unwrap_or("local socket"),
-            state.as_deref().unwrap_or("unknown"),
-            since.as_deref().unwrap_or("unknown"),
+        Ok(Some(h)) => format!(
+            "pid {} (application_name {:?}, client {}, state {}, since {})",
+            h.pid,
+            h.application_name,
+            h.client.as_deref().unwrap_or("local socket"),
+            h.state.as_deref().unwrap_or("unknown"),
+            h.since.as_deref().unwrap_or("unknown"),
         ),
         Ok(None) => "a session that has just released it".to_string(),
         Err(e) => format!("an unknown session (pg_locks not readable: {e})"),

@@ -367,3 +367,186 @@ pub fn render_manifest(specs: &[Spec]) -> String {
     out.push_str("];\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, sql: &str) -> SourceFile {
+        SourceFile {
+            name: name.to_string(),
+            bytes: sql.as_bytes().to_vec(),
+        }
+    }
+
+    /// The single error of a set, checked to name `file`.
+    fn only_error(files: &[SourceFile], file: &str) -> Rule {
+        let errors = build(files).expect_err("set must be rejected");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = &errors[0];
+        assert_eq!(e.file, file);
+        assert!(
+            e.to_string().starts_with(&format!("migrations/{file}: ")),
+            "{e}"
+        );
+        e.rule.clone()
+    }
+
+    #[test]
+    fn reads_names_like_sqlx() {
+        let specs = build(&[
+            f(
+                "20240101000000_create_users_table.sql",
+                "CREATE TABLE users();",
+            ),
+            f(
+                "2_add_index.up.sql",
+                "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (c);",
+            ),
+            f("2_add_index.down.sql", "DROP INDEX i;"),
+            f("README.md", "not a migration"),
+        ])
+        .expect("valid");
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].version, 2);
+        assert_eq!(specs[0].description, "add index");
+        assert_eq!(specs[0].kind, Kind::Reversible);
+        assert!(specs[0].up.no_tx);
+        assert!(!specs[0].down.as_ref().expect("down").no_tx);
+        assert_eq!(specs[1].version, 20240101000000);
+        assert_eq!(specs[1].description, "create users table");
+        assert_eq!(specs[1].kind, Kind::Simple);
+        assert_eq!(specs[1].up.checksum, checksum(b"CREATE TABLE users();"));
+    }
+
+    #[test]
+    fn checksum_is_sha384_of_exact_bytes() {
+        // sha384("abc") from FIPS 180-2.
+        let hex: String = checksum(b"abc")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7"
+        );
+        assert_ne!(checksum(b"SELECT 1;\n"), checksum(b"SELECT 1;\r\n"));
+    }
+
+    #[test]
+    fn no_transaction_only_at_the_very_start() {
+        let specs = build(&[f("1_x.sql", "\n-- no-transaction\nSELECT 1;")]).expect("valid");
+        assert!(!specs[0].up.no_tx);
+    }
+
+    #[test]
+    fn rejects_names_that_do_not_parse() {
+        for name in [
+            "create_users.sql",
+            "nounderscore.sql",
+            "0_zero.sql",
+            "-1_negative.sql",
+            "+1_plus.sql",
+            "99999999999999999999_huge.sql",
+            "1_.sql",
+            "1_.up.sql",
+        ] {
+            let rule = only_error(&[f(name, "SELECT 1;")], name);
+            assert!(matches!(rule, Rule::BadName(_)), "{name}: {rule:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_duplicate_versions() {
+        let rule = only_error(
+            &[f("1_a.sql", "SELECT 1;"), f("001_b.sql", "SELECT 2;")],
+            "1_a.sql",
+        );
+        assert_eq!(
+            rule,
+            Rule::DuplicateVersion {
+                version: 1,
+                other: "001_b.sql".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_down_without_up_and_up_without_down() {
+        let rule = only_error(&[f("3_x.down.sql", "DROP TABLE x;")], "3_x.down.sql");
+        assert_eq!(rule, Rule::DownWithoutUp);
+        let rule = only_error(&[f("3_x.up.sql", "CREATE TABLE x();")], "3_x.up.sql");
+        assert_eq!(rule, Rule::UpWithoutDown);
+    }
+
+    #[test]
+    fn rejects_simple_and_reversible_for_one_version() {
+        let rule = only_error(
+            &[
+                f("4_x.sql", "SELECT 1;"),
+                f("4_x.up.sql", "SELECT 1;"),
+                f("4_x.down.sql", "SELECT 1;"),
+            ],
+            "4_x.sql",
+        );
+        assert_eq!(
+            rule,
+            Rule::MixedKinds {
+                other: "4_x.up.sql".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_pairs_with_different_descriptions() {
+        let rule = only_error(
+            &[f("5_a.up.sql", "SELECT 1;"), f("5_b.down.sql", "SELECT 1;")],
+            "5_b.down.sql",
+        );
+        assert!(matches!(rule, Rule::DescriptionMismatch { .. }), "{rule:?}");
+    }
+
+    #[test]
+    fn rejects_empty_files() {
+        for sql in ["", "  \n\t\n"] {
+            assert_eq!(
+                only_error(&[f("6_empty.sql", sql)], "6_empty.sql"),
+                Rule::Empty
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_utf8() {
+        let file = SourceFile {
+            name: "7_latin1.sql".into(),
+            bytes: b"SELECT 'caf\xe9';".to_vec(),
+        };
+        assert_eq!(
+            only_error(&[file], "7_latin1.sql"),
+            Rule::NotUtf8 { byte_offset: 11 }
+        );
+    }
+
+    #[test]
+    fn reports_every_broken_file_at_once() {
+        let errors = build(&[
+            f("x.sql", "SELECT 1;"),
+            f("8_e.sql", ""),
+            f("9_d.down.sql", "SELECT 1;"),
+        ])
+        .expect_err("rejected");
+        let files: Vec<_> = errors.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(files, ["8_e.sql", "9_d.down.sql", "x.sql"]);
+    }
+
+    #[test]
+    fn rendered_manifest_names_every_file() {
+        let specs =
+            build(&[f("1_a.up.sql", "SELECT 1;"), f("1_a.down.sql", "SELECT 2;")]).expect("valid");
+        let code = render_manifest(&specs);
+        assert!(code.contains("version: 1,"));
+        assert!(code.contains("\"1_a.up.sql\""));
+        assert!(code.contains("Some(ScriptEntry { file: \"1_a.down.sql\""));
+    }
+}

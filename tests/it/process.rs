@@ -1,0 +1,388 @@
+//! The `server` binary as a process: exit codes, `--migrate-only`, serving, signals.
+
+use agent_backend::migrate::embedded;
+
+use crate::support::{TestDb, rows, run_server, spawn_server, table_exists, url_for};
+
+/// A database URL nothing listens on (port 1 is never a PostgreSQL server).
+const UNREACHABLE: &str = "postgres://postgres@127.0.0.1:1/nothing";
+
+#[tokio::test]
+async fn version_names_embedded_migrations() {
+    let out = run_server(UNREACHABLE, &[], &["--version"]).await;
+    assert_eq!(out.code, Some(0));
+    let set = embedded::migrations();
+    let expected = format!(
+        "server {} ({} embedded migrations, newest {})",
+        env!("CARGO_PKG_VERSION"),
+        set.len(),
+        set.newest().unwrap()
+    );
+    assert_eq!(out.stdout.trim(), expected);
+}
+
+#[tokio::test]
+async fn migrate_only_applies_then_finds_nothing_to_do() {
+    let db = TestDb::empty().await;
+    let first = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Migrations completed successfully"),
+        "{}",
+        first.stderr
+    );
+    let mut conn = db.connect().await;
+    assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
+
+    let second = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("Schema up to date"),
+        "{}",
+        second.stderr
+    );
+}
+
+#[tokio::test]
+async fn unreachable_database_exits_4_after_the_configured_retries() {
+    let env = [
+        ("APP_DATABASE__CONNECT_ATTEMPTS", "3"),
+        ("APP_DATABASE__CONNECT_RETRY_DELAY", "50ms"),
+    ];
+    let out = run_server(UNREACHABLE, &env, &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Database connection attempt 1/3 failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("Database connection attempt 2/3 failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("attempt 3/3 failed"),
+        "no retry after the last attempt"
+    );
+    assert!(
+        out.stderr
+            .contains("Migration failed: database unreachable after 3 attempt(s)")
+    );
+}
+
+#[tokio::test]
+async fn failing_migration_exits_5_and_records_nothing() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    // The first product migration creates `conversations`: make it fail.
+    sqlx::raw_sql("CREATE TABLE conversations (squatter int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(5), "{}", out.stderr);
+    let first = embedded::migrations().iter().next().unwrap();
+    assert!(
+        out.stderr
+            .contains(&format!("migrations/{}", first.up.file)),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("42P07"), "{}", out.stderr);
+    assert!(rows(&mut conn).await.is_empty());
+}
+
+#[tokio::test]
+async fn checksum_mismatch_and_dirty_database_exit_6() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let first = embedded::migrations().iter().next().unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = $1")
+        .bind(first.version)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert!(out.stderr.contains(&first.up.file), "{}", out.stderr);
+
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $2, success = false WHERE version = $1")
+        .bind(first.version)
+        .bind(&first.up.checksum[..])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert!(out.stderr.contains("dirty"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn lock_wait_timeout_exits_7() {
+    let db = TestDb::empty().await;
+    let mut holder = db.connect().await;
+    let key = agent_backend::migrate::lock::key_for(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
+    let out = run_server(&db.url, &env, &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("waiting for the migration lock"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_3_naming_the_key() {
+    let out = run_server(
+        UNREACHABLE,
+        &[("APP_DATABASE__MAX_CONECTIONS", "5")],
+        &["--migrate-only"],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("max_conections"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim().lines().count(),
+        1,
+        "one-line cause: {}",
+        out.stderr
+    );
+
+    let out = run_server(UNREACHABLE, &[("PORT", "http")], &["config"]).await;
+    assert_eq!(out.code, Some(3));
+    assert!(
+        out.stderr.to_lowercase().contains("server.port"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run_server(UNREACHABLE, &[("ENVIRONMENT", "staging")], &["config"]).await;
+    assert_eq!(out.code, Some(3));
+    assert!(out.stderr.contains("ENVIRONMENT"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn passwords_never_reach_output_or_logs() {
+    let secret = "Sup3rS3cretPw";
+    let url = format!("postgres://postgres:{secret}@127.0.0.1:1/nothing");
+    let config = run_server(&url, &[], &["config"]).await;
+    assert_eq!(config.code, Some(0));
+    assert!(
+        config
+            .stdout
+            .contains("postgres://postgres:***@127.0.0.1:1/nothing"),
+        "{}",
+        config.stdout
+    );
+    let env = [
+        ("APP_DATABASE__CONNECT_ATTEMPTS", "2"),
+        ("APP_DATABASE__CONNECT_RETRY_DELAY", "10ms"),
+    ];
+    let failed = run_server(&url, &env, &["--migrate-only"]).await;
+    assert_eq!(failed.code, Some(4));
+    let bad_url = format!("postgres://postgres:{secret}@127.0.0.1:notaport/x");
+    let invalid = run_server(&bad_url, &[], &["--migrate-only"]).await;
+    assert_eq!(invalid.code, Some(3));
+    for out in [config, failed, invalid] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn four_concurrent_runners_apply_each_migration_exactly_once() {
+    let db = TestDb::empty().await;
+    let runs = (0..4).map(|_| {
+        let url = db.url.clone();
+        async move { run_server(&url, &[], &["--migrate-only"]).await }
+    });
+    let outs = futures_join_all(runs).await;
+    for out in &outs {
+        // A migration applied twice would fail on its CREATE TABLE (exit 5).
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+    let applied_by_runner: usize = outs
+        .iter()
+        .filter(|o| o.stderr.contains("Migrations completed successfully"))
+        .count();
+    assert!(applied_by_runner >= 1);
+    let mut conn = db.connect().await;
+    let rows = rows(&mut conn).await;
+    assert_eq!(rows.len(), embedded::migrations().len());
+    assert!(rows.iter().all(|r| r.1));
+}
+
+/// Runs futures concurrently on the runtime and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn serves_ready_after_migrating_and_503_when_the_database_goes() {
+    let db = TestDb::empty().await;
+    let mut server = spawn_server(&db.url, &[]).await;
+    let mut conn = db.connect().await;
+    // The port opened, so the stage ran first.
+    assert!(table_exists(&mut conn, "conversations").await);
+    drop(conn);
+    let http = reqwest::Client::new();
+
+    let live = http
+        .get(format!("{}/health/live", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = http
+        .get(format!("{}/health/ready", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["checks"]["schema"]["applied"],
+        embedded::migrations().newest().unwrap()
+    );
+    let summary: serde_json::Value = http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        summary["migrations"]["embedded"],
+        embedded::migrations().len()
+    );
+
+    db.drop_now().await;
+    let ready = http
+        .get(format!("{}/health/ready", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["failed"], serde_json::json!(["database"]));
+    let live = http
+        .get(format!("{}/health/live", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+}
+
+#[tokio::test]
+async fn schema_behind_the_binary_is_not_ready() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[]).await;
+    let mut conn = db.connect().await;
+    let newest = embedded::migrations().newest().unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let ready = reqwest::get(format!("{}/health/ready", server.base))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["failed"], serde_json::json!(["schema"]));
+    assert_eq!(
+        body["checks"]["schema"]["pending"],
+        serde_json::json!([newest])
+    );
+}
+
+#[tokio::test]
+async fn stage_failure_never_opens_the_port() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    sqlx::query("UPDATE _sqlx_migrations SET success = false")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let out = run_server(&db.url, &[], &[]).await;
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+    assert!(out.stderr.contains("Migration failed:"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Listening on"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_stop_the_server_with_exit_0() {
+    for signal in ["TERM", "INT"] {
+        let db = TestDb::migrated().await;
+        let mut server = spawn_server(&db.url, &[]).await;
+        server.signal(signal);
+        assert_eq!(server.wait().await, Some(0), "SIG{signal}");
+        let log = server.stderr.await.unwrap().join("\n");
+        assert!(log.contains("Server stopped"), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn development_creates_a_missing_database() {
+    let name = format!("ab_test_{}", uuid::Uuid::new_v4().simple());
+    let db = TestDb {
+        name: name.clone(),
+        url: url_for(&name),
+    };
+    let out = run_server(
+        &db.url,
+        &[("ENVIRONMENT", "development")],
+        &["--migrate-only"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut conn = db.connect().await;
+    assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
+
+    let missing = format!("ab_test_{}", uuid::Uuid::new_v4().simple());
+    let out = run_server(&url_for(&missing), &[], &["--migrate-only"]).await;
+    assert_eq!(
+        out.code,
+        Some(4),
+        "only development creates databases: {}",
+        out.stderr
+    );
+}

@@ -1,0 +1,308 @@
+//! Test harness: per-test databases, migration sets written to temp dirs, the server process.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use agent_backend::migrate::{MigrateOptions, MigrationSet, Migrator, embedded};
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The URL of another database on the same server.
+pub fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+    let slash = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").unwrap() + 2)
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{database}", &base[..slash]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+pub async fn admin() -> PgConnection {
+    PgConnection::connect(&admin_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "the tests need PostgreSQL at {} ({e}). Start the local cluster \
+             (`pg_ctlcluster $(ls /etc/postgresql) main start`), run `bash .ci/run` (which starts or \
+             installs it), or point TEST_DATABASE_URL at a server where this user may CREATE DATABASE.",
+            admin_url()
+        )
+    })
+}
+
+async fn exec(conn: &mut PgConnection, sql: String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A database of its own for one test, dropped (with its sessions) when the value goes.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new empty database.
+    pub async fn empty() -> Self {
+        Self::create(None).await
+    }
+
+    /// A new database already migrated to the embedded set (copied from a template).
+    pub async fn migrated() -> Self {
+        let template = template().await;
+        Self::create(Some(template)).await
+    }
+
+    async fn create(template: Option<&str>) -> Self {
+        let name = format!("ab_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = admin().await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        exec(&mut admin, sql).await;
+        let _ = admin.close().await;
+        let url = url_for(&name);
+        Self { name, url }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+
+    /// Drops the database now (sessions included): the "database went away" case.
+    pub async fn drop_now(&self) {
+        let mut admin = admin().await;
+        exec(
+            &mut admin,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any async context guarantee: use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A database migrated to the embedded set, named by the set's checksums so a changed set
+/// gets a new template. Built once per test run; never connected to afterwards, so
+/// `CREATE DATABASE … TEMPLATE` can copy it concurrently.
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let mut hash = 0u64;
+            for m in embedded::migrations().iter() {
+                for b in m.up.checksum {
+                    hash = hash.wrapping_mul(31).wrapping_add(u64::from(b));
+                }
+            }
+            let name = format!("ab_tmpl_{hash:016x}");
+            let mut admin = admin().await;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if !exists {
+                let building = format!("{name}_b{}", uuid::Uuid::new_v4().simple());
+                exec(&mut admin, format!("CREATE DATABASE {building}")).await;
+                let mut conn = PgConnection::connect(&url_for(&building)).await.unwrap();
+                Migrator::new(embedded::migrations(), MigrateOptions::default())
+                    .run(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+                let renamed = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {building} RENAME TO {name}"
+                )))
+                .execute(&mut admin)
+                .await;
+                if renamed.is_err() {
+                    // Another test run published it first.
+                    exec(&mut admin, format!("DROP DATABASE {building}")).await;
+                }
+            }
+            name
+        })
+        .await
+}
+
+/// A migration directory written for one test.
+pub struct SetDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl SetDir {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, sql) in files {
+            std::fs::write(dir.path().join(name), sql).unwrap();
+        }
+        Self { dir }
+    }
+
+    pub fn write(&self, name: &str, sql: &str) {
+        std::fs::write(self.dir.path().join(name), sql).unwrap();
+    }
+
+    pub fn set(&self) -> MigrationSet {
+        MigrationSet::from_dir(self.dir.path()).unwrap()
+    }
+}
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `server` with a clean environment: test config, the given database, then `env`.
+pub fn server_cmd(database_url: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.env_clear()
+        .env("ENVIRONMENT", "test")
+        .env("CONFIG_DIR", project_dir().join("config"))
+        .env("DATABASE_URL", database_url)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `server ARGS` to completion (bounded: a hung process fails the test).
+pub async fn run_server(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = server_cmd(database_url, env);
+    cmd.args(args);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("server did not finish within 120 s")
+        .expect("spawn server");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A serving `server` process and the address it bound.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+    pub stderr: tokio::task::JoinHandle<Vec<String>>,
+}
+
+/// Starts `server` (port 0) and waits until it logs the address it listens on: it opens the
+/// port only after the pre-serve stage succeeded.
+pub async fn spawn_server(database_url: &str, env: &[(&str, &str)]) -> Running {
+    let mut cmd = server_cmd(database_url, env);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn server");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("Listening on ").nth(1) {
+                let url = rest.split_whitespace().next().unwrap().to_string();
+                seen.push(line);
+                return url;
+            }
+            seen.push(line);
+        }
+        panic!("server exited before listening:\n{}", seen.join("\n"));
+    })
+    .await
+    .expect("server did not start listening within 60 s");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    let stderr = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    });
+    Running {
+        child,
+        base,
+        stderr,
+    }
+}
+
+impl Running {
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn wait(&mut self) -> Option<i32> {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("server did not exit within 30 s")
+            .unwrap()
+            .code()
+    }
+}
+
+/// Rows of `_sqlx_migrations` as (version, success, checksum).
+pub async fn rows(conn: &mut PgConnection) -> Vec<(i64, bool, Vec<u8>)> {
+    sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
+pub async fn table_exists(conn: &mut PgConnection, name: &str) -> bool {
+    sqlx::query_scalar::<_, Option<String>>("SELECT to_regclass($1)::text")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+        .is_some()
+}
