@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, AppError};
 use crate::config::Settings;
 use crate::exit::Exit;
+use crate::migrate::RepairAction;
+use crate::ops::{self, Op};
 use crate::telemetry;
 
 const VERSION: &str = concat!(
@@ -28,7 +30,8 @@ CONFIG_DIR, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_C
 
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
-out-of-order versions, 7 timed out waiting for the migration lock.";
+out-of-order versions, 7 timed out waiting for the migration lock, 8 migrations pending
+(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version).";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]
@@ -51,6 +54,116 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration (all layers merged) as TOML, secrets masked.
     Config,
+    /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Print one JSON document on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Applied and embedded versions, pending list, dirty / checksum-mismatch / unknown flags.
+    /// Exit 0 up to date, 8 pending, 6 dirty or mismatched.
+    Status,
+    /// Every applied migration: version, description, installed_on, execution time, checksum.
+    History {
+        /// Also show checksums and reversibility.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// One migration: description, state, embedded vs applied checksum, up and down SQL.
+    Show { version: i64 },
+    /// Apply pending migrations (all, or up to --to) under the migration lock.
+    Apply {
+        /// Stop after this version.
+        #[arg(long)]
+        to: Option<i64>,
+        /// Print, in order, what would run (SQL and transaction mode); change nothing, take no lock.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply pending versions older than the newest applied one.
+        #[arg(long)]
+        allow_out_of_order: bool,
+    },
+    /// Revert, newest first, every applied migration newer than VERSION (0 reverts all) with its
+    /// embedded down SQL. Changes nothing if a needed down migration is missing.
+    Rollback {
+        version: i64,
+        /// Confirm without asking (required when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Print what would be reverted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Connectivity, checksums, nothing pending, nothing dirty. Exit 0 only when all hold.
+    Verify,
+    /// Leave a dirty state (a `success = false` row) after fixing the schema by hand.
+    Repair {
+        /// The dirty version (default: the oldest dirty one).
+        #[arg(long)]
+        version: Option<i64>,
+        /// You finished the migration by hand: record it as applied.
+        #[arg(long, conflicts_with = "mark_reverted")]
+        mark_applied: bool,
+        /// You undid its effects by hand: remove the row so it is applied again.
+        #[arg(long)]
+        mark_reverted: bool,
+        /// Confirm (required).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl MigrateCommand {
+    fn into_op(self) -> Op {
+        match self {
+            MigrateCommand::Status => Op::Status,
+            MigrateCommand::History { verbose } => Op::History { verbose },
+            MigrateCommand::Show { version } => Op::Show { version },
+            MigrateCommand::Apply {
+                to,
+                dry_run,
+                allow_out_of_order,
+            } => Op::Apply {
+                to,
+                dry_run,
+                allow_out_of_order,
+            },
+            MigrateCommand::Rollback {
+                version,
+                yes,
+                dry_run,
+            } => Op::Rollback {
+                target: version,
+                yes,
+                dry_run,
+            },
+            MigrateCommand::Verify => Op::Verify,
+            MigrateCommand::Repair {
+                version,
+                mark_applied,
+                mark_reverted,
+                yes,
+            } => Op::Repair {
+                version,
+                action: match (mark_applied, mark_reverted) {
+                    (true, _) => Some(RepairAction::MarkApplied),
+                    (_, true) => Some(RepairAction::MarkReverted),
+                    _ => None,
+                },
+                yes,
+            },
+        }
+    }
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -63,17 +176,22 @@ pub fn run(cli: Cli) -> ExitCode {
             return Exit::Config.into();
         }
     };
-    if let Some(Command::Config) = cli.command {
-        print!("{}", settings.to_masked_toml());
-        return Exit::Success.into();
-    }
     if cli.migrate_only && cli.command.is_some() {
         eprintln!("server: --migrate-only takes no command");
         return Exit::Usage.into();
     }
+    let op = match cli.command {
+        Some(Command::Config) => {
+            print!("{}", settings.to_masked_toml());
+            return Exit::Success.into();
+        }
+        Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
+        None => None,
+    };
 
     telemetry::init(&settings);
-    let runtime = if cli.migrate_only {
+    // One thread is plenty for everything but serving, and starts faster.
+    let runtime = if op.is_some() || cli.migrate_only {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,16 +202,18 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
-            if cli.migrate_only {
-                app::migrate_only(&settings).await
-            } else {
-                app::serve(&settings).await
+            match op {
+                Some((op, json)) => ops::run(&settings, op, json).await,
+                None if cli.migrate_only => {
+                    app::migrate_only(&settings).await.map(|()| Exit::Success)
+                }
+                None => app::serve(&settings).await.map(|()| Exit::Success),
             }
         }),
         Err(e) => Err(AppError::Runtime(e)),
     };
     match result {
-        Ok(()) => Exit::Success.into(),
+        Ok(code) => code.into(),
         Err(e) => {
             // The stage has logged "Migration failed: …"; other failures are logged here.
             if !matches!(e, AppError::Database(_) | AppError::Migrate(_)) {

@@ -24,6 +24,11 @@ pub enum Exit {
     Integrity = 6,
     /// Timed out waiting for another runner's migration lock.
     LockTimeout = 7,
+    /// `migrate status` / `migrate verify`: migrations are pending (nothing else wrong).
+    Pending = 8,
+    /// An operation refused to start: no confirmation, no down migration for a rollback, a
+    /// version that is not embedded. Nothing was changed.
+    Refused = 9,
 }
 
 impl From<Exit> for ExitCode {
@@ -46,6 +51,9 @@ impl From<&AppError> for Exit {
                 | MigrateError::UnknownApplied { .. }
                 | MigrateError::OutOfOrder { .. } => Exit::Integrity,
                 MigrateError::LockTimeout { .. } => Exit::LockTimeout,
+                MigrateError::UnknownTarget(_) | MigrateError::NoDownMigration { .. } => {
+                    Exit::Refused
+                }
             },
             AppError::Serve(_) | AppError::Runtime(_) => Exit::Failure,
         }

@@ -8,4 +8,5 @@ pub mod db;
 pub mod exit;
 pub mod http;
 pub mod migrate;
+pub mod ops;
 pub mod telemetry;

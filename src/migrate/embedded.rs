@@ -24,6 +24,7 @@ pub(crate) struct ScriptEntry {
     file: &'static str,
     checksum: [u8; 48],
     no_tx: bool,
+    settings: &'static [(&'static str, &'static str)],
 }
 
 include!(concat!(env!("OUT_DIR"), "/migrations_manifest.rs"));
@@ -45,6 +46,11 @@ fn script(entry: &ScriptEntry) -> Script {
         sql: sql.to_string(),
         checksum: entry.checksum,
         no_tx: entry.no_tx,
+        settings: entry
+            .settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use super::history::{self, AppliedMigration};
-use super::{MigrateError, Migration, MigrationSet, lock};
+use super::{MigrateError, Migration, MigrationSet, Script, lock};
 
 /// What to do when the database has applied versions this binary does not embed (typically
 /// after rolling a deploy back).
@@ -202,6 +202,15 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+/// What `migrate repair` records for a dirty row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairAction {
+    /// The operator finished the migration by hand: the row becomes `success = true`.
+    MarkApplied,
+    /// The operator undid its effects by hand: the row goes, so the next run applies it again.
+    MarkReverted,
+}
+
 /// Applies a [`MigrationSet`] to one connection.
 pub struct Migrator<'a> {
     set: &'a MigrationSet,
@@ -213,18 +222,53 @@ impl<'a> Migrator<'a> {
         Self { set, opts }
     }
 
+    pub fn set(&self) -> &'a MigrationSet {
+        self.set
+    }
+
     /// Compares the table with the set. One query; no lock, no writes.
     pub async fn status(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
         Ok(Status::compare(self.set, history::read(conn).await?))
     }
 
-    /// The pre-serve stage: status, then (only if something is pending) lock, re-read, apply in
-    /// order, verify, unlock.
+    /// The pre-serve stage: apply everything pending.
     pub async fn run(&self, conn: &mut PgConnection) -> Result<RunReport, MigrateError> {
+        self.apply(conn, None).await
+    }
+
+    /// What `apply` would run, in order, given a status: refuses a dirty or edited database,
+    /// unknown versions under the strict policy, out-of-order versions unless allowed, and a
+    /// target that is not an embedded version.
+    pub fn plan_apply(
+        &self,
+        status: &Status,
+        to: Option<i64>,
+    ) -> Result<Vec<&'a Migration>, MigrateError> {
+        if let Some(to) = to
+            && self.set.get(to).is_none()
+        {
+            return Err(MigrateError::UnknownTarget(to));
+        }
+        status.check_integrity(self.set, &self.opts)?;
+        status.check_order(&self.opts)?;
+        Ok(status
+            .pending
+            .iter()
+            .filter(|&&v| to.is_none_or(|to| v <= to))
+            .filter_map(|&v| self.set.get(v))
+            .collect())
+    }
+
+    /// Status, then (only if something is pending up to `to`) lock, re-read, apply in order,
+    /// verify, unlock.
+    pub async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        to: Option<i64>,
+    ) -> Result<RunReport, MigrateError> {
         let started = Instant::now();
         let status = self.status(conn).await?;
-        status.check_integrity(self.set, &self.opts)?;
-        if status.pending.is_empty() {
+        if self.plan_apply(&status, to)?.is_empty() {
             return Ok(RunReport {
                 applied: Vec::new(),
                 embedded: self.set.len(),
@@ -234,20 +278,11 @@ impl<'a> Migrator<'a> {
                 elapsed: started.elapsed(),
             });
         }
-
-        let key = lock::key_for(conn).await?;
-        lock::acquire(
-            conn,
-            key,
-            self.opts.lock_wait_timeout,
-            self.opts.lock_log_interval,
-        )
-        .await?;
-        let outcome = self.apply_locked(conn).await;
-        // Release on every path; if the connection itself broke, the lock went with it.
-        let released = lock::release(conn, key).await;
-        let (applied, status) = outcome?;
-        released?;
+        let (applied, status) = self
+            .locked(conn, async |conn: &mut PgConnection| {
+                self.apply_locked(conn, to).await
+            })
+            .await?;
         Ok(RunReport {
             applied,
             embedded: self.set.len(),
@@ -258,50 +293,206 @@ impl<'a> Migrator<'a> {
         })
     }
 
+    /// Runs `work` holding the migration lock, releasing it on every path (if the connection
+    /// itself broke, the lock went with it).
+    async fn locked<T>(
+        &self,
+        conn: &mut PgConnection,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, MigrateError>,
+    ) -> Result<T, MigrateError> {
+        let key = lock::key_for(conn).await?;
+        lock::acquire(
+            conn,
+            key,
+            self.opts.lock_wait_timeout,
+            self.opts.lock_log_interval,
+        )
+        .await?;
+        let outcome = async {
+            // PostgreSQL 14+: notice a vanished runner (kill -9, lost network) while a
+            // statement runs, so its transaction and the lock go within a second instead of
+            // when the statement would have finished.
+            sqlx::raw_sql(
+                "SELECT set_config('client_connection_check_interval', '1s', false) \
+                 WHERE current_setting('server_version_num')::int >= 140000",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(MigrateError::db("setting client_connection_check_interval"))?;
+            work(&mut *conn).await
+        }
+        .await;
+        let released = lock::release(conn, key).await;
+        let value = outcome?;
+        released?;
+        Ok(value)
+    }
+
     async fn apply_locked(
         &self,
         conn: &mut PgConnection,
+        to: Option<i64>,
     ) -> Result<(Vec<(i64, Duration)>, Status), MigrateError> {
-        let mut status = self.status(conn).await?;
+        let status = self.status(conn).await?;
         if !status.table_exists {
             history::ensure_table(conn).await?;
         }
-        status.check_integrity(self.set, &self.opts)?;
-        status.check_order(&self.opts)?;
-
-        let total = status.pending.len();
+        let plan = self.plan_apply(&status, to)?;
+        let total = plan.len();
         let mut applied = Vec::with_capacity(total);
-        for (i, &version) in status.pending.iter().enumerate() {
-            let m = self
-                .set
-                .get(version)
-                .expect("pending versions are embedded");
+        for (i, m) in plan.into_iter().enumerate() {
             tracing::info!(
-                version,
+                version = m.version,
                 file = %m.up.file,
                 no_tx = m.up.no_tx,
-                "Applying migration {} of {total}: {version} {}",
+                "Applying migration {} of {total}: {} {}",
                 i + 1,
+                m.version,
                 m.description
             );
             let took = apply_one(conn, m).await?;
             tracing::info!(
-                version,
+                version = m.version,
                 elapsed_ms = took.as_millis() as u64,
-                "Applied migration {version}"
+                "Applied migration {} in {} ms",
+                m.version,
+                took.as_millis()
             );
-            applied.push((version, took));
+            applied.push((m.version, took));
         }
 
-        status = self.status(conn).await?;
-        if !status.is_up_to_date() {
+        let status = self.status(conn).await?;
+        let missing: Vec<i64> = status
+            .pending
+            .iter()
+            .copied()
+            .filter(|&v| to.is_none_or(|to| v <= to))
+            .collect();
+        if !missing.is_empty() || !status.mismatched.is_empty() || !status.dirty.is_empty() {
             return Err(MigrateError::VerifyFailed(format!(
-                "pending {:?}, checksum mismatches {:?}, dirty {:?}",
-                status.pending, status.mismatched, status.dirty
+                "pending {missing:?}, checksum mismatches {:?}, dirty {:?}",
+                status.mismatched, status.dirty
             )));
         }
         Ok((applied, status))
     }
+
+    /// What `rollback <target>` would revert, newest first: every applied version above
+    /// `target`. Refuses (changing nothing) if any of them has no embedded down migration, if
+    /// the database is dirty, or if an applied file was edited.
+    pub fn plan_rollback(
+        &self,
+        status: &Status,
+        target: i64,
+    ) -> Result<Vec<&'a Migration>, MigrateError> {
+        status.check_integrity(
+            self.set,
+            &MigrateOptions {
+                on_unknown_applied: UnknownPolicy::Warn,
+                ..self.opts.clone()
+            },
+        )?;
+        let mut versions: Vec<i64> = status
+            .applied
+            .iter()
+            .filter(|r| r.version > target)
+            .map(|r| r.version)
+            .collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let missing: Vec<i64> = versions
+            .iter()
+            .copied()
+            .filter(|&v| self.set.get(v).is_none_or(|m| m.down.is_none()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(MigrateError::NoDownMigration { versions: missing });
+        }
+        Ok(versions.iter().filter_map(|&v| self.set.get(v)).collect())
+    }
+
+    /// Reverts every applied migration newer than `target`, newest first, under the lock.
+    pub async fn rollback(
+        &self,
+        conn: &mut PgConnection,
+        target: i64,
+    ) -> Result<Vec<(i64, Duration)>, MigrateError> {
+        let status = self.status(conn).await?;
+        if self.plan_rollback(&status, target)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.locked(conn, async |conn: &mut PgConnection| {
+            let status = self.status(conn).await?;
+            let plan = self.plan_rollback(&status, target)?;
+            let total = plan.len();
+            let mut reverted = Vec::with_capacity(total);
+            for (i, m) in plan.into_iter().enumerate() {
+                tracing::info!(
+                    version = m.version,
+                    "Reverting migration {} of {total}: {} {}",
+                    i + 1,
+                    m.version,
+                    m.description
+                );
+                let took = revert_one(conn, m).await?;
+                reverted.push((m.version, took));
+            }
+            Ok(reverted)
+        })
+        .await
+    }
+
+    /// Records the operator's decision for a dirty row (the oldest one, or `version`). Returns
+    /// the row as it was, or `None` when nothing is dirty.
+    pub async fn repair(
+        &self,
+        conn: &mut PgConnection,
+        version: Option<i64>,
+        action: RepairAction,
+    ) -> Result<Option<AppliedMigration>, MigrateError> {
+        self.locked(conn, async |conn: &mut PgConnection| {
+            let status = self.status(conn).await?;
+            let Some(row) = status
+                .applied
+                .iter()
+                .find(|r| !r.success && version.is_none_or(|v| v == r.version))
+                .cloned()
+            else {
+                return Ok(None);
+            };
+            history::record_repair(conn, row.version, action).await?;
+            Ok(Some(row))
+        })
+        .await
+    }
+}
+
+/// Runs a script's SQL, wrapped in its header settings when it has any.
+async fn with_settings<T>(
+    conn: &mut PgConnection,
+    script: &Script,
+    run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if script.settings.is_empty() {
+        return run(conn).await;
+    }
+    let set: String = script
+        .settings
+        .iter()
+        .map(|(k, v)| format!("SET {k} = '{v}';"))
+        .collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+        .execute(&mut *conn)
+        .await?;
+    let result = run(&mut *conn).await;
+    let reset: String = script
+        .settings
+        .iter()
+        .map(|(k, _)| format!("RESET {k};"))
+        .collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+        .execute(&mut *conn)
+        .await?;
+    result
 }
 
 /// Runs one migration with its bookkeeping: in one implicit transaction (one round trip), or,
@@ -316,10 +507,12 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
     };
     if m.up.no_tx {
         history::insert_started(conn, m).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.up.sql.clone()))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| failed(e, true))?;
+        let sql = m.up.sql.clone();
+        with_settings(conn, &m.up, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, true))?;
         let took = started.elapsed();
         history::mark_succeeded(
             conn,
@@ -329,10 +522,46 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
         .await?;
         Ok(took)
     } else {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(history::transactional_batch(m)))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| failed(e, false))?;
+        let batch = history::transactional_batch(m);
+        with_settings(conn, &m.up, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, false))?;
         Ok(started.elapsed())
     }
+}
+
+/// Reverts one migration with its down SQL and deletes its row, atomically when the down file
+/// is transactional; otherwise the row is marked dirty first, so a failure stays visible.
+async fn revert_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, MigrateError> {
+    let down = m
+        .down
+        .as_ref()
+        .expect("planned rollbacks have a down migration");
+    let started = Instant::now();
+    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
+        version: m.version,
+        file: down.file.clone(),
+        message: history::describe_sql_error(&e, &down.sql),
+        dirty,
+    };
+    if down.no_tx {
+        history::mark_dirty(conn, m.version).await?;
+        let sql = down.sql.clone();
+        with_settings(conn, down, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, true))?;
+        history::delete(conn, m.version).await?;
+    } else {
+        let batch = history::revert_batch(m.version, down);
+        with_settings(conn, down, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, false))?;
+    }
+    Ok(started.elapsed())
 }

@@ -73,6 +73,17 @@ pub enum MigrateError {
         newest_applied: i64,
     },
 
+    /// `apply --to` names a version this binary does not embed.
+    #[error("version {0} is not an embedded migration; `server migrate status` lists them")]
+    UnknownTarget(i64),
+
+    /// A rollback would need down migrations this binary does not have; nothing was changed.
+    #[error(
+        "cannot roll back: applied migration(s) {versions:?} have no embedded down migration \
+         (simple migrations, or versions this binary does not embed); nothing was changed"
+    )]
+    NoDownMigration { versions: Vec<i64> },
+
     /// After applying, the table does not show every embedded migration applied and matching.
     #[error("verification after applying failed: {0}")]
     VerifyFailed(String),

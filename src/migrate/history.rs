@@ -132,6 +132,57 @@ pub async fn mark_succeeded(
     Ok(())
 }
 
+/// A down migration and the removal of its row as one implicit transaction (one round trip).
+pub fn revert_batch(version: i64, down: &super::Script) -> String {
+    format!(
+        "{sql}\n;\nDELETE FROM _sqlx_migrations WHERE version = {version}",
+        sql = down.sql
+    )
+}
+
+/// Before a non-transactional down migration runs: the row turns dirty, committed.
+pub async fn mark_dirty(conn: &mut PgConnection, version: i64) -> Result<(), MigrateError> {
+    sqlx::query("UPDATE _sqlx_migrations SET success = FALSE WHERE version = $1")
+        .bind(version)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db(
+            "marking a non-transactional revert as started",
+        ))?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut PgConnection, version: i64) -> Result<(), MigrateError> {
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(version)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("deleting a reverted migration's row"))?;
+    Ok(())
+}
+
+/// `migrate repair`: a dirty row becomes applied, or goes.
+pub async fn record_repair(
+    conn: &mut PgConnection,
+    version: i64,
+    action: super::engine::RepairAction,
+) -> Result<(), MigrateError> {
+    let sql = match action {
+        super::engine::RepairAction::MarkApplied => {
+            "UPDATE _sqlx_migrations SET success = TRUE WHERE version = $1 AND NOT success"
+        }
+        super::engine::RepairAction::MarkReverted => {
+            "DELETE FROM _sqlx_migrations WHERE version = $1 AND NOT success"
+        }
+    };
+    sqlx::query(sql)
+        .bind(version)
+        .execute(conn)
+        .await
+        .map_err(MigrateError::db("recording the repair"))?;
+    Ok(())
+}
+
 /// PostgreSQL's error for a migration's SQL, with the line and column in the file when the
 /// server gives a position inside it.
 pub fn describe_sql_error(error: &sqlx::Error, sql: &str) -> String {

@@ -57,6 +57,8 @@ pub struct Script {
     /// SHA-384 of the file bytes, as sqlx stores it in `_sqlx_migrations.checksum`.
     pub checksum: [u8; 48],
     pub no_tx: bool,
+    /// Session settings from the file's header (`-- lock_timeout: 30s`), applied around it.
+    pub settings: Vec<(String, String)>,
 }
 
 /// One validated migration version.
@@ -88,6 +90,9 @@ pub enum Rule {
     Empty,
     /// The file is not valid UTF-8.
     NotUtf8 { byte_offset: usize },
+    /// A header setting that is not `-- lock_timeout: <duration>` or
+    /// `-- statement_timeout: <duration>`.
+    BadHeader(String),
 }
 
 /// A file that breaks a rule; `Display` names the file first.
@@ -129,6 +134,10 @@ impl fmt::Display for ManifestError {
                 "up and down files have different descriptions (migrations/{other}); name them alike"
             ),
             Rule::Empty => write!(f, "empty migration file; write its SQL or remove it"),
+            Rule::BadHeader(why) => write!(
+                f,
+                "bad header setting ({why}); use e.g. `-- lock_timeout: 30s` or `-- statement_timeout: 10min`"
+            ),
             Rule::NotUtf8 { byte_offset } => write!(
                 f,
                 "not valid UTF-8 (first bad byte at offset {byte_offset}); save the file as UTF-8"
@@ -173,6 +182,44 @@ pub fn is_sql_file(name: &str) -> bool {
     name.ends_with(".sql") && !name.starts_with('.')
 }
 
+/// Session settings a file may override in its leading comment lines.
+pub const HEADER_SETTINGS: [&str; 2] = ["lock_timeout", "statement_timeout"];
+
+/// Reads `-- <setting>: <value>` lines from the file's leading comment block. The value is a
+/// PostgreSQL duration: digits, optionally followed by a unit (ms, s, min, h, d).
+pub fn header_settings(sql: &str) -> Result<Vec<(String, String)>, String> {
+    let mut settings = Vec::new();
+    for line in sql.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix("--") else {
+            break;
+        };
+        let Some((key, value)) = comment.split_once(':') else {
+            continue;
+        };
+        let key = key.trim();
+        if !HEADER_SETTINGS.contains(&key) {
+            continue;
+        }
+        let value = value.trim();
+        let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &value[digits.len()..];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !["", "ms", "s", "min", "h", "d"].contains(&unit)
+        {
+            return Err(format!(
+                "{key}: {value:?} is not a duration such as 30s or 10min"
+            ));
+        }
+        settings.push((key.to_string(), value.to_string()));
+    }
+    Ok(settings)
+}
+
 /// SHA-384 of the bytes, exactly as sqlx 0.9 computes a migration checksum.
 pub fn checksum(bytes: &[u8]) -> [u8; 48] {
     Sha384::digest(bytes).into()
@@ -213,6 +260,7 @@ fn script(file: &SourceFile) -> Result<Script, Rule> {
         sql: sql.to_string(),
         checksum: checksum(&file.bytes),
         no_tx: sql.starts_with(NO_TRANSACTION_MARKER),
+        settings: header_settings(sql).map_err(Rule::BadHeader)?,
     })
 }
 
@@ -342,9 +390,17 @@ pub fn build(files: &[SourceFile]) -> Result<Vec<Spec>, Vec<ManifestError>> {
 /// the `include_dir` copy of the directory at run time. Written by `build.rs` into `OUT_DIR`.
 pub fn render_manifest(specs: &[Spec]) -> String {
     fn script(s: &Script) -> String {
+        let settings: Vec<String> = s
+            .settings
+            .iter()
+            .map(|(k, v)| format!("({k:?}, {v:?})"))
+            .collect();
         format!(
-            "ScriptEntry {{ file: {:?}, checksum: {:?}, no_tx: {} }}",
-            s.file, s.checksum, s.no_tx
+            "ScriptEntry {{ file: {:?}, checksum: {:?}, no_tx: {}, settings: &[{}] }}",
+            s.file,
+            s.checksum,
+            s.no_tx,
+            settings.join(", ")
         )
     }
     let mut out = String::from(
@@ -538,6 +594,24 @@ mod tests {
         .expect_err("rejected");
         let files: Vec<_> = errors.iter().map(|e| e.file.as_str()).collect();
         assert_eq!(files, ["8_e.sql", "9_d.down.sql", "x.sql"]);
+    }
+
+    #[test]
+    fn header_settings_are_read_from_leading_comments_only() {
+        let sql = "-- no-transaction\n-- lock_timeout: 30s\n--statement_timeout:10min\nSELECT 1;\n-- lock_timeout: 1s\n";
+        let specs = build(&[f("1_x.sql", sql)]).expect("valid");
+        assert_eq!(
+            specs[0].up.settings,
+            [
+                ("lock_timeout".to_string(), "30s".to_string()),
+                ("statement_timeout".to_string(), "10min".to_string())
+            ]
+        );
+        let rule = only_error(
+            &[f("2_y.sql", "-- lock_timeout: soon\nSELECT 1;")],
+            "2_y.sql",
+        );
+        assert!(matches!(rule, Rule::BadHeader(_)), "{rule:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod history;
 pub mod lock;
 pub mod manifest;
 
-pub use engine::{MigrateOptions, Migrator, RunReport, Status, UnknownPolicy};
+pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Status, UnknownPolicy};
 pub use error::MigrateError;
 pub use manifest::{Kind, Script, Spec as Migration};
 

@@ -417,3 +417,45 @@ async fn lock_key_is_the_one_sqlx_migrator_takes() {
     lock::release(&mut holder, key).await.unwrap();
     sqlx_run.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn header_settings_guard_one_migration_only() {
+    let db = TestDb::empty().await;
+    let dir = SetDir::new(&[
+        (
+            "1_guarded.sql",
+            "-- statement_timeout: 50ms\nSELECT pg_sleep(2);",
+        ),
+        ("2_after.sql", "CREATE TABLE after ();"),
+    ]);
+    let err = run(&db, &dir.set(), opts()).await.unwrap_err();
+    let MigrateError::Failed {
+        version: 1,
+        message,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(
+        message.contains("57014"),
+        "statement_timeout from the header applied: {message}"
+    );
+
+    // The setting is reset afterwards: a later migration on the same session is unaffected.
+    let dir = SetDir::new(&[
+        ("1_guarded.sql", "-- statement_timeout: 5s\nSELECT 1;"),
+        ("2_slowish.sql", "SELECT pg_sleep(0.2);"),
+    ]);
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    Migrator::new(&dir.set(), opts())
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "0");
+}

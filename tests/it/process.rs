@@ -386,3 +386,37 @@ async fn development_creates_a_missing_database() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn sslmode_in_database_url_is_honoured() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let require = format!(
+        "{}?sslmode=require",
+        db.url.replace("postgres://", "postgresql://")
+    );
+    let out = run_server(&require, &[], &["--migrate-only"]).await;
+    if ssl == "on" {
+        assert_eq!(
+            out.code,
+            Some(0),
+            "TLS required and offered: {}",
+            out.stderr
+        );
+        // A self-signed local certificate does not pass full verification.
+        let verify = format!("{}?sslmode=verify-full", db.url);
+        let out = run_server(&verify, &[], &["--migrate-only"]).await;
+        assert_eq!(out.code, Some(4), "{}", out.stderr);
+    } else {
+        assert_eq!(
+            out.code,
+            Some(4),
+            "TLS required but the server has ssl=off: {}",
+            out.stderr
+        );
+    }
+}

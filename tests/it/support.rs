@@ -306,3 +306,26 @@ pub async fn table_exists(conn: &mut PgConnection, name: &str) -> bool {
         .unwrap()
         .is_some()
 }
+
+/// The public schema as text (columns, indexes, constraints), for before/after comparisons.
+pub async fn schema_snapshot(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ( \
+           SELECT format('col %s.%s %s %s %s', table_name, column_name, data_type, is_nullable, column_default) AS x \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+           UNION ALL SELECT format('idx %s', indexdef) FROM pg_indexes WHERE schemaname = 'public' \
+           UNION ALL SELECT format('con %s %s', conname, pg_get_constraintdef(oid)) \
+             FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
+         ) s",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+    .unwrap_or_default()
+}
+
+/// Parses a command's stdout as JSON, failing the test with the output when it is not.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", out.stdout, out.stderr))
+}

@@ -1,0 +1,349 @@
+//! `server migrate …` as processes: output (JSON parsed), exit codes, and what each changes.
+
+use agent_backend::migrate::embedded;
+use serde_json::json;
+
+use crate::support::{TestDb, json, rows, run_server, schema_snapshot, table_exists};
+
+fn versions() -> Vec<i64> {
+    embedded::migrations().iter().map(|m| m.version).collect()
+}
+
+#[tokio::test]
+async fn status_history_show_verify_report_and_exit_by_state() {
+    let db = TestDb::migrated().await;
+    let newest = *versions().last().unwrap();
+
+    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    let s = json(&status);
+    assert_eq!(s["up_to_date"], true);
+    assert_eq!(s["applied_newest"], newest);
+    assert_eq!(s["embedded_count"], versions().len());
+
+    let history = run_server(&db.url, &[], &["migrate", "history", "--verbose", "--json"]).await;
+    assert_eq!(history.code, Some(0));
+    let h = json(&history);
+    let listed: Vec<i64> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, versions());
+    assert!(
+        h.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["checksum"] == "matches" && r["reversible"] == true)
+    );
+
+    let show = run_server(
+        &db.url,
+        &[],
+        &["migrate", "show", &newest.to_string(), "--json"],
+    )
+    .await;
+    assert_eq!(show.code, Some(0));
+    let m = json(&show);
+    assert_eq!(m["state"], "applied");
+    assert_eq!(m["embedded_checksum"], m["applied_checksum"]);
+    assert!(m["up_sql"].as_str().unwrap().contains("CREATE TABLE"));
+    assert!(m["down_sql"].as_str().unwrap().contains("DROP TABLE"));
+    let unknown = run_server(&db.url, &[], &["migrate", "show", "42"]).await;
+    assert_eq!(unknown.code, Some(9));
+
+    let verify = run_server(&db.url, &[], &["migrate", "verify", "--json"]).await;
+    assert_eq!(verify.code, Some(0));
+    assert_eq!(json(&verify)["ok"], true);
+
+    // Pending: exit 8 from status and verify.
+    let mut conn = db.connect().await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(newest)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
+    assert_eq!(status.code, Some(8));
+    assert_eq!(json(&status)["pending"][0]["version"], newest);
+    let verify = run_server(&db.url, &[], &["migrate", "verify", "--json"]).await;
+    assert_eq!(verify.code, Some(8));
+    let failed: Vec<_> = json(&verify)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].clone())
+        .collect();
+    assert_eq!(failed, [json!("pending")]);
+
+    // Dirty: exit 6, and the human status names it.
+    sqlx::query("UPDATE _sqlx_migrations SET success = false WHERE version = $1")
+        .bind(versions()[0])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let status = run_server(&db.url, &[], &["migrate", "status"]).await;
+    assert_eq!(status.code, Some(6));
+    assert!(
+        status
+            .stdout
+            .contains(&format!("Dirty:              {}", versions()[0])),
+        "{}",
+        status.stdout
+    );
+}
+
+#[tokio::test]
+async fn dry_runs_change_nothing_and_take_no_lock() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    let before = schema_snapshot(&mut conn).await;
+    // Hold the migration lock: a dry run must not wait for it.
+    let key = agent_backend::migrate::lock::key_for(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
+
+    let plan = run_server(&db.url, &env, &["migrate", "apply", "--dry-run", "--json"]).await;
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    let p = json(&plan);
+    let planned: Vec<i64> = p["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(planned, versions());
+    assert!(
+        p["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["transaction"] == true && s["sql"].is_string())
+    );
+    assert_eq!(schema_snapshot(&mut conn).await, before);
+    assert!(!table_exists(&mut conn, "_sqlx_migrations").await);
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    run_server(&db.url, &[], &["--migrate-only"]).await;
+    let migrated = schema_snapshot(&mut conn).await;
+    let rows_before = rows(&mut conn).await;
+    let plan = run_server(
+        &db.url,
+        &[],
+        &["migrate", "rollback", "0", "--dry-run", "--json"],
+    )
+    .await;
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    let newest_first: Vec<i64> = json(&plan)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        newest_first,
+        versions().into_iter().rev().collect::<Vec<_>>()
+    );
+    assert_eq!(schema_snapshot(&mut conn).await, migrated);
+    assert_eq!(rows(&mut conn).await, rows_before);
+}
+
+#[tokio::test]
+async fn apply_rollback_apply_round_trip_gives_the_same_schema() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    let empty = run_server(&db.url, &[], &["migrate", "apply"]).await;
+    assert_eq!(empty.code, Some(0), "{}", empty.stderr);
+    let first = schema_snapshot(&mut conn).await;
+
+    let back = run_server(
+        &db.url,
+        &[],
+        &["migrate", "rollback", "0", "--yes", "--json"],
+    )
+    .await;
+    assert_eq!(back.code, Some(0), "{}", back.stderr);
+    assert_eq!(
+        json(&back)["reverted"].as_array().unwrap().len(),
+        versions().len()
+    );
+    assert!(rows(&mut conn).await.is_empty());
+    assert!(!table_exists(&mut conn, "conversations").await);
+
+    let again = run_server(&db.url, &[], &["migrate", "apply"]).await;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(schema_snapshot(&mut conn).await, first);
+}
+
+#[tokio::test]
+async fn apply_to_stops_at_the_target_and_refuses_unknown_ones() {
+    let db = TestDb::empty().await;
+    let first = versions()[0].to_string();
+    let out = run_server(&db.url, &[], &["migrate", "apply", "--to", &first]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut conn = db.connect().await;
+    assert_eq!(rows(&mut conn).await.len(), 1);
+    let out = run_server(&db.url, &[], &["migrate", "apply", "--to", "12345"]).await;
+    assert_eq!(out.code, Some(9), "{}", out.stderr);
+    assert_eq!(rows(&mut conn).await.len(), 1);
+}
+
+#[tokio::test]
+async fn rollback_refuses_without_yes_or_without_down_sql() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let before = schema_snapshot(&mut conn).await;
+    let out = run_server(&db.url, &[], &["migrate", "rollback", "0"]).await;
+    assert_eq!(out.code, Some(9), "{}", out.stderr);
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+
+    // A version this binary does not embed has no down SQL here: refuse, change nothing.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let out = run_server(&db.url, &[], &["migrate", "rollback", "0", "--yes"]).await;
+    assert_eq!(out.code, Some(9), "{}", out.stderr);
+    assert!(out.stderr.contains("99990101000000"), "{}", out.stderr);
+    assert_eq!(schema_snapshot(&mut conn).await, before);
+    assert_eq!(rows(&mut conn).await.len(), versions().len() + 1);
+}
+
+#[tokio::test]
+async fn database_ahead_of_the_binary_serves_by_default_and_is_strict_on_request() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let out = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("does not embed"), "{}", out.stderr);
+    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
+    assert_eq!(
+        json(&status)["unknown_applied"],
+        json!([99990101000000_i64])
+    );
+    let strict = [("APP_MIGRATIONS__ON_UNKNOWN_APPLIED", "error")];
+    let out = run_server(&db.url, &strict, &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(6), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn repair_records_the_operators_decision() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let newest = *versions().last().unwrap();
+    let mark_dirty = "UPDATE _sqlx_migrations SET success = false WHERE version = $1";
+    sqlx::query(mark_dirty)
+        .bind(newest)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let refused = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(refused.code, Some(6));
+    assert!(
+        refused.stderr.contains("migrate repair"),
+        "{}",
+        refused.stderr
+    );
+    let explain = run_server(&db.url, &[], &["migrate", "repair"]).await;
+    assert_eq!(explain.code, Some(9));
+    assert!(
+        explain.stderr.contains("--mark-applied") && explain.stderr.contains("--mark-reverted")
+    );
+    assert!(
+        rows(&mut conn).await.iter().any(|r| !r.1),
+        "nothing changed without --yes"
+    );
+
+    // The operator finished it by hand.
+    let applied = run_server(
+        &db.url,
+        &[],
+        &["migrate", "repair", "--mark-applied", "--yes"],
+    )
+    .await;
+    assert_eq!(applied.code, Some(0), "{}", applied.stderr);
+    assert_eq!(
+        run_server(&db.url, &[], &["--migrate-only"]).await.code,
+        Some(0)
+    );
+
+    // The operator undid it by hand: the row goes and the next run applies it again.
+    sqlx::query(mark_dirty)
+        .bind(newest)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql("DROP TABLE ui_artifact_versions; DROP TABLE ui_artifacts;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let reverted = run_server(
+        &db.url,
+        &[],
+        &["migrate", "repair", "--mark-reverted", "--yes", "--json"],
+    )
+    .await;
+    assert_eq!(reverted.code, Some(0), "{}", reverted.stderr);
+    assert_eq!(json(&reverted)["repaired"], newest);
+    let rerun = run_server(&db.url, &[], &["--migrate-only"]).await;
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(table_exists(&mut conn, "ui_artifacts").await);
+
+    let nothing = run_server(
+        &db.url,
+        &[],
+        &["migrate", "repair", "--mark-applied", "--yes"],
+    )
+    .await;
+    assert_eq!(nothing.code, Some(0));
+    assert!(nothing.stdout.contains("Nothing to repair"));
+}
+
+#[tokio::test]
+async fn eight_concurrent_runners_apply_each_migration_exactly_once_over_trials() {
+    for trial in 0..3 {
+        let db = TestDb::empty().await;
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { run_server(&url, &[], &["--migrate-only"]).await })
+            })
+            .collect();
+        for h in handles {
+            let out = h.await.unwrap();
+            // A migration applied twice fails on its CREATE TABLE (exit 5).
+            assert_eq!(out.code, Some(0), "trial {trial}: {}", out.stderr);
+        }
+        let mut conn = db.connect().await;
+        let rows = rows(&mut conn).await;
+        assert_eq!(
+            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            versions(),
+            "trial {trial}"
+        );
+        assert!(rows.iter().all(|r| r.1));
+    }
+}
