@@ -58,8 +58,8 @@ async fn start_runner_and_wait_for_sleep(db: &TestDb, dir: &SetDir) -> tokio::pr
     let started = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let sleeping: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'crash-runner' \
-                 AND state = 'active' AND wait_event = 'PgSleep')",
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'crash-runner' AND state = 'active' AND wait_event = 'PgSleep')",
             )
             .fetch_one(&mut observer)
             .await

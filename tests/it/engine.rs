@@ -5,9 +5,8 @@ use std::time::Duration;
 use agent_backend::migrate::{
     MigrateError, MigrateOptions, MigrationSet, Migrator, UnknownPolicy, embedded, lock,
 };
-use sqlx::Connection;
 
-use crate::support::{SetDir, TestDb, rows, table_exists};
+use crate::support::{SetDir, TestDb, hold_migration_lock, rows, table_exists};
 
 fn opts() -> MigrateOptions {
     MigrateOptions {
@@ -70,16 +69,7 @@ async fn empty_database_gets_every_migration_with_sqlx_rows() {
 async fn second_run_applies_nothing_and_takes_no_lock() {
     let db = TestDb::migrated().await;
     // Another session holds the migration key: a run that tried to lock would time out.
-    let mut holder = db.connect().await;
-    let key = lock::key_for(&mut holder).await.unwrap();
-    lock::acquire(
-        &mut holder,
-        key,
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let (mut holder, key) = hold_migration_lock(&db, "test-holder").await;
 
     let report = run(
         &db,
@@ -293,19 +283,7 @@ async fn unknown_applied_versions_warn_by_default_and_stop_when_strict() {
 #[tokio::test]
 async fn lock_wait_times_out_naming_the_holder() {
     let db = TestDb::empty().await;
-    let mut holder =
-        sqlx::PgConnection::connect(&format!("{}?application_name=lock-holder-test", db.url))
-            .await
-            .unwrap();
-    let key = lock::key_for(&mut holder).await.unwrap();
-    lock::acquire(
-        &mut holder,
-        key,
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let _holder = hold_migration_lock(&db, "lock-holder-test").await;
 
     let err = run(
         &db,
@@ -370,16 +348,7 @@ async fn database_migrated_by_sqlx_is_accepted_and_the_reverse() {
 #[tokio::test]
 async fn lock_key_is_the_one_sqlx_migrator_takes() {
     let db = TestDb::empty().await;
-    let mut holder = db.connect().await;
-    let key = lock::key_for(&mut holder).await.unwrap();
-    lock::acquire(
-        &mut holder,
-        key,
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let (mut holder, key) = hold_migration_lock(&db, "test-holder").await;
 
     let url = db.url.clone();
     let sqlx_run = tokio::spawn(async move {

@@ -3,7 +3,9 @@
 use agent_backend::migrate::embedded;
 use serde_json::json;
 
-use crate::support::{TestDb, json, rows, run_server, schema_snapshot, table_exists};
+use crate::support::{
+    TestDb, hold_migration_lock, json, rows, run_server, schema_snapshot, table_exists,
+};
 
 fn versions() -> Vec<i64> {
     embedded::migrations().iter().map(|m| m.version).collect()
@@ -100,15 +102,8 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
     let db = TestDb::empty().await;
     let mut conn = db.connect().await;
     let before = schema_snapshot(&mut conn).await;
-    // Hold the migration lock: a dry run must not wait for it.
-    let key = agent_backend::migrate::lock::key_for(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(key)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // Another session holds the migration lock: a dry run must not wait for it.
+    let (holder, _key) = hold_migration_lock(&db, "test-holder").await;
     let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
 
     let plan = run_server(&db.url, &env, &["migrate", "apply", "--dry-run", "--json"]).await;
@@ -130,11 +125,7 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
     );
     assert_eq!(schema_snapshot(&mut conn).await, before);
     assert!(!table_exists(&mut conn, "_sqlx_migrations").await);
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(key)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::Connection::close(holder).await.unwrap();
 
     run_server(&db.url, &[], &["--migrate-only"]).await;
     let migrated = schema_snapshot(&mut conn).await;

@@ -2,7 +2,9 @@
 
 use agent_backend::migrate::embedded;
 
-use crate::support::{TestDb, rows, run_server, spawn_server, table_exists, url_for};
+use crate::support::{
+    TestDb, hold_migration_lock, rows, run_server, spawn_server, table_exists, url_for,
+};
 
 /// A database URL nothing listens on (port 1 is never a PostgreSQL server).
 const UNREACHABLE: &str = "postgres://postgres@127.0.0.1:1/nothing";
@@ -123,15 +125,7 @@ async fn checksum_mismatch_and_dirty_database_exit_6() {
 #[tokio::test]
 async fn lock_wait_timeout_exits_7() {
     let db = TestDb::empty().await;
-    let mut holder = db.connect().await;
-    let key = agent_backend::migrate::lock::key_for(&mut holder)
-        .await
-        .unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(key)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let _holder = hold_migration_lock(&db, "test-holder").await;
     let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
     let out = run_server(&db.url, &env, &["--migrate-only"]).await;
     assert_eq!(out.code, Some(7), "{}", out.stderr);

@@ -329,3 +329,20 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", out.stdout, out.stderr))
 }
+
+/// A session of its own holding the migration lock of `db` (as another runner would), with
+/// `application_name = holder_name`. Returns the session and the key.
+pub async fn hold_migration_lock(db: &TestDb, holder_name: &str) -> (PgConnection, i64) {
+    let mut holder = PgConnection::connect(&format!("{}?application_name={holder_name}", db.url))
+        .await
+        .unwrap();
+    let key = agent_backend::migrate::lock::key_for(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    (holder, key)
+}
