@@ -61,6 +61,68 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub migrations: MigrationSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+/// API authentication: `Authorization: Bearer <key>` against these keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Accepted API keys (env `API_KEYS`, comma-separated). Required in production; when empty
+    /// (development, test) the API is open.
+    #[serde(deserialize_with = "api_keys", serialize_with = "masked_keys")]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An API key: compared in constant time, printed masked.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub fn new_for_tests(key: &str) -> Self {
+        Self(key.to_string())
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+fn api_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ApiKey>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    let keys = match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(s) => s.split(',').map(str::to_string).collect(),
+    };
+    let keys: Vec<ApiKey> = keys
+        .into_iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .map(ApiKey)
+        .collect();
+    if let Some(short) = keys.iter().find(|k| k.0.len() < 16) {
+        return Err(serde::de::Error::custom(format!(
+            "an API key of {} characters is too short (at least 16)",
+            short.0.len()
+        )));
+    }
+    Ok(keys)
+}
+
+fn masked_keys<S: Serializer>(keys: &[ApiKey], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(|_| "***"))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +134,8 @@ pub struct ServerSettings {
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     #[serde(with = "duration_str")]
     pub shutdown_grace: Duration,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +228,11 @@ impl Settings {
             .merge(Env::raw().only(&["HOST"]).map(|_| "server.host".into()))
             .merge(Env::raw().only(&["PORT"]).map(|_| "server.port".into()))
             .merge(Env::raw().only(&["DEBUG"]).map(|_| "debug".into()))
+            .merge(
+                Env::raw()
+                    .only(&["API_KEYS"])
+                    .map(|_| "auth.api_keys".into()),
+            )
             .merge(("environment", environment));
         let settings: Settings = figment.extract().map_err(|e| {
             let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
@@ -193,6 +262,15 @@ impl Settings {
             || db.health_timeout.is_zero()
         {
             return bad("database.*_timeout", "must be greater than 0");
+        }
+        if self.environment == Environment::Production && self.auth.api_keys.is_empty() {
+            return bad(
+                "auth.api_keys",
+                "required in production: set API_KEYS to one or more comma-separated keys",
+            );
+        }
+        if self.server.body_limit_bytes == 0 {
+            return bad("server.body_limit_bytes", "must be greater than 0");
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(

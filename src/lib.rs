@@ -1,10 +1,12 @@
 //! agent-backend: the library behind the `server` binary. `main.rs` only parses the command
 //! line; everything else lives here so tests drive the same code the binary runs.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod exit;
 pub mod http;
 pub mod migrate;

@@ -5,6 +5,7 @@
 //! lets in-flight requests finish within `server.shutdown_grace`, then returns.
 
 pub mod health;
+pub mod middleware;
 mod shutdown;
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::migrate::{MigrationSet, UnknownPolicy};
+use middleware::{BearerAuth, BodyLimit, RequestContext};
 
 pub use shutdown::Signals;
 
@@ -53,13 +55,26 @@ impl AppState {
     }
 }
 
-/// The application's routes.
-pub fn routes(state: AppState) -> impl poem::Endpoint {
+/// The application's routes. Health checks and the API documents are open; the API needs a
+/// key when keys are configured. Every error leaves as a problem document.
+pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
+    let api = crate::api::service(state.pool.clone());
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
     Route::new()
+        .nest(
+            "/api/v1",
+            api.with(BodyLimit(settings.server.body_limit_bytes))
+                .with(BearerAuth::new(&settings.auth.api_keys)),
+        )
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
         .at("/health", get(health::summary))
         .at("/health/live", get(health::live))
         .at("/health/ready", get(health::ready))
         .with(CatchPanic::new())
+        .catch_all_error(crate::api::error::from_poem_error)
+        .with(RequestContext)
         .data(state)
 }
 
@@ -102,6 +117,6 @@ pub async fn serve_until(
         );
     };
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(state), signal, Some(grace))
+        .run_with_graceful_shutdown(routes(settings, state), signal, Some(grace))
         .await
 }

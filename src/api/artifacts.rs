@@ -1,0 +1,359 @@
+//! UI artifacts (components, forms, charts the agent renders) with optimistic concurrency: an
+//! update names the version it was based on (`If-Match: "3"` or `"version": 3`); a stale one
+//! gets 412 (If-Match) or 409 (body) and changes nothing. Every version stays readable.
+
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::{ApiError, ErrorResponse};
+use crate::domain::{Invalid, Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
+
+/// A UI artifact at its current version.
+#[derive(Debug, Clone, Object)]
+pub struct Artifact {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// What the client renders: `chart`, `form`, `table`, …
+    pub kind: String,
+    pub title: String,
+    /// The component's specification (any JSON but null).
+    pub spec: Value,
+    /// Starts at 1; each update adds 1. Also the ETag.
+    pub version: i32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// One stored version of an artifact.
+#[derive(Debug, Clone, Object)]
+pub struct ArtifactVersion {
+    pub artifact_id: Uuid,
+    pub version: i32,
+    pub title: String,
+    pub spec: Value,
+    pub created_at: OffsetDateTime,
+}
+
+/// Body of `POST /conversations/{id}/artifacts`.
+#[derive(Debug, Object)]
+pub struct NewArtifact {
+    /// 1–64 characters: letters, digits, `-`, `_`, `.`.
+    pub kind: String,
+    /// 1–200 characters after trimming.
+    pub title: String,
+    /// Any JSON but null, at most 256 KiB.
+    pub spec: Value,
+}
+
+/// Body of `PATCH /artifacts/{id}`.
+#[derive(Debug, Object)]
+pub struct ArtifactUpdate {
+    pub title: Option<String>,
+    pub spec: Option<Value>,
+    /// The version this update is based on (or send `If-Match`).
+    pub version: Option<i32>,
+}
+
+#[derive(Debug, Object)]
+pub struct ArtifactPage {
+    pub items: Vec<Artifact>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ArtifactVersionPage {
+    pub items: Vec<ArtifactVersion>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum Created {
+    #[oai(status = 201)]
+    Created(Json<Artifact>, #[oai(header = "ETag")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum Current {
+    #[oai(status = 200)]
+    Ok(Json<Artifact>, #[oai(header = "ETag")] String),
+}
+
+fn etag(version: i32) -> String {
+    format!("\"{version}\"")
+}
+
+/// `"3"`, `W/"3"` or `3` → `Some(3)`; `*` → `None` (any version).
+fn parse_if_match(raw: &str) -> std::result::Result<Option<i32>, ApiError> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    let raw = raw.strip_prefix("W/").unwrap_or(raw);
+    raw.trim_matches('"')
+        .parse::<i32>()
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Some)
+        .ok_or(ApiError::BadIfMatch)
+}
+
+pub struct ArtifactsApi {
+    pub pool: PgPool,
+}
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[OpenApi(tag = "ApiTags::Artifacts")]
+impl ArtifactsApi {
+    /// Create an artifact in a conversation (version 1).
+    #[oai(
+        path = "/conversations/:id/artifacts",
+        method = "post",
+        operation_id = "createArtifact"
+    )]
+    async fn create(&self, id: Path<Uuid>, body: Json<NewArtifact>) -> Result<Created> {
+        let kind = Kind::parse(&body.kind)?;
+        let title = Title::parse(&body.title)?;
+        let spec = Spec::parse(body.0.spec)?;
+        let row = sqlx::query_as!(
+            Artifact,
+            r#"WITH a AS (
+                   INSERT INTO ui_artifacts (conversation_id, kind, title, spec)
+                   SELECT id, $2, $3, $4 FROM conversations WHERE id = $1
+                   RETURNING id, conversation_id, kind, title, spec, version, created_at, updated_at
+               ), v AS (
+                   INSERT INTO ui_artifact_versions (artifact_id, version, title, spec)
+                   SELECT id, version, title, spec FROM a
+               )
+               SELECT id AS "id!", conversation_id AS "conversation_id!", kind AS "kind!",
+                      title AS "title!", spec AS "spec!", version AS "version!",
+                      created_at AS "created_at!", updated_at AS "updated_at!"
+               FROM a"#,
+            id.0,
+            kind.as_str(),
+            title.as_str(),
+            spec.into_value(),
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ApiError::NotFound("conversation"))?;
+        let tag = etag(row.version);
+        Ok(Created::Created(Json(row), tag))
+    }
+
+    /// List a conversation's artifacts, oldest first.
+    #[oai(
+        path = "/conversations/:id/artifacts",
+        method = "get",
+        operation_id = "listArtifacts"
+    )]
+    async fn list(
+        &self,
+        id: Path<Uuid>,
+        /// Page size, 1–100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<ArtifactPage>> {
+        let limit = Limit::parse(limit.0)?;
+        let after = TimeCursor::parse(cursor.0.as_deref())?;
+        let mut items = sqlx::query_as!(
+            Artifact,
+            r#"SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
+               FROM ui_artifacts
+               WHERE conversation_id = $1
+                 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid))
+               ORDER BY created_at, id LIMIT $4"#,
+            id.0,
+            after.map(|c| c.created_at),
+            after.map(|c| c.id),
+            limit.get() + 1,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if items.is_empty() {
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS "e!""#,
+                id.0
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if !exists {
+                return Err(ApiError::NotFound("conversation").into());
+            }
+        }
+        let max = usize::try_from(limit.get()).unwrap_or(usize::MAX);
+        let mut next_cursor = None;
+        if items.len() > max {
+            items.truncate(max);
+            next_cursor = items.last().map(|a| TimeCursor::encode(a.created_at, a.id));
+        }
+        Ok(Json(ArtifactPage { items, next_cursor }))
+    }
+
+    /// Get an artifact at its current version (`ETag` carries the version).
+    #[oai(path = "/artifacts/:id", method = "get", operation_id = "getArtifact")]
+    async fn get(&self, id: Path<Uuid>) -> Result<Current> {
+        let row = sqlx::query_as!(
+            Artifact,
+            "SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
+             FROM ui_artifacts WHERE id = $1",
+            id.0
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(ApiError::NotFound("artifact"))?;
+        let tag = etag(row.version);
+        Ok(Current::Ok(Json(row), tag))
+    }
+
+    /// Update an artifact's title and/or spec, based on a known version. Stores a new version.
+    #[oai(
+        path = "/artifacts/:id",
+        method = "patch",
+        operation_id = "updateArtifact"
+    )]
+    async fn update(
+        &self,
+        id: Path<Uuid>,
+        /// The version the update is based on, e.g. `"3"` (the `ETag` of a previous read).
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<ArtifactUpdate>,
+    ) -> Result<Current> {
+        let via_if_match = if_match.0.is_some();
+        let expected = match if_match.0.as_deref() {
+            Some(raw) => parse_if_match(raw)?,
+            None => Some(body.version.ok_or_else(|| Invalid {
+                field: "version",
+                message: "required: send the version this update is based on, or If-Match".into(),
+            })?),
+        };
+        let title = body.title.as_deref().map(Title::parse).transpose()?;
+        let spec = body.0.spec.map(Spec::parse).transpose()?;
+        let row = sqlx::query_as!(
+            Artifact,
+            r#"WITH a AS (
+                   UPDATE ui_artifacts
+                   SET title = coalesce($3, title), spec = coalesce($4, spec),
+                       version = version + 1, updated_at = now()
+                   WHERE id = $1 AND ($2::int IS NULL OR version = $2)
+                   RETURNING id, conversation_id, kind, title, spec, version, created_at, updated_at
+               ), v AS (
+                   INSERT INTO ui_artifact_versions (artifact_id, version, title, spec)
+                   SELECT id, version, title, spec FROM a
+               )
+               SELECT id AS "id!", conversation_id AS "conversation_id!", kind AS "kind!",
+                      title AS "title!", spec AS "spec!", version AS "version!",
+                      created_at AS "created_at!", updated_at AS "updated_at!"
+               FROM a"#,
+            id.0,
+            expected,
+            title.as_ref().map(Title::as_str),
+            spec.map(Spec::into_value),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            let tag = etag(row.version);
+            return Ok(Current::Ok(Json(row), tag));
+        }
+        let current = sqlx::query_scalar!("SELECT version FROM ui_artifacts WHERE id = $1", id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Err(match current {
+            None => ApiError::NotFound("artifact"),
+            Some(current) => ApiError::VersionConflict {
+                current,
+                via_if_match,
+            },
+        }
+        .into())
+    }
+
+    /// List every stored version of an artifact, oldest first.
+    #[oai(
+        path = "/artifacts/:id/versions",
+        method = "get",
+        operation_id = "listArtifactVersions"
+    )]
+    async fn versions(
+        &self,
+        id: Path<Uuid>,
+        /// Page size, 1–100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<ArtifactVersionPage>> {
+        let limit = Limit::parse(limit.0)?;
+        let after = parse_seq_cursor(cursor.0.as_deref())?;
+        let mut items = sqlx::query_as!(
+            ArtifactVersion,
+            "SELECT artifact_id, version, title, spec, created_at FROM ui_artifact_versions
+             WHERE artifact_id = $1 AND version > $2 ORDER BY version LIMIT $3",
+            id.0,
+            i32::try_from(after).unwrap_or(i32::MAX),
+            limit.get() + 1,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if items.is_empty() {
+            let exists = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM ui_artifacts WHERE id = $1) AS "e!""#,
+                id.0
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if !exists {
+                return Err(ApiError::NotFound("artifact").into());
+            }
+        }
+        let max = usize::try_from(limit.get()).unwrap_or(usize::MAX);
+        let mut next_cursor = None;
+        if items.len() > max {
+            items.truncate(max);
+            next_cursor = items.last().map(|v| v.version.to_string());
+        }
+        Ok(Json(ArtifactVersionPage { items, next_cursor }))
+    }
+
+    /// Get one stored version of an artifact.
+    #[oai(
+        path = "/artifacts/:id/versions/:version",
+        method = "get",
+        operation_id = "getArtifactVersion"
+    )]
+    async fn version(&self, id: Path<Uuid>, version: Path<i32>) -> Result<Json<ArtifactVersion>> {
+        sqlx::query_as!(
+            ArtifactVersion,
+            "SELECT artifact_id, version, title, spec, created_at FROM ui_artifact_versions
+             WHERE artifact_id = $1 AND version = $2",
+            id.0,
+            version.0,
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("artifact version").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_if_match;
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(parse_if_match("\"3\"").ok(), Some(Some(3)));
+        assert_eq!(parse_if_match("W/\"3\"").ok(), Some(Some(3)));
+        assert_eq!(parse_if_match("*").ok(), Some(None));
+        assert!(parse_if_match("\"abc\"").is_err());
+        assert!(parse_if_match("0").is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! Conversations: create, list (newest first, cursor pages, archived filter), get, patch,
+//! archive/unarchive, delete (messages and artifacts go with it).
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::error::{ApiError, ErrorResponse};
+use crate::domain::{Limit, Metadata, TimeCursor, Title};
+
+/// A conversation between a user and the agent.
+#[derive(Debug, Clone, Object)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub title: String,
+    /// Free-form JSON object for the client.
+    pub metadata: Value,
+    pub archived: bool,
+    pub archived_at: Option<OffsetDateTime>,
+    /// Number of messages (also the sequence number of the newest one).
+    pub message_count: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Body of `POST /conversations`.
+#[derive(Debug, Object)]
+pub struct NewConversation {
+    /// 1–200 characters after trimming.
+    pub title: String,
+    /// A JSON object (default `{}`), at most 256 KiB.
+    pub metadata: Option<Value>,
+}
+
+/// Body of `PATCH /conversations/{id}`: the fields to change.
+#[derive(Debug, Object)]
+pub struct ConversationPatch {
+    pub title: Option<String>,
+    /// Replaces the metadata object.
+    pub metadata: Option<Value>,
+}
+
+/// One page of conversations, newest first.
+#[derive(Debug, Object)]
+pub struct ConversationPage {
+    pub items: Vec<Conversation>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum Created {
+    #[oai(status = 201)]
+    Created(Json<Conversation>),
+}
+
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// Deleted, with its messages and artifacts.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+pub struct ConversationsApi {
+    pub pool: PgPool,
+}
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+fn not_found() -> ErrorResponse {
+    ApiError::NotFound("conversation").into()
+}
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl ConversationsApi {
+    /// Create a conversation.
+    #[oai(
+        path = "/conversations",
+        method = "post",
+        operation_id = "createConversation"
+    )]
+    async fn create(&self, body: Json<NewConversation>) -> Result<Created> {
+        let title = Title::parse(&body.title)?;
+        let metadata = match body.0.metadata {
+            Some(m) => Metadata::parse(m)?,
+            None => Metadata::empty(),
+        };
+        let row = sqlx::query_as!(
+            Conversation,
+            r#"INSERT INTO conversations (title, metadata) VALUES ($1, $2)
+               RETURNING id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
+                         last_seq AS message_count, created_at, updated_at"#,
+            title.as_str(),
+            metadata.into_value(),
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Created::Created(Json(row)))
+    }
+
+    /// List conversations, newest first.
+    #[oai(
+        path = "/conversations",
+        method = "get",
+        operation_id = "listConversations"
+    )]
+    async fn list(
+        &self,
+        /// Page size, 1–100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// `true`: only archived; `false`: only active; absent: all.
+        archived: Query<Option<bool>>,
+    ) -> Result<Json<ConversationPage>> {
+        let limit = Limit::parse(limit.0)?;
+        let after = TimeCursor::parse(cursor.0.as_deref())?;
+        let mut items = sqlx::query_as!(
+            Conversation,
+            r#"SELECT id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
+                      last_seq AS message_count, created_at, updated_at
+               FROM conversations
+               WHERE ($1::bool IS NULL OR (archived_at IS NOT NULL) = $1)
+                 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $4"#,
+            archived.0,
+            after.map(|c| c.created_at),
+            after.map(|c| c.id),
+            limit.get() + 1,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let next_cursor = page_cursor(&mut items, limit);
+        Ok(Json(ConversationPage { items, next_cursor }))
+    }
+
+    /// Get one conversation.
+    #[oai(
+        path = "/conversations/:id",
+        method = "get",
+        operation_id = "getConversation"
+    )]
+    async fn get(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+        sqlx::query_as!(
+            Conversation,
+            r#"SELECT id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
+                      last_seq AS message_count, created_at, updated_at
+               FROM conversations WHERE id = $1"#,
+            id.0
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+    }
+
+    /// Change the title and/or replace the metadata.
+    #[oai(
+        path = "/conversations/:id",
+        method = "patch",
+        operation_id = "updateConversation"
+    )]
+    async fn patch(
+        &self,
+        id: Path<Uuid>,
+        body: Json<ConversationPatch>,
+    ) -> Result<Json<Conversation>> {
+        let title = body.title.as_deref().map(Title::parse).transpose()?;
+        let metadata = body.0.metadata.map(Metadata::parse).transpose()?;
+        sqlx::query_as!(
+            Conversation,
+            r#"UPDATE conversations
+               SET title = coalesce($2, title), metadata = coalesce($3, metadata), updated_at = now()
+               WHERE id = $1
+               RETURNING id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
+                         last_seq AS message_count, created_at, updated_at"#,
+            id.0,
+            title.as_ref().map(Title::as_str),
+            metadata.map(Metadata::into_value),
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+    }
+
+    /// Archive a conversation (idempotent).
+    #[oai(
+        path = "/conversations/:id/archive",
+        method = "post",
+        operation_id = "archiveConversation"
+    )]
+    async fn archive(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+        self.set_archived(id.0, true).await
+    }
+
+    /// Unarchive a conversation (idempotent).
+    #[oai(
+        path = "/conversations/:id/unarchive",
+        method = "post",
+        operation_id = "unarchiveConversation"
+    )]
+    async fn unarchive(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+        self.set_archived(id.0, false).await
+    }
+
+    /// Delete a conversation with its messages and artifacts.
+    #[oai(
+        path = "/conversations/:id",
+        method = "delete",
+        operation_id = "deleteConversation"
+    )]
+    async fn delete(&self, id: Path<Uuid>) -> Result<Deleted> {
+        let deleted =
+            sqlx::query_scalar!("DELETE FROM conversations WHERE id = $1 RETURNING id", id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        deleted.map(|_| Deleted::Deleted).ok_or_else(not_found)
+    }
+}
+
+impl ConversationsApi {
+    async fn set_archived(&self, id: Uuid, archived: bool) -> Result<Json<Conversation>> {
+        sqlx::query_as!(
+            Conversation,
+            r#"UPDATE conversations
+               SET archived_at = CASE WHEN $2 THEN coalesce(archived_at, now()) END,
+                   updated_at = now()
+               WHERE id = $1
+               RETURNING id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
+                         last_seq AS message_count, created_at, updated_at"#,
+            id,
+            archived,
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+    }
+}
+
+/// Trims a `limit + 1` fetch to `limit` items and returns the cursor after the last one when
+/// there was more.
+fn page_cursor(items: &mut Vec<Conversation>, limit: Limit) -> Option<String> {
+    let limit = usize::try_from(limit.get()).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(|c| TimeCursor::encode(c.created_at, c.id))
+}

@@ -1,0 +1,229 @@
+//! The one mapping from errors to HTTP: every failure of the API, the framework's own (bad
+//! JSON, wrong content type, unknown route) included, becomes an RFC 9457
+//! `application/problem+json` body with the right status. Bad input is always a 4xx.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::domain::{BadCursor, Invalid};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI reference naming the problem type (`about:blank`: the status says it all).
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, and what to do about it.
+    pub detail: String,
+    /// Fields that failed validation (422).
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<FieldError>>,
+    /// The artifact's current version (409/412).
+    #[oai(skip_serializing_if_is_none)]
+    pub current_version: Option<i32>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Object)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        let kind = match status {
+            StatusCode::UNPROCESSABLE_ENTITY => "/problems/validation",
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => "/problems/version-conflict",
+            _ => "about:blank",
+        };
+        Self {
+            kind: kind.to_string(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+            current_version: None,
+        }
+    }
+
+    /// A plain poem response, for errors raised outside the typed handlers.
+    pub fn into_response(self) -> poem::Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.to_json().map(|v| v.to_string()).unwrap_or_default();
+        poem::Response::builder()
+            .status(status)
+            .content_type(PROBLEM_JSON)
+            .body(body)
+    }
+}
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error(transparent)]
+    BadCursor(#[from] BadCursor),
+    #[error("If-Match must be an artifact version such as \"3\"")]
+    BadIfMatch,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(
+        "the artifact is at version {current}; this update was based on an older one: reload it and retry"
+    )]
+    VersionConflict { current: i32, via_if_match: bool },
+    #[error("the database is busy: no connection became free in time; retry shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable,
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadCursor(_) | ApiError::BadIfMatch => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::VersionConflict {
+                via_if_match: true, ..
+            } => StatusCode::PRECONDITION_FAILED,
+            ApiError::VersionConflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let mut problem = Problem::new(self.status(), self.to_string());
+        match self {
+            ApiError::Invalid(e) => {
+                problem.errors = Some(vec![FieldError {
+                    field: e.field.to_string(),
+                    message: e.message.clone(),
+                }]);
+            }
+            ApiError::VersionConflict { current, .. } => problem.current_version = Some(*current),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "internal error while handling a request");
+            }
+            _ => {}
+        }
+        problem
+    }
+}
+
+/// The error responses every operation documents.
+#[derive(Debug, ApiResponse)]
+pub enum ErrorResponse {
+    /// Malformed JSON, a bad id or cursor, or a bad `If-Match`.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Missing or unknown API key (when keys are configured).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The body's `version` is not the artifact's current version.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// `If-Match` does not name the artifact's current version.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Json<Problem>),
+    /// The body is larger than the configured limit.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// A field failed validation (empty or too long, unknown role, limit out of range, …).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Unexpected server error (never caused by input).
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// The database is unreachable or its pool exhausted; retry.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+impl From<ApiError> for ErrorResponse {
+    fn from(e: ApiError) -> Self {
+        let problem = Json(e.problem());
+        match e.status() {
+            StatusCode::BAD_REQUEST => ErrorResponse::BadRequest(problem),
+            StatusCode::NOT_FOUND => ErrorResponse::NotFound(problem),
+            StatusCode::CONFLICT => ErrorResponse::Conflict(problem),
+            StatusCode::PRECONDITION_FAILED => ErrorResponse::PreconditionFailed(problem),
+            StatusCode::UNPROCESSABLE_ENTITY => ErrorResponse::Unprocessable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => ErrorResponse::Unavailable(problem),
+            _ => ErrorResponse::Internal(problem),
+        }
+    }
+}
+
+impl From<Invalid> for ErrorResponse {
+    fn from(e: Invalid) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<BadCursor> for ErrorResponse {
+    fn from(e: BadCursor) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<sqlx::Error> for ErrorResponse {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// Errors the framework raised before or around a handler (unparsable JSON or path, wrong
+/// content type, body too large, unknown route, method not allowed, unauthorized) as problems.
+pub async fn from_poem_error(err: poem::Error) -> poem::Response {
+    // A handler's own `ErrorResponse` travels as an error wrapping its finished problem
+    // response: send that as it is.
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let detail = match status {
+        StatusCode::NOT_FOUND => "no such route; see /openapi.json".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "method not allowed on this route; see /openapi.json".to_string()
+        }
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = %err, "internal error while handling a request");
+            "internal error".to_string()
+        }
+        _ => err.to_string(),
+    };
+    let mut response = Problem::new(status, detail).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}

@@ -1,0 +1,209 @@
+//! Request middleware: request ids and access logs, the body-size bound, API-key auth.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::config::ApiKey;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the client's `X-Request-Id` when it is sane, else a new UUID),
+/// runs it inside a span carrying that id so every log line of the request shows it, echoes it
+/// in the response, and logs one access line.
+pub struct RequestContext;
+
+impl<E: Endpoint> Middleware<E> for RequestContext {
+    type Output = RequestContextEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestContextEndpoint(ep)
+    }
+}
+
+pub struct RequestContextEndpoint<E>(E);
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_string())
+}
+
+impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(sane_request_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let span = tracing::info_span!("request", request_id = %id, %method, %path);
+        async move {
+            let started = Instant::now();
+            let mut response = match self.0.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(e) => e.into_response(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID, value);
+            }
+            let status = response.status().as_u16();
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            if path.starts_with("/health") {
+                tracing::debug!(status, elapsed_us, "request");
+            } else {
+                tracing::info!(status, elapsed_us, "request");
+            }
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// Rejects bodies over `limit` bytes with 413: by `Content-Length` before reading, and by
+/// counting for chunked bodies, so memory per request stays bounded.
+pub struct BodyLimit(pub usize);
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint(ep, self.0)
+    }
+}
+
+pub struct BodyLimitEndpoint<E>(E, usize);
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let limit = self.1;
+        let too_large = |size: String| {
+            poem::Error::from_string(
+                format!("the request body is {size} bytes; the limit is {limit}"),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(len) if len > limit as u64 => return Err(too_large(len.to_string())),
+            Some(_) => {}
+            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+                let body = req
+                    .take_body()
+                    .into_bytes_limit(limit)
+                    .await
+                    .map_err(|_| too_large("more than".to_string() + &format!(" {limit}")))?;
+                req.set_body(body);
+            }
+            None => {}
+        }
+        self.0.call(req).await
+    }
+}
+
+/// `Authorization: Bearer <key>` against the configured keys. Keys are compared as SHA-256
+/// digests in constant time, so neither length nor content leaks through timing. No keys
+/// configured: the API is open.
+#[derive(Clone)]
+pub struct BearerAuth {
+    digests: Arc<Vec<[u8; 32]>>,
+}
+
+impl BearerAuth {
+    pub fn new(keys: &[ApiKey]) -> Self {
+        Self {
+            digests: Arc::new(
+                keys.iter()
+                    .map(|k| Sha256::digest(k.expose().as_bytes()).into())
+                    .collect(),
+            ),
+        }
+    }
+
+    fn accepts(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // No early exit: every key is compared.
+        self.digests
+            .iter()
+            .fold(false, |found, key| found | constant_time_eq(key, &digest))
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl<E: Endpoint> Middleware<E> for BearerAuth {
+    type Output = BearerAuthEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        BearerAuthEndpoint(ep, self.clone())
+    }
+}
+
+pub struct BearerAuthEndpoint<E>(E, BearerAuth);
+
+impl<E: Endpoint> Endpoint for BearerAuthEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        if !self.1.digests.is_empty() {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match token {
+                Some(t) if self.1.accepts(t) => {}
+                Some(_) => {
+                    return Err(poem::Error::from_string(
+                        "unknown API key",
+                        StatusCode::UNAUTHORIZED,
+                    ));
+                }
+                None => {
+                    return Err(poem::Error::from_string(
+                        "missing API key: send Authorization: Bearer <key>",
+                        StatusCode::UNAUTHORIZED,
+                    ));
+                }
+            }
+        }
+        self.0.call(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_accepts_only_configured_keys() {
+        let auth = BearerAuth::new(&[ApiKey::new_for_tests("k1-0123456789abcdef")]);
+        assert!(auth.accepts("k1-0123456789abcdef"));
+        assert!(!auth.accepts("k1-0123456789abcdeF"));
+        assert!(!auth.accepts(""));
+    }
+
+    #[test]
+    fn request_ids_from_clients_are_bounded() {
+        assert!(sane_request_id(&HeaderValue::from_static("abc-123")).is_some());
+        assert!(sane_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(sane_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,717 @@
+//! The product API over HTTP against a real server process and its own database.
+
+use std::collections::HashSet;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Running, TestDb, run_server, spawn_server};
+
+struct Api {
+    _db: TestDb,
+    server: Running,
+    http: Client,
+}
+
+impl Api {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let db = TestDb::migrated().await;
+        let server = spawn_server(&db.url, env).await;
+        Self {
+            _db: db,
+            server,
+            http: Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.server.base)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Response {
+        self.http
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn conversation(&self, title: &str) -> Value {
+        ok(
+            self.post("/conversations", json!({ "title": title })).await,
+            201,
+        )
+        .await
+    }
+}
+
+/// The JSON body of a response with the expected status.
+async fn ok(resp: Response, status: u16) -> Value {
+    let got = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(got.as_u16(), status, "{body}");
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// The problem document of an error response, checked for RFC 9457 shape.
+async fn problem(resp: Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// Walks every page of a listing; returns the ids in order and the number of pages.
+async fn all_pages(api: &Api, path: &str, limit: u32) -> (Vec<String>, usize) {
+    let (mut ids, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{path}{sep}limit={limit}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = ok(api.get(&url).await, 200).await;
+        pages += 1;
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (ids, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn conversations_round_trip() {
+    let api = Api::start(&[]).await;
+    let created = ok(
+        api.post(
+            "/conversations",
+            json!({ "title": "  Trip planning ", "metadata": { "pinned": true } }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["title"], "Trip planning");
+    assert_eq!(created["metadata"], json!({ "pinned": true }));
+    assert_eq!(created["archived"], false);
+    assert_eq!(
+        ok(api.get(&format!("/conversations/{id}")).await, 200).await,
+        created
+    );
+
+    let patched = ok(
+        api.patch(
+            &format!("/conversations/{id}"),
+            json!({ "title": "Renamed" }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (patched["title"].clone(), patched["metadata"].clone()),
+        (json!("Renamed"), json!({ "pinned": true }))
+    );
+    let patched = ok(
+        api.patch(
+            &format!("/conversations/{id}"),
+            json!({ "metadata": { "x": 1 } }),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (patched["title"].clone(), patched["metadata"].clone()),
+        (json!("Renamed"), json!({ "x": 1 }))
+    );
+
+    let other = api.conversation("Other").await;
+    let archived = ok(
+        api.post(&format!("/conversations/{id}/archive"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(archived["archived"], true);
+    let only_archived = ok(api.get("/conversations?archived=true").await, 200).await;
+    assert_eq!(only_archived["items"].as_array().unwrap().len(), 1);
+    assert_eq!(only_archived["items"][0]["id"], id);
+    let active = ok(api.get("/conversations?archived=false").await, 200).await;
+    assert_eq!(active["items"][0]["id"], other["id"]);
+    assert_eq!(active["items"].as_array().unwrap().len(), 1);
+    let unarchived = ok(
+        api.post(&format!("/conversations/{id}/unarchive"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(unarchived["archived"], false);
+
+    ok(
+        api.post(
+            &format!("/conversations/{id}/messages"),
+            json!({ "role": "user", "content": "hi" }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let deleted = api
+        .http
+        .delete(api.url(&format!("/conversations/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    problem(api.get(&format!("/conversations/{id}")).await, 404).await;
+    problem(api.get(&format!("/conversations/{id}/messages")).await, 404).await;
+    problem(
+        api.http
+            .delete(api.url(&format!("/conversations/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn conversation_pages_cover_everything_once_newest_first() {
+    let api = Api::start(&[]).await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(
+            api.conversation(&format!("c{i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (ids, pages) = all_pages(&api, "/conversations", 3).await;
+    assert_eq!(pages, 3);
+    created.reverse();
+    assert_eq!(ids, created, "newest first, no duplicates, no gaps");
+}
+
+#[tokio::test]
+async fn messages_append_list_and_get() {
+    let api = Api::start(&[]).await;
+    let id = api.conversation("Chat").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut sent = Vec::new();
+    for (i, role) in ["system", "user", "assistant", "tool", "user"]
+        .iter()
+        .enumerate()
+    {
+        let body = json!({
+            "role": role,
+            "content": format!("message {i}"),
+            "parts": [{ "type": "text", "text": format!("message {i}") }],
+            "tool_call_id": if *role == "tool" { json!("call_1") } else { Value::Null },
+        });
+        let m = ok(
+            api.post(&format!("/conversations/{id}/messages"), body)
+                .await,
+            201,
+        )
+        .await;
+        assert_eq!(m["seq"], i as i64 + 1);
+        sent.push(m);
+    }
+    let (ids, pages) = all_pages(&api, &format!("/conversations/{id}/messages"), 2).await;
+    assert_eq!(pages, 3);
+    assert_eq!(
+        ids,
+        sent.iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    let one = ok(
+        api.get(&format!(
+            "/conversations/{id}/messages/{}",
+            sent[3]["id"].as_str().unwrap()
+        ))
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(one, sent[3]);
+    assert_eq!(one["tool_call_id"], "call_1");
+    let conversation = ok(api.get(&format!("/conversations/{id}")).await, 200).await;
+    assert_eq!(conversation["message_count"], 5);
+    let missing = uuid::Uuid::new_v4();
+    problem(
+        api.get(&format!("/conversations/{id}/messages/{missing}"))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        api.post(
+            &format!("/conversations/{missing}/messages"),
+            json!({ "role": "user", "content": "x" }),
+        )
+        .await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_appends_get_sequence_one_to_fifty() {
+    let api = Api::start(&[]).await;
+    let id = api.conversation("Busy").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = api.url(&format!("/conversations/{id}/messages"));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (http, url) = (api.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .json(&json!({ "role": "user", "content": format!("m{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 201);
+                resp.json::<Value>().await.unwrap()["seq"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=50).collect::<Vec<_>>(),
+        "dense, no gaps, no duplicates"
+    );
+    let listed = ok(
+        api.get(&format!("/conversations/{id}/messages?limit=100"))
+            .await,
+        200,
+    )
+    .await;
+    let listed: Vec<i64> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, (1..=50).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn artifacts_keep_every_version_under_optimistic_concurrency() {
+    let api = Api::start(&[]).await;
+    let cid = api.conversation("Dashboard").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = api
+        .post(
+            &format!("/conversations/{cid}/artifacts"),
+            json!({ "kind": "bar-chart", "title": "Sales", "spec": { "bars": [1, 2] } }),
+        )
+        .await;
+    assert_eq!(resp.headers()["etag"], "\"1\"");
+    let created = ok(resp, 201).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["version"], 1);
+
+    let update = |if_match: Option<&str>, body: Value| {
+        let mut req = api
+            .http
+            .patch(api.url(&format!("/artifacts/{id}")))
+            .json(&body);
+        if let Some(tag) = if_match {
+            req = req.header("If-Match", tag);
+        }
+        req.send()
+    };
+    let v2 = update(Some("\"1\""), json!({ "spec": { "bars": [1, 2, 3] } }))
+        .await
+        .unwrap();
+    assert_eq!(v2.headers()["etag"], "\"2\"");
+    let v2 = ok(v2, 200).await;
+    assert_eq!(
+        (v2["version"].clone(), v2["title"].clone()),
+        (json!(2), json!("Sales"))
+    );
+
+    let stale = problem(
+        update(Some("\"1\""), json!({ "title": "Lost" }))
+            .await
+            .unwrap(),
+        412,
+    )
+    .await;
+    assert_eq!(stale["current_version"], 2);
+    let stale = problem(
+        update(None, json!({ "title": "Lost", "version": 1 }))
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    assert_eq!(stale["current_version"], 2);
+    problem(
+        update(None, json!({ "title": "No version" }))
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    problem(
+        update(Some("soon"), json!({ "title": "x" })).await.unwrap(),
+        400,
+    )
+    .await;
+    let v3 = ok(
+        update(None, json!({ "title": "Sales by month", "version": 2 }))
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(v3["version"], 3);
+
+    let current = api.get(&format!("/artifacts/{id}")).await;
+    assert_eq!(current.headers()["etag"], "\"3\"");
+    assert_eq!(ok(current, 200).await, v3);
+    let versions = ok(api.get(&format!("/artifacts/{id}/versions")).await, 200).await;
+    let titles: Vec<&str> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Sales", "Sales", "Sales by month"]);
+    let first = ok(api.get(&format!("/artifacts/{id}/versions/1")).await, 200).await;
+    assert_eq!(first["spec"], json!({ "bars": [1, 2] }));
+    problem(api.get(&format!("/artifacts/{id}/versions/9")).await, 404).await;
+
+    let listed = ok(
+        api.get(&format!("/conversations/{cid}/artifacts")).await,
+        200,
+    )
+    .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    problem(
+        api.get(&format!("/artifacts/{}", uuid::Uuid::new_v4()))
+            .await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_never_a_5xx() {
+    let api = Api::start(&[("APP_SERVER__BODY_LIMIT_BYTES", "2048")]).await;
+    let id = api.conversation("Errors").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let raw = |body: &'static str, content_type: &'static str| {
+        api.http
+            .post(api.url("/conversations"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    problem(raw("{\"title\":", "application/json").await.unwrap(), 400).await;
+    problem(raw("{}", "application/json").await.unwrap(), 400).await;
+    problem(raw("[1, 2]", "application/json").await.unwrap(), 400).await;
+    problem(
+        raw("title=x", "application/x-www-form-urlencoded")
+            .await
+            .unwrap(),
+        415,
+    )
+    .await;
+    problem(api.get("/conversations/not-a-uuid").await, 400).await;
+    problem(api.get("/conversations?cursor=garbage").await, 400).await;
+    problem(
+        api.get(&format!("/conversations/{}", uuid::Uuid::new_v4()))
+            .await,
+        404,
+    )
+    .await;
+    problem(api.get("/no-such-route").await, 404).await;
+    let big = json!({ "title": "x".repeat(4000) });
+    problem(api.post("/conversations", big).await, 413).await;
+
+    let validation = [
+        (
+            "/conversations".to_string(),
+            json!({ "title": "" }),
+            "title",
+        ),
+        (
+            "/conversations".to_string(),
+            json!({ "title": "x".repeat(201) }),
+            "title",
+        ),
+        (
+            "/conversations".to_string(),
+            json!({ "title": "ok", "metadata": [1] }),
+            "metadata",
+        ),
+        (
+            format!("/conversations/{id}/messages"),
+            json!({ "role": "robot", "content": "x" }),
+            "role",
+        ),
+        (
+            format!("/conversations/{id}/messages"),
+            json!({ "role": "user", "content": "" }),
+            "content",
+        ),
+        (
+            format!("/conversations/{id}/messages"),
+            json!({ "role": "user", "content": "x", "parts": {} }),
+            "parts",
+        ),
+        (
+            format!("/conversations/{id}/artifacts"),
+            json!({ "kind": "a b", "title": "t", "spec": {} }),
+            "kind",
+        ),
+        (
+            format!("/conversations/{id}/artifacts"),
+            json!({ "kind": "chart", "title": "t", "spec": null }),
+            "spec",
+        ),
+    ];
+    for (path, body, field) in validation {
+        let p = problem(api.post(&path, body.clone()).await, 422).await;
+        assert_eq!(p["errors"][0]["field"], field, "{body}");
+    }
+    for limit in ["0", "101", "-5"] {
+        let p = problem(api.get(&format!("/conversations?limit={limit}")).await, 422).await;
+        assert_eq!(p["errors"][0]["field"], "limit");
+    }
+    problem(api.get("/conversations?limit=ten").await, 400).await;
+}
+
+#[tokio::test]
+async fn api_keys_guard_the_api_but_not_health_or_docs() {
+    let key = "test-key-0123456789abcdef";
+    let api = Api::start(&[("API_KEYS", &format!("{key},another-key-0123456789"))]).await;
+    let missing = api.get("/conversations").await;
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    problem(missing, 401).await;
+    let wrong = api
+        .http
+        .get(api.url("/conversations"))
+        .bearer_auth("not-the-key-at-all")
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, 401).await;
+    let right = api
+        .http
+        .get(api.url("/conversations"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    for open in ["/health/live", "/health/ready", "/openapi.json"] {
+        let resp = api
+            .http
+            .get(format!("{}{open}", api.server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{open}");
+    }
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_api_keys() {
+    let db = TestDb::migrated().await;
+    let out = run_server(&db.url, &[("ENVIRONMENT", "production")], &[]).await;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("auth.api_keys"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn request_ids_are_honoured_or_generated() {
+    let api = Api::start(&[]).await;
+    let resp = api
+        .http
+        .get(api.url("/conversations"))
+        .header("X-Request-Id", "client-id-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-id-42");
+    let resp = api.get("/conversations").await;
+    let generated = resp.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    let resp = api
+        .http
+        .get(api.url("/nope"))
+        .header("X-Request-Id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "bad id with spaces");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_not_a_hang() {
+    let env = [
+        ("APP_DATABASE__MAX_CONNECTIONS", "1"),
+        ("APP_DATABASE__ACQUIRE_TIMEOUT", "300ms"),
+    ];
+    let api = Api::start(&env).await;
+    let id = api.conversation("Locked").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Lock the conversation row so an append holds the server's only connection while waiting.
+    let mut locker = api._db.connect().await;
+    sqlx::raw_sql("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("SELECT 1 FROM conversations WHERE id = $1::uuid FOR UPDATE")
+        .bind(&id)
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let append = {
+        let (http, url) = (
+            api.http.clone(),
+            api.url(&format!("/conversations/{id}/messages")),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({ "role": "user", "content": "x" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let mut observer = api._db.connect().await;
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = 'agent-backend' AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let busy = problem(api.get(&format!("/conversations/{id}")).await, 503).await;
+    assert!(busy["detail"].as_str().unwrap().contains("retry"), "{busy}");
+    sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
+    assert_eq!(
+        append.await.unwrap(),
+        201,
+        "the waiting append completes once the lock goes"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_operation_and_its_errors() {
+    let api = Api::start(&[]).await;
+    let doc: Value = api
+        .http
+        .get(format!("{}/openapi.json", api.server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut operations = HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations.insert(op["operationId"].as_str().unwrap().to_string());
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["400", "401", "404", "422", "503"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+            assert!(
+                responses["422"]["content"]["application/problem+json"].is_object(),
+                "{method} {path}: problem+json"
+            );
+        }
+    }
+    for expected in [
+        "createConversation",
+        "listConversations",
+        "getConversation",
+        "updateConversation",
+        "archiveConversation",
+        "unarchiveConversation",
+        "deleteConversation",
+        "appendMessage",
+        "listMessages",
+        "getMessage",
+        "createArtifact",
+        "listArtifacts",
+        "getArtifact",
+        "updateArtifact",
+        "listArtifactVersions",
+        "getArtifactVersion",
+    ] {
+        assert!(operations.contains(expected), "{expected}");
+    }
+    let docs = api
+        .http
+        .get(format!("{}/docs", api.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+}
