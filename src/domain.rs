@@ -21,8 +21,42 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
+/// PostgreSQL stores no NUL character in `text` or `jsonb`: refuse it up front (422) rather
+/// than let the database fail the statement.
+fn no_nul(field: &'static str, text: &str) -> Result<(), Invalid> {
+    if text.contains('\0') {
+        return Err(invalid(field, "must not contain NUL characters (\\u0000)"));
+    }
+    Ok(())
+}
+
+/// Whether a JSON document holds a NUL character in any key or string.
+fn json_has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A JSON document of bounded size without NUL characters.
+fn bounded_json(field: &'static str, value: &Value) -> Result<(), Invalid> {
+    if json_has_nul(value) {
+        return Err(invalid(field, "must not contain NUL characters (\\u0000)"));
+    }
+    if json_size(value) > DOCUMENT_MAX_BYTES {
+        return Err(invalid(
+            field,
+            format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Non-empty (after trimming) text of at most `max` characters.
 fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, Invalid> {
+    no_nul(field, raw)?;
     let text = raw.trim();
     if text.is_empty() {
         return Err(invalid(field, "must not be empty"));
@@ -70,12 +104,7 @@ impl Metadata {
         if !value.is_object() {
             return Err(invalid("metadata", "must be a JSON object"));
         }
-        if json_size(&value) > DOCUMENT_MAX_BYTES {
-            return Err(invalid(
-                "metadata",
-                format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
-            ));
-        }
+        bounded_json("metadata", &value)?;
         Ok(Self(value))
     }
     pub fn empty() -> Self {
@@ -138,6 +167,7 @@ impl NewMessage {
         if content.is_empty() {
             return Err(invalid("content", "must not be empty"));
         }
+        no_nul("content", content)?;
         let len = content.chars().count();
         if len > CONTENT_MAX {
             return Err(invalid(
@@ -147,12 +177,9 @@ impl NewMessage {
         }
         let parts = match parts {
             None | Some(Value::Null) => None,
-            Some(p @ Value::Array(_)) if json_size(&p) <= DOCUMENT_MAX_BYTES => Some(p),
-            Some(Value::Array(_)) => {
-                return Err(invalid(
-                    "parts",
-                    format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
-                ));
+            Some(p @ Value::Array(_)) => {
+                bounded_json("parts", &p)?;
+                Some(p)
             }
             Some(_) => return Err(invalid("parts", "must be a JSON array")),
         };
@@ -200,12 +227,7 @@ impl Spec {
         if value.is_null() {
             return Err(invalid("spec", "must not be null"));
         }
-        if json_size(&value) > DOCUMENT_MAX_BYTES {
-            return Err(invalid(
-                "spec",
-                format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
-            ));
-        }
+        bounded_json("spec", &value)?;
         Ok(Self(value))
     }
     pub fn into_value(self) -> Value {
@@ -256,9 +278,13 @@ impl TimeCursor {
     pub fn parse(raw: Option<&str>) -> Result<Option<Self>, BadCursor> {
         let Some(raw) = raw else { return Ok(None) };
         let (micros, id) = raw.split_once('.').ok_or(BadCursor)?;
+        if micros.is_empty() || micros.len() > 16 {
+            return Err(BadCursor);
+        }
         let micros = i128::from_str_radix(micros, 16).map_err(|_| BadCursor)?;
-        let created_at =
-            OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| BadCursor)?;
+        // A well-formed cursor beyond the representable range just points past everything.
+        let created_at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000)
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
         let id = Uuid::try_parse(id).map_err(|_| BadCursor)?;
         Ok(Some(Self { created_at, id }))
     }
@@ -326,7 +352,23 @@ mod tests {
             Ok(Some(TimeCursor { created_at: at, id }))
         );
         assert_eq!(TimeCursor::parse(Some("zz.nope")), Err(BadCursor));
+        let far = format!("ffffffffffffffff.{}", Uuid::nil().simple());
+        assert!(TimeCursor::parse(Some(&far)).unwrap().is_some());
         assert_eq!(parse_seq_cursor(Some("-1")), Err(BadCursor));
+    }
+
+    #[test]
+    fn nul_characters_are_refused_everywhere() {
+        assert_eq!(Title::parse("a\0b").unwrap_err().field, "title");
+        assert_eq!(
+            NewMessage::parse("user", "a\0", None, None)
+                .unwrap_err()
+                .field,
+            "content"
+        );
+        assert!(Metadata::parse(json!({ "k\0": 1 })).is_err());
+        assert!(Metadata::parse(json!({ "k": ["\0"] })).is_err());
+        assert!(Spec::parse(json!({ "a": { "b": "x\0" } })).is_err());
     }
 
     #[test]

@@ -10,19 +10,22 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiTags;
+use std::collections::BTreeMap;
+
 use super::error::{ApiError, ErrorResponse};
-use crate::domain::{Invalid, Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
+use super::{ApiTags, object};
+use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
 
 /// A UI artifact at its current version.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Artifact {
     pub id: Uuid,
     pub conversation_id: Uuid,
     /// What the client renders: `chart`, `form`, `table`, …
     pub kind: String,
     pub title: String,
-    /// The component's specification (any JSON but null).
+    /// The component's specification (a JSON object).
     pub spec: Value,
     /// Starts at 1; each update adds 1. Also the ETag.
     pub version: i32,
@@ -32,6 +35,7 @@ pub struct Artifact {
 
 /// One stored version of an artifact.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ArtifactVersion {
     pub artifact_id: Uuid,
     pub version: i32,
@@ -44,29 +48,35 @@ pub struct ArtifactVersion {
 #[derive(Debug, Object)]
 pub struct NewArtifact {
     /// 1–64 characters: letters, digits, `-`, `_`, `.`.
+    #[oai(validator(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
     pub kind: String,
-    /// 1–200 characters after trimming.
+    /// 1–200 characters, not only white space (trimmed).
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: String,
-    /// Any JSON but null, at most 256 KiB.
-    pub spec: Value,
+    /// The component's specification: a JSON object, at most 256 KiB.
+    pub spec: BTreeMap<String, Value>,
 }
 
 /// Body of `PATCH /artifacts/{id}`.
 #[derive(Debug, Object)]
 pub struct ArtifactUpdate {
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: Option<String>,
-    pub spec: Option<Value>,
+    pub spec: Option<BTreeMap<String, Value>>,
     /// The version this update is based on (or send `If-Match`).
+    #[oai(validator(minimum(value = "1")))]
     pub version: Option<i32>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ArtifactPage {
     pub items: Vec<Artifact>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ArtifactVersionPage {
     pub items: Vec<ArtifactVersion>,
     pub next_cursor: Option<String>,
@@ -120,7 +130,7 @@ impl ArtifactsApi {
     async fn create(&self, id: Path<Uuid>, body: Json<NewArtifact>) -> Result<Created> {
         let kind = Kind::parse(&body.kind)?;
         let title = Title::parse(&body.title)?;
-        let spec = Spec::parse(body.0.spec)?;
+        let spec = Spec::parse(object(body.0.spec))?;
         let row = sqlx::query_as!(
             Artifact,
             r#"WITH a AS (
@@ -157,8 +167,10 @@ impl ArtifactsApi {
         &self,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[0-9a-f]{1,16}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<ArtifactPage>> {
         let limit = Limit::parse(limit.0)?;
@@ -213,7 +225,8 @@ impl ArtifactsApi {
         Ok(Current::Ok(Json(row), tag))
     }
 
-    /// Update an artifact's title and/or spec, based on a known version. Stores a new version.
+    /// Update an artifact's title and/or spec, based on a known version (`If-Match` or
+    /// `version`; neither → 428). Stores a new version.
     #[oai(
         path = "/artifacts/:id",
         method = "patch",
@@ -227,16 +240,15 @@ impl ArtifactsApi {
         if_match: Header<Option<String>>,
         body: Json<ArtifactUpdate>,
     ) -> Result<Current> {
-        let via_if_match = if_match.0.is_some();
-        let expected = match if_match.0.as_deref() {
+        // An empty If-Match is no precondition at all.
+        let if_match = if_match.0.filter(|v| !v.trim().is_empty());
+        let via_if_match = if_match.is_some();
+        let expected = match if_match.as_deref() {
             Some(raw) => parse_if_match(raw)?,
-            None => Some(body.version.ok_or_else(|| Invalid {
-                field: "version",
-                message: "required: send the version this update is based on, or If-Match".into(),
-            })?),
+            None => Some(body.version.ok_or(ApiError::PreconditionRequired)?),
         };
         let title = body.title.as_deref().map(Title::parse).transpose()?;
-        let spec = body.0.spec.map(Spec::parse).transpose()?;
+        let spec = body.0.spec.map(|s| Spec::parse(object(s))).transpose()?;
         let row = sqlx::query_as!(
             Artifact,
             r#"WITH a AS (
@@ -287,8 +299,10 @@ impl ArtifactsApi {
         &self,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = "^[0-9]{1,18}$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<ArtifactVersionPage>> {
         let limit = Limit::parse(limit.0)?;

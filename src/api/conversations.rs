@@ -9,12 +9,15 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiTags;
+use std::collections::BTreeMap;
+
 use super::error::{ApiError, ErrorResponse};
+use super::{ApiTags, object};
 use crate::domain::{Limit, Metadata, TimeCursor, Title};
 
 /// A conversation between a user and the agent.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Conversation {
     pub id: Uuid,
     pub title: String,
@@ -31,22 +34,25 @@ pub struct Conversation {
 /// Body of `POST /conversations`.
 #[derive(Debug, Object)]
 pub struct NewConversation {
-    /// 1–200 characters after trimming.
+    /// 1–200 characters, not only white space (trimmed).
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: String,
     /// A JSON object (default `{}`), at most 256 KiB.
-    pub metadata: Option<Value>,
+    pub metadata: Option<BTreeMap<String, Value>>,
 }
 
 /// Body of `PATCH /conversations/{id}`: the fields to change.
 #[derive(Debug, Object)]
 pub struct ConversationPatch {
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: Option<String>,
     /// Replaces the metadata object.
-    pub metadata: Option<Value>,
+    pub metadata: Option<BTreeMap<String, Value>>,
 }
 
 /// One page of conversations, newest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationPage {
     pub items: Vec<Conversation>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -87,7 +93,7 @@ impl ConversationsApi {
     async fn create(&self, body: Json<NewConversation>) -> Result<Created> {
         let title = Title::parse(&body.title)?;
         let metadata = match body.0.metadata {
-            Some(m) => Metadata::parse(m)?,
+            Some(m) => Metadata::parse(object(m))?,
             None => Metadata::empty(),
         };
         let row = sqlx::query_as!(
@@ -112,8 +118,10 @@ impl ConversationsApi {
     async fn list(
         &self,
         /// Page size, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^[0-9a-f]{1,16}\.[0-9a-f]{32}$"))]
         cursor: Query<Option<String>>,
         /// `true`: only archived; `false`: only active; absent: all.
         archived: Query<Option<bool>>,
@@ -172,7 +180,11 @@ impl ConversationsApi {
         body: Json<ConversationPatch>,
     ) -> Result<Json<Conversation>> {
         let title = body.title.as_deref().map(Title::parse).transpose()?;
-        let metadata = body.0.metadata.map(Metadata::parse).transpose()?;
+        let metadata = body
+            .0
+            .metadata
+            .map(|m| Metadata::parse(object(m)))
+            .transpose()?;
         sqlx::query_as!(
             Conversation,
             r#"UPDATE conversations

@@ -42,7 +42,9 @@ impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         let kind = match status {
             StatusCode::UNPROCESSABLE_ENTITY => "/problems/validation",
-            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => "/problems/version-conflict",
+            StatusCode::CONFLICT
+            | StatusCode::PRECONDITION_FAILED
+            | StatusCode::PRECONDITION_REQUIRED => "/problems/version-conflict",
             _ => "about:blank",
         };
         Self {
@@ -78,6 +80,10 @@ pub enum ApiError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error(
+        "this update must name the version it is based on: send If-Match: \"<version>\" or \"version\" in the body"
+    )]
+    PreconditionRequired,
+    #[error(
         "the artifact is at version {current}; this update was based on an older one: reload it and retry"
     )]
     VersionConflict { current: i32, via_if_match: bool },
@@ -91,6 +97,14 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable,
+            // Class 22 (data exception): a value PostgreSQL cannot take. The domain types keep
+            // known cases out; should one slip through, it is still the input's fault.
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                ApiError::Invalid(Invalid {
+                    field: "body",
+                    message: db.message().to_string(),
+                })
+            }
             other => ApiError::Internal(other),
         }
     }
@@ -106,6 +120,7 @@ impl ApiError {
                 via_if_match: true, ..
             } => StatusCode::PRECONDITION_FAILED,
             ApiError::VersionConflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +163,9 @@ pub enum ErrorResponse {
     /// `If-Match` does not name the artifact's current version.
     #[oai(status = 412, content_type = "application/problem+json")]
     PreconditionFailed(Json<Problem>),
+    /// The update names no version (neither `If-Match` nor `version`).
+    #[oai(status = 428, content_type = "application/problem+json")]
+    PreconditionRequired(Json<Problem>),
     /// The body is larger than the configured limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -173,6 +191,7 @@ impl From<ApiError> for ErrorResponse {
             StatusCode::NOT_FOUND => ErrorResponse::NotFound(problem),
             StatusCode::CONFLICT => ErrorResponse::Conflict(problem),
             StatusCode::PRECONDITION_FAILED => ErrorResponse::PreconditionFailed(problem),
+            StatusCode::PRECONDITION_REQUIRED => ErrorResponse::PreconditionRequired(problem),
             StatusCode::UNPROCESSABLE_ENTITY => ErrorResponse::Unprocessable(problem),
             StatusCode::SERVICE_UNAVAILABLE => ErrorResponse::Unavailable(problem),
             _ => ErrorResponse::Internal(problem),
@@ -206,6 +225,9 @@ pub async fn from_poem_error(err: poem::Error) -> poem::Response {
     if err.is_from_response() {
         return err.into_response();
     }
+    if let Some(problem) = validation_problem(&err) {
+        return problem.into_response();
+    }
     let status = err.status();
     let detail = match status {
         StatusCode::NOT_FOUND => "no such route; see /openapi.json".to_string(),
@@ -226,4 +248,35 @@ pub async fn from_poem_error(err: poem::Error) -> poem::Response {
         );
     }
     response
+}
+
+/// A request the OpenAPI validators refused (length, pattern, range) is a validation failure:
+/// 422 with the field, like the domain checks. A body or parameter that does not parse at all
+/// stays 400.
+fn validation_problem(err: &poem::Error) -> Option<Problem> {
+    use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
+    let (field, reason) = if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        (e.name.to_string(), e.reason.clone())
+    } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        let field = e
+            .reason
+            .split("field `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or("body")
+            .to_string();
+        (field, e.reason.clone())
+    } else {
+        return None;
+    };
+    let message = reason.split("verification failed. ").nth(1)?.to_string();
+    let mut problem = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("{field}: does not satisfy {message}"),
+    );
+    problem.errors = Some(vec![FieldError {
+        field,
+        message: format!("does not satisfy {message}"),
+    }]);
+    Some(problem)
 }

@@ -19,6 +19,7 @@ use crate::domain::{Limit, NewMessage, parse_seq_cursor};
 
 /// A message in a conversation.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -37,17 +38,21 @@ pub struct Message {
 #[derive(Debug, Object)]
 pub struct AppendMessage {
     /// One of `user`, `assistant`, `system`, `tool`.
+    #[oai(validator(pattern = "^(user|assistant|system|tool)$"))]
     pub role: String,
     /// The text, 1–200000 characters.
+    #[oai(validator(min_length = 1, max_length = 200000))]
     pub content: String,
     /// Optional structured parts: a JSON array, at most 256 KiB.
-    pub parts: Option<Value>,
-    /// For `tool` messages: the call this answers (1–200 characters).
+    pub parts: Option<Vec<Value>>,
+    /// For `tool` messages: the call this answers (1–200 characters, not only white space).
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub tool_call_id: Option<String>,
 }
 
 /// One page of messages in sequence order.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessagePage {
     pub items: Vec<Message>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -81,7 +86,12 @@ impl MessagesApi {
             parts,
             tool_call_id,
         } = body.0;
-        let m = NewMessage::parse(&role, &content, parts, tool_call_id.as_deref())?;
+        let m = NewMessage::parse(
+            &role,
+            &content,
+            parts.map(Value::Array),
+            tool_call_id.as_deref(),
+        )?;
         let row = sqlx::query_as!(
             Message,
             r#"WITH c AS (
@@ -113,8 +123,10 @@ impl MessagesApi {
         &self,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(pattern = "^[0-9]{1,18}$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<MessagePage>> {
         let limit = Limit::parse(limit.0)?;

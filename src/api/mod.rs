@@ -10,7 +10,10 @@ pub mod conversations;
 pub mod error;
 pub mod messages;
 
+use std::collections::BTreeMap;
+
 use poem_openapi::{OpenApiService, Tags};
+use serde_json::Value;
 use sqlx::PgPool;
 
 #[derive(Tags)]
@@ -45,4 +48,9 @@ pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
          are configured (always in production). Errors are RFC 9457 `application/problem+json`.",
     )
     .server("/api/v1")
+}
+
+/// A JSON object received as a typed map, back as a `Value` for storage.
+fn object(map: BTreeMap<String, Value>) -> Value {
+    Value::Object(map.into_iter().collect())
 }
