@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, AppError};
 use crate::config::Settings;
 use crate::exit::Exit;
+use crate::http;
 use crate::migrate::RepairAction;
 use crate::ops::{self, Op};
 use crate::telemetry;
@@ -56,6 +58,17 @@ pub enum Command {
     Config,
     /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair.
     Migrate(MigrateArgs),
+    /// Probe the running server on this machine (HOST/PORT from the configuration): GET
+    /// /health/live, or /health/ready with --ready. Exit 0 healthy, 1 not. For a container's
+    /// HEALTHCHECK, which has no curl.
+    Healthcheck {
+        /// Probe readiness (database and schema) instead of liveness.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this long (e.g. 500ms, 3s).
+        #[arg(long, default_value = "3s", value_parser = crate::config::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +181,9 @@ impl MigrateCommand {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Healthcheck { ready, timeout }) = cli.command {
+        return healthcheck(&cli.config_dir, ready, timeout);
+    }
     let settings = match Settings::load(&cli.config_dir) {
         Ok(settings) => settings,
         Err(e) => {
@@ -186,7 +202,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return Exit::Success.into();
         }
         Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
-        None => None,
+        Some(Command::Healthcheck { .. }) | None => None,
     };
 
     telemetry::init(&settings);
@@ -220,6 +236,42 @@ pub fn run(cli: Cli) -> ExitCode {
                 tracing::error!("{e}");
             }
             Exit::from(&e).into()
+        }
+    }
+}
+
+/// `server healthcheck`: exit 0 when the local server answers 2xx, 1 otherwise (Docker's
+/// HEALTHCHECK reads only 0 and 1, so a bad configuration is 1 here too).
+fn healthcheck(config_dir: &std::path::Path, ready: bool, timeout: Duration) -> ExitCode {
+    let path = if ready {
+        "/health/ready"
+    } else {
+        "/health/live"
+    };
+    let settings = match Settings::load(config_dir) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("unhealthy: {}", AppError::from(e));
+            return Exit::Failure.into();
+        }
+    };
+    let addr = http::probe::local_addr(&settings.server.host, settings.server.port);
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(http::probe::get(&addr, path, timeout))
+                .map_err(|e| e.to_string())
+        });
+    match probe {
+        Ok(status) => {
+            println!("healthy: {addr}{path} answered {status}");
+            Exit::Success.into()
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            Exit::Failure.into()
         }
     }
 }

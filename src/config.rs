@@ -204,6 +204,19 @@ pub enum ConfigError {
 }
 
 impl Settings {
+    /// The environment variables the configuration reads by name (besides `APP_<SECTION>__<KEY>`
+    /// for every key). `RUST_LOG` is read by the log filter.
+    pub const ENV_VARS: &'static [&'static str] = &[
+        "ENVIRONMENT",
+        "CONFIG_DIR",
+        "DATABASE_URL",
+        "HOST",
+        "PORT",
+        "DEBUG",
+        "API_KEYS",
+        "RUST_LOG",
+    ];
+
     /// Loads the layers from `config_dir` and the process environment.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
         let environment: Environment = std::env::var("ENVIRONMENT")
@@ -406,6 +419,11 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         },
         Raw::Int(i) => Err(serde::de::Error::custom(format!("{i} is not a boolean"))),
     }
+}
+
+/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_str::parse(s)
 }
 
 /// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.

@@ -6,6 +6,7 @@
 
 pub mod health;
 pub mod middleware;
+pub mod probe;
 mod shutdown;
 
 use std::future::Future;
@@ -52,6 +53,11 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Marks the start of shutdown: readiness answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
     }
 }
 
@@ -106,10 +112,10 @@ pub async fn serve_until(
         tracing::info!(addr = %bound, "Listening on http://{bound}");
     }
     let grace = settings.server.shutdown_grace;
-    let flag = state.shutting_down.clone();
+    let flagged = state.clone();
     let signal = async move {
         let name = shutdown.await;
-        flag.store(true, Ordering::SeqCst);
+        flagged.begin_shutdown();
         tracing::info!(
             signal = name,
             "Shutdown signal received ({name}): readiness is now 503; draining in-flight requests for up to {}s",

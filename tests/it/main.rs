@@ -9,6 +9,7 @@
 
 mod api;
 mod crash;
+mod deploy;
 mod engine;
 mod ops;
 mod process;

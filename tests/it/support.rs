@@ -246,7 +246,12 @@ pub async fn spawn_server(database_url: &str, env: &[(&str, &str)]) -> Running {
     let base = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("Listening on ").nth(1) {
-                let url = rest.split_whitespace().next().unwrap().to_string();
+                // Text logs end the URL with a space, JSON logs with a quote.
+                let url = rest
+                    .split(|c: char| c.is_whitespace() || c == '"')
+                    .next()
+                    .unwrap()
+                    .to_string();
                 seen.push(line);
                 return url;
             }
