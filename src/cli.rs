@@ -28,7 +28,7 @@ With no command, `server` connects to the database (with retries), applies pendi
 under sqlx's advisory lock, verifies the schema, and only then serves HTTP on HOST:PORT.
 
 Environment: DATABASE_URL, HOST, PORT, ENVIRONMENT (development|test|production), DEBUG,
-CONFIG_DIR, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
+API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
 
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
@@ -58,9 +58,10 @@ pub enum Command {
     Config,
     /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair.
     Migrate(MigrateArgs),
-    /// Probe the running server on this machine (HOST/PORT from the configuration): GET
-    /// /health/live, or /health/ready with --ready. Exit 0 healthy, 1 not. For a container's
-    /// HEALTHCHECK, which has no curl.
+    /// Probe the local server's health: exit 0 healthy, 1 not (a container's HEALTHCHECK).
+    ///
+    /// GETs /health/live, or /health/ready with --ready, on HOST:PORT from the configuration
+    /// (a wildcard HOST is probed on loopback). The image has no curl; this is its probe.
     Healthcheck {
         /// Probe readiness (database and schema) instead of liveness.
         #[arg(long)]
