@@ -8,7 +8,7 @@ use sqlx::Connection;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbError};
 use crate::http::{self, AppState};
-use crate::migrate::{MigrateError, MigrateOptions, Migrator, RunReport, embedded};
+use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
 
 /// Why `server` stopped with a failure; [`crate::exit::Exit`] maps it to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +37,19 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
 /// Connect (with retries), status, apply what is pending under the lock, verify. Logs the
 /// outcome in the words the operations guide tells people to watch for.
 pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
+    pre_serve_with(settings, embedded::migrations()).await
+}
+
+/// [`pre_serve`] over any validated set. The binary passes only the embedded one; benchmarks
+/// pass generated sets through this same code.
+pub async fn pre_serve_with(
+    settings: &Settings,
+    migrations: &MigrationSet,
+) -> Result<RunReport, AppError> {
     let started = Instant::now();
     let result = async {
         let mut conn = db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
-        let migrator = Migrator::new(embedded::migrations(), migrate_options(settings));
+        let migrator = Migrator::new(migrations, migrate_options(settings));
         let report = migrator.run(&mut conn).await;
         let _ = conn.close().await;
         Ok::<_, AppError>(report?)
