@@ -23,6 +23,8 @@ FROM chef AS builder
 # Dependencies only: this layer is rebuilt when Cargo.toml or Cargo.lock change, not on every
 # source edit.
 COPY --from=planner /src/recipe.json recipe.json
+# vendor/ holds a patched dependency ([patch.crates-io] in Cargo.toml): it belongs to this layer.
+COPY vendor vendor
 RUN cargo chef cook --release --locked --bin server --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .sqlx .sqlx

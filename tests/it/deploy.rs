@@ -260,6 +260,11 @@ fn dockerfile_follows_the_deploy_rules() {
         "dependencies must be cached apart from sources"
     );
     assert!(all[cook].args.contains("--locked") && all[cook].args.contains("--release"));
+    // A patched dependency under vendor/ must be there when dependencies are cooked.
+    let manifest = std::fs::read_to_string(project_dir().join("Cargo.toml")).unwrap();
+    if manifest.contains("path = \"vendor/") {
+        assert!(find("COPY", "vendor vendor") < cook, "COPY vendor/ before cooking");
+    }
 
     // The build: offline against .sqlx/, locked, release; the same command CI runs.
     let build = find("RUN", "cargo build");
