@@ -346,21 +346,25 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8, help="connections for wrk and pgbench")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
+    ap.add_argument("--only", default="1,2,3,4,5,6",
+                    help="comma-separated benchmark numbers (a partial run does not write --out)")
     args = ap.parse_args()
     if args.runs < 5:
         ap.error("--runs must be at least 5")
 
+    only = {int(n) for n in args.only.split(",")}
     ensure_tools()
     started = datetime.now(timezone.utc)
     rows = []  # (benchmark, ours, peers text, ratio text, target text, ok)
 
-    log("1. no-op start-up check")
-    noop = bench_noop(args.runs)
-    ours, sqlx, floor = noop["server --migrate-only"], noop["sqlx migrate run"], noop["psql select max(version)"]
-    r = ours.median / floor.median
-    rows.append(("1. no-op check, up-to-date schema", f"server --migrate-only {ours.fmt('ms')}",
-                 f"sqlx-cli {sqlx.fmt('ms')}; psql {floor.fmt('ms')}",
-                 f"{r:.2f}× psql; {ours.median / sqlx.median:.2f}× sqlx-cli", "≤ 1.5× psql", r <= 1.5))
+    if 1 in only:
+        log("1. no-op start-up check")
+        noop = bench_noop(args.runs)
+        ours, sqlx, floor = noop["server --migrate-only"], noop["sqlx migrate run"], noop["psql select max(version)"]
+        r = ours.median / floor.median
+        rows.append(("1. no-op check, up-to-date schema", f"server --migrate-only {ours.fmt('ms')}",
+                     f"sqlx-cli {sqlx.fmt('ms')}; psql {floor.fmt('ms')}",
+                     f"{r:.2f}× psql; {ours.median / sqlx.median:.2f}× sqlx-cli", "≤ 1.5× psql", r <= 1.5))
 
     with tempfile.TemporaryDirectory(prefix="bench-sets-") as tmp:
         tiny = Path(tmp) / "tiny500"
@@ -368,14 +372,16 @@ def main() -> int:
         ddl = Path(tmp) / "ddl200"
         write_set(ddl, 200, lambda i: f"CREATE TABLE t{i} (id bigint PRIMARY KEY, v text NOT NULL);\n"
                                       f"CREATE INDEX t{i}_v ON t{i} (v);\n")
-        for label, dir, prep, check, want in (
-            ("2. 500 tiny migrations", tiny, "CREATE TABLE bench_items (n int)",
+        for number, label, dir, prep, check, want in (
+            (2, "2. 500 tiny migrations", tiny, "CREATE TABLE bench_items (n int)",
              "SELECT (SELECT count(*) FROM bench_items) || '/' || (SELECT count(*) FROM _sqlx_migrations WHERE success)",
              "500/500"),
-            ("3. 200 DDL migrations", ddl, None,
+            (3, "3. 200 DDL migrations", ddl, None,
              "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname LIKE 't%_v') || '/' || "
              "(SELECT count(*) FROM _sqlx_migrations WHERE success)", "200/200"),
         ):
+            if number not in only:
+                continue
             log(label)
             res = bench_set(args.runs, dir, prep, check, want)
             ours, sqlx, floor = res.values()
@@ -384,21 +390,25 @@ def main() -> int:
                          f"{r:.2f}× floor; {ours.median / sqlx.median:.2f}× sqlx-cli",
                          "≤ 1.1× floor, < sqlx-cli", r <= 1.1 and ours.median < sqlx.median))
 
-    log("4. start -> ready, 6. idle RSS")
-    ready, rss = bench_start_and_rss(args.runs)
-    rows.append(("4. process start → /health/ready 200", ready.fmt("ms"), "", "", "≤ 100 ms", ready.median <= 100))
+    if only & {4, 6}:
+        log("4. start -> ready, 6. idle RSS")
+        ready, rss = bench_start_and_rss(args.runs)
+        rows.append(("4. process start → /health/ready 200", ready.fmt("ms"), "", "", "≤ 100 ms",
+                     ready.median <= 100))
 
-    log(f"5. wrk vs pgbench -S, {args.connections} connections, {args.http_seconds}s each")
-    res = bench_http(args.runs, args.http_seconds, args.connections)
-    ours, pgb = res.values()
-    r = ours.median / pgb.median
-    rows.append((f"5. GET /api/v1/conversations/{{id}}, {args.connections} connections",
-                 f"wrk {ours.fmt('req/s', 0)}", f"pgbench -S {pgb.fmt('TPS', 0)}", f"{r:.2f}× pgbench -S",
-                 "≥ 0.5× pgbench -S", r >= 0.5))
+    if 5 in only:
+        log(f"5. wrk vs pgbench -S, {args.connections} connections, {args.http_seconds}s each")
+        res = bench_http(args.runs, args.http_seconds, args.connections)
+        ours, pgb = res.values()
+        r = ours.median / pgb.median
+        rows.append((f"5. GET /api/v1/conversations/{{id}}, {args.connections} connections",
+                     f"wrk {ours.fmt('req/s', 0)}", f"pgbench -S {pgb.fmt('TPS', 0)}", f"{r:.2f}× pgbench -S",
+                     "≥ 0.5× pgbench -S", r >= 0.5))
 
-    size = SERVER.stat().st_size / 1024 / 1024
-    rows.append(("6. binary size (stripped)", f"{size:.1f} MB", "", "", "≤ 25 MB", size <= 25))
-    rows.append(("6. idle RSS after ready", rss.fmt("MB"), "", "", "≤ 30 MB", rss.median <= 30))
+    if only & {4, 6}:
+        size = SERVER.stat().st_size / 1024 / 1024
+        rows.append(("6. binary size (stripped)", f"{size:.1f} MB", "", "", "≤ 25 MB", size <= 25))
+        rows.append(("6. idle RSS after ready", rss.fmt("MB"), "", "", "≤ 30 MB", rss.median <= 30))
 
     header = "| benchmark | agent-backend: median (min–max) | peers: median (min–max) | ratio | target | met |"
     lines = [header, "|---|---|---|---|---|---|"]
@@ -437,10 +447,11 @@ def main() -> int:
         "- 6: `target/release/server` (release profile strips symbols); VmRSS 0.5 s after readiness.",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(doc))
-    log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if only == {1, 2, 3, 4, 5, 6}:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(doc))
+        log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     missed = [r[0] for r in rows if not r[5]]
     if missed:
         log("targets missed: " + "; ".join(missed))
