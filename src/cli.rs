@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, AppError};
 use crate::config::Settings;
 use crate::exit::Exit;
+use crate::lint_cmd;
 use crate::migrate::RepairAction;
 use crate::ops::{self, Op};
 use crate::telemetry;
@@ -31,7 +32,8 @@ CONFIG_DIR, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_C
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
 out-of-order versions, 7 timed out waiting for the migration lock, 8 migrations pending
-(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version).";
+(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version),
+10 migrate lint: a finding of a rule set to deny.";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]
@@ -54,7 +56,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration (all layers merged) as TOML, secrets masked.
     Config,
-    /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair.
+    /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair,
+    /// lint.
     Migrate(MigrateArgs),
 }
 
@@ -121,6 +124,16 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The migration safety lint (the build's): dangerous DDL in the embedded set, or in the
+    /// `.sql` files of DIR. Needs no database. Exit 0 without a deny finding, 10 with one.
+    Lint {
+        /// A migration directory to lint instead of the embedded set.
+        dir: Option<PathBuf>,
+        /// Severity file (default: the one embedded at build time; for DIR,
+        /// DIR/../migration-lint.toml when present, else the defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 impl MigrateCommand {
@@ -162,6 +175,9 @@ impl MigrateCommand {
                 },
                 yes,
             },
+            MigrateCommand::Lint { .. } => {
+                unreachable!("`migrate lint` is run by `run`, without a database")
+            }
         }
     }
 }
@@ -185,6 +201,10 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", settings.to_masked_toml());
             return Exit::Success.into();
         }
+        Some(Command::Migrate(MigrateArgs {
+            json,
+            command: MigrateCommand::Lint { dir, config },
+        })) => return lint_cmd::run(&settings, dir.as_deref(), config.as_deref(), json).into(),
         Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
         None => None,
     };

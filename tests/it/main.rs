@@ -10,6 +10,7 @@
 mod api;
 mod crash;
 mod engine;
+mod lint;
 mod ops;
 mod process;
 mod support;
