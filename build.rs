@@ -1,12 +1,19 @@
-//! Validates `migrations/` and generates the embedded manifest (`$OUT_DIR/migrations_manifest.rs`).
+//! Validates `migrations/`, lints it for dangerous DDL, and generates the embedded manifest
+//! (`$OUT_DIR/migrations_manifest.rs`).
 //!
 //! A bad migration set fails the build here, naming each offending file, so a binary that builds
 //! always carries a set that sqlx would read the same way. The SQL itself is embedded by
 //! `include_dir!` in `src/migrate/embedded.rs`; this script only checks it and writes the index.
+//! The safety lint (`src/migrate/lint.rs`) prints its warnings as cargo warnings and fails the
+//! build on a finding whose rule is set to deny (`migration-lint.toml`).
 
 #[path = "src/migrate/manifest.rs"]
 #[allow(dead_code)]
 mod manifest;
+
+#[path = "src/migrate/lint.rs"]
+#[allow(dead_code)]
+mod lint;
 
 use std::path::Path;
 use std::{env, fs};
@@ -46,6 +53,8 @@ fn main() {
         }
     };
 
+    lint_set(&specs);
+
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
     println!(
@@ -58,6 +67,77 @@ fn main() {
     let out =
         Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
     fs::write(&out, manifest::render_manifest(&specs))
+        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+}
+
+/// Runs the safety lint over the validated set: warnings become cargo warnings, a deny finding
+/// fails the build with the whole report. The severity file is baked in for `server migrate lint`.
+fn lint_set(specs: &[manifest::Spec]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config_path = root.join(lint::CONFIG_FILE);
+    println!("cargo:rerun-if-changed={}", config_path.display());
+    let config = match fs::read_to_string(&config_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => fail(&format!("{}: {e}", lint::CONFIG_FILE)),
+    };
+    let severities = lint::Severities::parse(lint::CONFIG_FILE, &config)
+        .unwrap_or_else(|e| fail(&format!("invalid migration lint configuration: {e}")));
+
+    // The engine's default lock_timeout as the shipped configuration sets it (production wins);
+    // an environment override at deploy time is checked by `server migrate lint` there.
+    let mut engine_lock_timeout_off = false;
+    for file in ["config/default.toml", "config/production.toml"] {
+        let path = root.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        if let Some(off) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| lint::config_lock_timeout_off(&text))
+        {
+            engine_lock_timeout_off = off;
+        }
+    }
+
+    let sources: Vec<lint::Source<'_>> = specs
+        .iter()
+        .map(|s| lint::Source {
+            file: &s.up.file,
+            sql: &s.up.sql,
+        })
+        .collect();
+    let report = lint::lint_set(
+        &sources,
+        &severities,
+        lint::Options {
+            engine_lock_timeout_off,
+        },
+    );
+    for finding in report.findings.iter().filter(|f| f.is_warn()) {
+        println!(
+            "cargo:warning={}",
+            finding.render("migrations/").replace('\n', " ")
+        );
+    }
+    if report.denies() > 0 {
+        let lines: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.allowed.is_none())
+            .map(|f| format!("{:<5} {}", f.status(), f.render("migrations/")))
+            .collect();
+        fail(&format!(
+            "migration safety lint: {}:\n  {}\nFix the migration, allow the finding in its file with \
+             `-- lint:allow <rule>: <reason>`, or set the rule's level in {} \
+             (docs/migration-lint.md).",
+            report.summary(),
+            lines.join("\n  "),
+            lint::CONFIG_FILE
+        ));
+    }
+
+    let out =
+        Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migration_lint.toml");
+    fs::write(&out, config)
         .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
 }
 

@@ -10,6 +10,7 @@ use crate::app::{self, AppError};
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::http;
+use crate::lint_cmd;
 use crate::migrate::RepairAction;
 use crate::ops::{self, Op};
 use crate::telemetry;
@@ -33,7 +34,8 @@ API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g.
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
 out-of-order versions, 7 timed out waiting for the migration lock, 8 migrations pending
-(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version).";
+(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version),
+10 migrate lint: a finding of a rule set to deny.";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]
@@ -56,7 +58,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration (all layers merged) as TOML, secrets masked.
     Config,
-    /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair.
+    /// Inspect and operate migrations: status, history, show, apply, rollback, verify, repair,
+    /// lint.
     Migrate(MigrateArgs),
     /// Probe the local server's health: exit 0 healthy, 1 not (a container's HEALTHCHECK).
     ///
@@ -135,6 +138,16 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// The migration safety lint (the build's): dangerous DDL in the embedded set, or in the
+    /// `.sql` files of DIR. Needs no database. Exit 0 without a deny finding, 10 with one.
+    Lint {
+        /// A migration directory to lint instead of the embedded set.
+        dir: Option<PathBuf>,
+        /// Severity file (default: the one embedded at build time; for DIR,
+        /// DIR/../migration-lint.toml when present, else the defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 impl MigrateCommand {
@@ -176,6 +189,9 @@ impl MigrateCommand {
                 },
                 yes,
             },
+            MigrateCommand::Lint { .. } => {
+                unreachable!("`migrate lint` is run by `run`, without a database")
+            }
         }
     }
 }
@@ -202,6 +218,10 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", settings.to_masked_toml());
             return Exit::Success.into();
         }
+        Some(Command::Migrate(MigrateArgs {
+            json,
+            command: MigrateCommand::Lint { dir, config },
+        })) => return lint_cmd::run(&settings, dir.as_deref(), config.as_deref(), json).into(),
         Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
         Some(Command::Healthcheck { .. }) | None => None,
     };

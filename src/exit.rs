@@ -29,6 +29,8 @@ pub enum Exit {
     /// An operation refused to start: no confirmation, no down migration for a rollback, a
     /// version that is not embedded. Nothing was changed.
     Refused = 9,
+    /// `migrate lint`: a finding of a rule set to deny (or a set that is not valid).
+    LintDenied = 10,
 }
 
 impl From<Exit> for ExitCode {

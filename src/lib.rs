@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod exit;
 pub mod http;
+pub mod lint_cmd;
 pub mod migrate;
 pub mod ops;
 pub mod telemetry;

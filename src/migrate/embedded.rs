@@ -77,6 +77,12 @@ pub fn migrations() -> &'static MigrationSet {
     })
 }
 
+/// The severity file (`migration-lint.toml`) as it was when the binary was built (empty when
+/// there was none): `server migrate lint` judges the embedded set by it.
+pub fn lint_config() -> &'static str {
+    include_str!(concat!(env!("OUT_DIR"), "/migration_lint.toml"))
+}
+
 /// Raw bytes of an embedded file, for tests that check the manifest against the content.
 pub fn file_bytes(name: &str) -> Option<&'static [u8]> {
     MIGRATIONS_DIR.get_file(name).map(|f| f.contents())
@@ -106,6 +112,30 @@ mod tests {
         let a: Vec<_> = migrations().iter().collect();
         let b: Vec<_> = from_disk.iter().collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn product_migrations_pass_the_safety_lint() {
+        use crate::migrate::lint;
+        let severities =
+            lint::Severities::parse(lint::CONFIG_FILE, lint_config()).expect("valid config");
+        let sources: Vec<lint::Source<'_>> = migrations()
+            .iter()
+            .map(|m| lint::Source {
+                file: &m.up.file,
+                sql: &m.up.sql,
+            })
+            .collect();
+        // The shipped configuration keeps the engine's lock_timeout on, as the build reads it.
+        let config = include_str!("../../config/default.toml");
+        assert_eq!(lint::config_lock_timeout_off(config), Some(false));
+        let report = lint::lint_set(&sources, &severities, lint::Options::default());
+        assert_eq!(report.files, migrations().len());
+        // Every finding must be allowed in its file, with a reason.
+        assert!(
+            report.findings.iter().all(|f| f.allowed.is_some()),
+            "{report}"
+        );
     }
 
     #[test]

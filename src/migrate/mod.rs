@@ -5,11 +5,13 @@
 //! - [`history`]: the `_sqlx_migrations` table, read and written exactly as sqlx 0.9 does.
 //! - [`lock`]: sqlx's advisory-lock key, with a timeout and a log of who holds it.
 //! - [`engine`]: status, apply and verify.
+//! - [`lint`]: the safety lint for dangerous DDL (shared with `build.rs`).
 
 pub mod embedded;
 pub mod engine;
 mod error;
 pub mod history;
+pub mod lint;
 pub mod lock;
 pub mod manifest;
 

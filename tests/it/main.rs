@@ -11,6 +11,7 @@ mod api;
 mod crash;
 mod deploy;
 mod engine;
+mod lint;
 mod ops;
 mod process;
 mod support;

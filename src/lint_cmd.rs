@@ -1,0 +1,167 @@
+//! `server migrate lint [DIR] [--config FILE] [--json]`: the build's migration safety lint, on
+//! demand. No database: it reads the embedded set (judged by the severity file baked in at
+//! build time), or the `.sql` files of DIR (judged by `--config`, else `DIR/../migration-lint.toml`
+//! when present, else the defaults).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::exit::Exit;
+use crate::migrate::lint::{self, Options, Report, Severities, Source};
+use crate::migrate::{MigrationSet, SourceError, embedded};
+
+/// Runs the lint and prints the report; exit 0 without a deny finding, 10 with one (or when
+/// DIR is not a valid migration set, which the build would refuse too), 2 when DIR is not a
+/// directory, 3 when the severity file is unreadable or invalid.
+pub fn run(settings: &Settings, dir: Option<&Path>, config: Option<&Path>, json_out: bool) -> Exit {
+    let (set, prefix, default_config) = match dir {
+        None => (
+            embedded::migrations().clone(),
+            "migrations/".to_string(),
+            None,
+        ),
+        Some(dir) => {
+            if !dir.is_dir() {
+                eprintln!("server: {} is not a directory of migrations", dir.display());
+                return Exit::Usage;
+            }
+            let set = match MigrationSet::from_dir(dir) {
+                Ok(set) => set,
+                Err(SourceError::Invalid(errors)) => {
+                    for e in &errors {
+                        eprintln!("server: {}: {}", dir.display(), e);
+                    }
+                    eprintln!("server: not a valid migration set; nothing was linted");
+                    return Exit::LintDenied;
+                }
+                Err(e) => {
+                    eprintln!("server: {e}");
+                    return Exit::Usage;
+                }
+            };
+            let beside = dir
+                .canonicalize()
+                .ok()
+                .and_then(|d| d.parent().map(|p| p.join(lint::CONFIG_FILE)))
+                .filter(|p| p.is_file());
+            let shown = dir.display().to_string();
+            let prefix = if shown.ends_with('/') {
+                shown
+            } else {
+                format!("{shown}/")
+            };
+            (set, prefix, beside)
+        }
+    };
+
+    let (severities, config_label) = match config.map(Path::to_path_buf).or(default_config) {
+        Some(path) => match read_severities(&path) {
+            Ok(s) => (s, path.display().to_string()),
+            Err(e) => {
+                eprintln!("server: {e}");
+                return Exit::Config;
+            }
+        },
+        None if dir.is_none() => match Severities::parse(
+            &format!("{} (embedded)", lint::CONFIG_FILE),
+            embedded::lint_config(),
+        ) {
+            Ok(s) => (s, format!("{} (embedded at build time)", lint::CONFIG_FILE)),
+            Err(e) => {
+                eprintln!("server: {e}");
+                return Exit::Config;
+            }
+        },
+        None => (Severities::default(), "defaults".to_string()),
+    };
+
+    let options = Options {
+        engine_lock_timeout_off: settings.migrations.lock_timeout.is_zero(),
+    };
+    let sources: Vec<Source<'_>> = set
+        .iter()
+        .map(|m| Source {
+            file: &m.up.file,
+            sql: &m.up.sql,
+        })
+        .collect();
+    let report = lint::lint_set(&sources, &severities, options);
+    print(
+        &report,
+        &prefix,
+        &config_label,
+        &severities,
+        options,
+        json_out,
+    );
+    if report.denies() > 0 {
+        Exit::LintDenied
+    } else {
+        Exit::Success
+    }
+}
+
+fn read_severities(path: &PathBuf) -> Result<Severities, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read lint configuration {}: {e}", path.display()))?;
+    Severities::parse(&path.display().to_string(), &text)
+        .map_err(|e| format!("invalid lint configuration: {e}"))
+}
+
+fn print(
+    report: &Report,
+    prefix: &str,
+    config: &str,
+    severities: &Severities,
+    options: Options,
+    json_out: bool,
+) {
+    let mut stdout = std::io::stdout().lock();
+    if json_out {
+        let findings: Vec<Value> = report
+            .findings
+            .iter()
+            .map(|f| {
+                let info = lint::rule(f.rule);
+                json!({
+                    "file": format!("{prefix}{}", f.file),
+                    "line": f.line,
+                    "rule": f.rule,
+                    "level": f.status(),
+                    "message": f.message,
+                    "why": info.map(|i| i.why),
+                    "fix": info.map(|i| i.fix),
+                    "allowed_reason": f.allowed,
+                })
+            })
+            .collect();
+        let levels: serde_json::Map<String, Value> = severities
+            .iter()
+            .map(|(id, level)| (id.to_string(), json!(level.as_str())))
+            .collect();
+        let doc = json!({
+            "ok": report.denies() == 0,
+            "files": report.files,
+            "deny": report.denies(),
+            "warn": report.warnings(),
+            "allowed": report.allowed(),
+            "config": config,
+            "engine_lock_timeout_off": options.engine_lock_timeout_off,
+            "severities": levels,
+            "findings": findings,
+        });
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+        return;
+    }
+    for f in &report.findings {
+        let _ = writeln!(stdout, "{:<7} {}", f.status(), f.render(prefix));
+    }
+    let _ = writeln!(stdout, "{} (severities: {config})", report.summary());
+}

@@ -1,0 +1,206 @@
+//! `server migrate lint` as a process: no database, the report names file:line, exit 10 on a
+//! deny finding, the severity file beside the directory, `--json` parses.
+
+use std::path::Path;
+
+use crate::support::{json, run_server};
+
+/// Never connected to: `migrate lint` needs no database.
+const NO_DB: &str = "postgres://postgres@127.0.0.1:1/none";
+
+/// `<tmp>/migrations/` with `files`, and `<tmp>/migration-lint.toml` when `config` is given.
+fn set(files: &[(&str, &str)], config: Option<&str>) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("migrations");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.join(name), sql).unwrap();
+    }
+    if let Some(text) = config {
+        std::fs::write(root.path().join("migration-lint.toml"), text).unwrap();
+    }
+    root
+}
+
+fn dir_of(root: &tempfile::TempDir) -> String {
+    root.path().join("migrations").display().to_string()
+}
+
+const UNSAFE: &[(&str, &str)] = &[
+    (
+        "1_create_items.sql",
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text);\nCREATE INDEX items_name_idx ON items (name);\n",
+    ),
+    (
+        "2_index_items.sql",
+        "-- Added later: items is live now.\nCREATE INDEX items_name_idx2 ON items (name);\n",
+    ),
+    (
+        "3_drop_name.sql",
+        "-- lint:allow drop-column: no release reads items.name since 2026.11\nALTER TABLE items DROP COLUMN name;\nUPDATE items SET id = id;\n",
+    ),
+];
+
+const SAFE: &[(&str, &str)] = &[
+    (
+        "1_create_items.sql",
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text);\nCREATE INDEX items_name_idx ON items (name);\n",
+    ),
+    (
+        "2_index_items.sql",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY items_name_idx2 ON items (name);\n",
+    ),
+];
+
+#[tokio::test]
+async fn unsafe_set_exits_10_naming_file_and_line() {
+    let root = set(UNSAFE, None);
+    let dir = dir_of(&root);
+    let out = run_server(NO_DB, &[], &["migrate", "lint", &dir]).await;
+    assert_eq!(out.code, Some(10), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "deny    {dir}/2_index_items.sql:2: create-index-not-concurrent: CREATE INDEX items_name_idx2 on live table items"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("allowed {dir}/3_drop_name.sql:2: drop-column")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("warn    {dir}/3_drop_name.sql:3: unbounded-dml"))
+    );
+    // The same-file index of migration 1 is exempt.
+    assert!(!out.stdout.contains("1_create_items.sql"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("1 deny, 1 warn, 1 allowed in 3 migration file(s) (severities: defaults)"),
+        "{}",
+        out.stdout
+    );
+
+    let out = run_server(NO_DB, &[], &["migrate", "lint", &dir, "--json"]).await;
+    assert_eq!(out.code, Some(10));
+    let doc = json(&out);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["deny"], 1);
+    assert_eq!(doc["severities"]["create-index-not-concurrent"], "deny");
+    let findings = doc["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 3);
+    assert_eq!(findings[0]["file"], format!("{dir}/2_index_items.sql"));
+    assert_eq!(findings[0]["line"], 2);
+    assert_eq!(findings[0]["rule"], "create-index-not-concurrent");
+    assert_eq!(findings[0]["level"], "deny");
+    assert!(
+        findings[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("CONCURRENTLY")
+    );
+    assert_eq!(
+        findings[1]["allowed_reason"],
+        "no release reads items.name since 2026.11"
+    );
+}
+
+#[tokio::test]
+async fn safe_set_exits_0() {
+    let root = set(SAFE, None);
+    let out = run_server(NO_DB, &[], &["migrate", "lint", &dir_of(&root), "--json"]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let doc = json(&out);
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["files"], 2);
+    assert_eq!(doc["findings"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn severity_file_beside_the_directory_or_given_is_used() {
+    let root = set(
+        UNSAFE,
+        Some("[rules]\ncreate-index-not-concurrent = \"warn\"\nunbounded-dml = \"off\"\n"),
+    );
+    let dir = dir_of(&root);
+    let out = run_server(NO_DB, &[], &["migrate", "lint", &dir, "--json"]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let doc = json(&out);
+    assert_eq!(doc["deny"], 0);
+    assert_eq!(doc["warn"], 1);
+    assert_eq!(doc["findings"][0]["level"], "warn");
+    assert!(
+        doc["config"]
+            .as_str()
+            .unwrap()
+            .ends_with("migration-lint.toml")
+    );
+
+    // --config wins over the file beside the directory; a bad one is exit 3, naming it.
+    let bad = root.path().join("bad.toml");
+    std::fs::write(&bad, "create-index = \"warn\"\n").unwrap();
+    let out = run_server(
+        NO_DB,
+        &[],
+        &[
+            "migrate",
+            "lint",
+            &dir,
+            "--config",
+            &bad.display().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("bad.toml:1: unknown rule \"create-index\""),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn engine_lock_timeout_off_in_config_is_followed() {
+    let root = set(
+        &[("1_x.sql", "ALTER TABLE items ADD COLUMN note text;\n")],
+        None,
+    );
+    let dir = dir_of(&root);
+    let on = run_server(NO_DB, &[], &["migrate", "lint", &dir, "--json"]).await;
+    assert_eq!(json(&on)["findings"], serde_json::json!([]));
+    let off = run_server(
+        NO_DB,
+        &[("APP_MIGRATIONS__LOCK_TIMEOUT", "0s")],
+        &["migrate", "lint", &dir, "--json"],
+    )
+    .await;
+    assert_eq!(off.code, Some(0), "warn only: {}", off.stderr);
+    let doc = json(&off);
+    assert_eq!(doc["engine_lock_timeout_off"], true);
+    assert_eq!(doc["findings"][0]["rule"], "lock-timeout-missing");
+}
+
+#[tokio::test]
+async fn missing_directory_is_a_usage_error_and_the_embedded_set_passes() {
+    let out = run_server(NO_DB, &[], &["migrate", "lint", "/nonexistent/migrations"]).await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("/nonexistent/migrations"));
+
+    // The product's own migrations: no deny finding (the build would have failed), and no
+    // warning either.
+    let out = run_server(NO_DB, &[], &["migrate", "lint", "--json"]).await;
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let doc = json(&out);
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["warn"], 0, "{doc}");
+    assert!(doc["files"].as_u64().unwrap() >= 3);
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migration-lint.toml")
+            .is_file()
+    );
+}
