@@ -263,7 +263,10 @@ fn dockerfile_follows_the_deploy_rules() {
     // A patched dependency under vendor/ must be there when dependencies are cooked.
     let manifest = std::fs::read_to_string(project_dir().join("Cargo.toml")).unwrap();
     if manifest.contains("path = \"vendor/") {
-        assert!(find("COPY", "vendor vendor") < cook, "COPY vendor/ before cooking");
+        assert!(
+            find("COPY", "vendor vendor") < cook,
+            "COPY vendor/ before cooking"
+        );
     }
 
     // The build: offline against .sqlx/, locked, release; the same command CI runs.
