@@ -1,4 +1,5 @@
-//! Request middleware: request ids and access logs, the body-size bound, API-key auth.
+//! Request middleware: request ids and access logs, the body-size bound, API-key auth, and the
+//! `Allow` header of 405 answers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,6 +117,100 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     }
 }
 
+/// Adds `Allow` to every 405 answer (RFC 9110 §15.5.6: a 405 must list the methods the
+/// resource supports). The table is built from the same route list the router serves: the API's
+/// part from its OpenAPI document, so the header and the routes cannot disagree. GET implies
+/// HEAD, as in poem's router.
+#[derive(Clone, Default)]
+pub struct AllowHeader {
+    routes: Arc<Vec<(Vec<Segment>, Vec<String>)>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+impl AllowHeader {
+    /// `routes`: path templates (`/api/v1/artifacts/{id}`) with their methods.
+    pub fn new<'a>(routes: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
+        let routes = routes
+            .into_iter()
+            .map(|(path, methods)| {
+                let segments = path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        if s.starts_with('{') && s.ends_with('}') {
+                            Segment::Param
+                        } else {
+                            Segment::Literal(s.to_string())
+                        }
+                    })
+                    .collect();
+                let methods = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+                (segments, methods)
+            })
+            .collect();
+        Self {
+            routes: Arc::new(routes),
+        }
+    }
+
+    /// The `Allow` value for `path`, or `None` when no route matches it.
+    fn allow(&self, path: &str) -> Option<String> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut methods: Vec<&str> = Vec::new();
+        for (segments, route_methods) in self.routes.iter() {
+            let matches = segments.len() == parts.len()
+                && segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                    Segment::Literal(lit) => lit == part,
+                    Segment::Param => true,
+                });
+            if matches {
+                for m in route_methods {
+                    methods.push(m);
+                    if m == "GET" {
+                        methods.push("HEAD");
+                    }
+                }
+            }
+        }
+        if methods.is_empty() {
+            return None;
+        }
+        methods.sort_unstable();
+        methods.dedup();
+        Some(methods.join(", "))
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for AllowHeader {
+    type Output = AllowHeaderEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        AllowHeaderEndpoint(ep, self.clone())
+    }
+}
+
+pub struct AllowHeaderEndpoint<E>(E, AllowHeader);
+
+impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path().to_string();
+        let mut resp = self.0.get_response(req).await;
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = self.1.allow(&path)
+            && let Ok(value) = HeaderValue::from_str(&allow)
+        {
+            resp.headers_mut().insert(header::ALLOW, value);
+        }
+        Ok(resp)
+    }
+}
+
 /// `Authorization: Bearer <key>` against the configured keys. Keys are compared as SHA-256
 /// digests in constant time, so neither length nor content leaks through timing. No keys
 /// configured: the API is open.
@@ -191,6 +286,22 @@ impl<E: Endpoint> Endpoint for BearerAuthEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_lists_the_methods_of_the_matching_route() {
+        let table = AllowHeader::new([
+            ("/api/v1/artifacts/{id}".to_string(), vec!["get", "patch"]),
+            ("/api/v1/artifacts/{id}/versions".to_string(), vec!["get"]),
+            ("/health/ready".to_string(), vec!["get"]),
+        ]);
+        assert_eq!(
+            table.allow("/api/v1/artifacts/123").as_deref(),
+            Some("GET, HEAD, PATCH")
+        );
+        assert_eq!(table.allow("/health/ready/").as_deref(), Some("GET, HEAD"));
+        assert_eq!(table.allow("/api/v1/artifacts"), None);
+        assert_eq!(table.allow("/nowhere"), None);
+    }
 
     #[test]
     fn auth_accepts_only_configured_keys() {

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::migrate::{MigrationSet, UnknownPolicy};
-use middleware::{BearerAuth, BodyLimit, RequestContext};
+use middleware::{AllowHeader, BearerAuth, BodyLimit, RequestContext};
 
 pub use shutdown::Signals;
 
@@ -65,6 +65,7 @@ impl AppState {
 /// key when keys are configured. Every error leaves as a problem document.
 pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
     let api = crate::api::service(state.pool.clone());
+    let allow = allow_table(&api.spec());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
@@ -80,8 +81,30 @@ pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use
         .at("/health/ready", get(health::ready))
         .with(CatchPanic::new())
         .catch_all_error(crate::api::error::from_poem_error)
+        .with(allow)
         .with(RequestContext)
         .data(state)
+}
+
+/// The routes and their methods for 405's `Allow`: the API's from its OpenAPI document, the
+/// rest as mounted in [`routes`].
+fn allow_table(spec: &str) -> AllowHeader {
+    let document: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+    let api = document["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, operations)| {
+            let methods = operations
+                .as_object()
+                .map(|ops| ops.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            (format!("/api/v1{path}"), methods)
+        });
+    let open = ["/openapi.json", "/health", "/health/live", "/health/ready"]
+        .into_iter()
+        .map(|path| (path.to_string(), vec!["get"]));
+    AllowHeader::new(api.chain(open).collect::<Vec<_>>())
 }
 
 /// Installs the signal handlers, binds `server.host:server.port`, logs the bound address,

@@ -529,6 +529,24 @@ async fn bad_input_gets_a_problem_never_a_5xx() {
     )
     .await;
     problem(api.get("/no-such-route").await, 404).await;
+
+    // 405 names what the resource does support (RFC 9110), API and health alike.
+    let wrong = api
+        .http
+        .delete(api.url(&format!("/conversations/{id}/messages")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD, POST");
+    problem(wrong, 405).await;
+    let wrong = api
+        .http
+        .post(format!("{}/health/ready", api.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD");
+    problem(wrong, 405).await;
     let big = json!({ "title": "x".repeat(4000) });
     problem(api.post("/conversations", big).await, 413).await;
 
