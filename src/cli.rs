@@ -198,8 +198,30 @@ impl MigrateCommand {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Some(Command::Healthcheck { ready, timeout }) = cli.command {
-        return healthcheck(&cli.config_dir, ready, timeout);
+    match cli.command {
+        Some(Command::Healthcheck { ready, timeout }) => {
+            return healthcheck(&cli.config_dir, ready, timeout);
+        }
+        Some(Command::Migrate(MigrateArgs {
+            json,
+            command: MigrateCommand::Lint { dir, config },
+        })) => {
+            // No database and no secrets needed: a configuration that is incomplete here (say,
+            // production without DATABASE_URL in a build step) still has its lock_timeout.
+            let lock_timeout_off = match Settings::load(&cli.config_dir) {
+                Ok(settings) => settings.migrations.lock_timeout.is_zero(),
+                Err(e) => {
+                    eprintln!(
+                        "server: note: {}; linting with migrations.lock_timeout from the files in {}",
+                        AppError::from(e),
+                        cli.config_dir.display()
+                    );
+                    lint_cmd::lock_timeout_off_in_files(&cli.config_dir)
+                }
+            };
+            return lint_cmd::run(lock_timeout_off, dir.as_deref(), config.as_deref(), json).into();
+        }
+        _ => {}
     }
     let settings = match Settings::load(&cli.config_dir) {
         Ok(settings) => settings,
@@ -218,10 +240,6 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", settings.to_masked_toml());
             return Exit::Success.into();
         }
-        Some(Command::Migrate(MigrateArgs {
-            json,
-            command: MigrateCommand::Lint { dir, config },
-        })) => return lint_cmd::run(&settings, dir.as_deref(), config.as_deref(), json).into(),
         Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
         Some(Command::Healthcheck { .. }) | None => None,
     };

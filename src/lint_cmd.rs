@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::config::Settings;
+use crate::config::Environment;
 use crate::exit::Exit;
 use crate::migrate::lint::{self, Options, Report, Severities, Source};
 use crate::migrate::{MigrationSet, SourceError, embedded};
@@ -16,7 +16,12 @@ use crate::migrate::{MigrationSet, SourceError, embedded};
 /// Runs the lint and prints the report; exit 0 without a deny finding, 10 with one (or when
 /// DIR is not a valid migration set, which the build would refuse too), 2 when DIR is not a
 /// directory, 3 when the severity file is unreadable or invalid.
-pub fn run(settings: &Settings, dir: Option<&Path>, config: Option<&Path>, json_out: bool) -> Exit {
+pub fn run(
+    engine_lock_timeout_off: bool,
+    dir: Option<&Path>,
+    config: Option<&Path>,
+    json_out: bool,
+) -> Exit {
     let (set, prefix, default_config) = match dir {
         None => (
             embedded::migrations().clone(),
@@ -79,7 +84,7 @@ pub fn run(settings: &Settings, dir: Option<&Path>, config: Option<&Path>, json_
     };
 
     let options = Options {
-        engine_lock_timeout_off: settings.migrations.lock_timeout.is_zero(),
+        engine_lock_timeout_off,
     };
     let sources: Vec<Source<'_>> = set
         .iter()
@@ -164,4 +169,22 @@ fn print(
         let _ = writeln!(stdout, "{:<7} {}", f.status(), f.render(prefix));
     }
     let _ = writeln!(stdout, "{} (severities: {config})", report.summary());
+}
+
+/// Whether `migrations.lock_timeout` is zero in `default.toml` and `<ENVIRONMENT>.toml` of
+/// `config_dir` (the later file wins), for when the whole configuration cannot load.
+pub fn lock_timeout_off_in_files(config_dir: &Path) -> bool {
+    let environment = std::env::var("ENVIRONMENT")
+        .ok()
+        .and_then(|e| e.parse::<Environment>().ok())
+        .unwrap_or(Environment::Development);
+    ["default.toml", &format!("{}.toml", environment.as_str())]
+        .iter()
+        .rev()
+        .find_map(|file| {
+            std::fs::read_to_string(config_dir.join(file))
+                .ok()
+                .and_then(|text| lint::config_lock_timeout_off(&text))
+        })
+        .unwrap_or(false)
 }

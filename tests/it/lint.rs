@@ -204,3 +204,24 @@ async fn missing_directory_is_a_usage_error_and_the_embedded_set_passes() {
             .is_file()
     );
 }
+
+/// A build step or a shell without secrets: production configuration that cannot fully load
+/// (no DATABASE_URL, no API keys) still lints, with a note saying what it read instead.
+#[test]
+fn lints_without_a_loadable_configuration() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["migrate", "lint", "--json"])
+        .env_clear()
+        .env("ENVIRONMENT", "production")
+        .env(
+            "CONFIG_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("note: "), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+}
