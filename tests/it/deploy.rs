@@ -3,6 +3,7 @@
 //! rules and render.yaml's commands, health path, variables and field names.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use agent_backend::config::Settings;
@@ -283,6 +284,33 @@ fn dockerfile_follows_the_deploy_rules() {
         ".ci/run must run the Dockerfile's build: SQLX_OFFLINE=true {command}"
     );
 
+    // Everything build.rs reads (its rerun-if-changed inputs) reaches the builder: a file left
+    // out would not fail the build, it would silently build something else.
+    let copied: Vec<&str> = all
+        .iter()
+        .filter(|i| {
+            i.keyword == "COPY"
+                && i.stage == all[build].stage
+                && i.args != "--from=planner /src/recipe.json recipe.json"
+        })
+        .flat_map(|i| {
+            let words: Vec<&str> = i.args.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    let ignored = std::fs::read_to_string(project_dir().join(".dockerignore")).unwrap();
+    for input in build_script_inputs() {
+        let first = input.split('/').next().unwrap();
+        assert!(
+            copied.contains(&input.as_str()) || copied.contains(&first),
+            "build.rs reads {input}, which the builder stage does not COPY"
+        );
+        assert!(
+            !ignored.lines().any(|l| l.trim_end_matches('/') == first),
+            "build.rs reads {input}, which .dockerignore leaves out of the context"
+        );
+    }
+
     // The runtime stage: slim, CA certificates, non-root, only the binary and config/.
     let runtime: Vec<&Instruction> = all.iter().filter(|i| i.stage == last).collect();
     let base = &runtime[0].args;
@@ -339,6 +367,29 @@ fn dockerfile_follows_the_deploy_rules() {
     assert_eq!(argv[0], "/app/server");
     assert_eq!(argv[1], "healthcheck");
     assert_cli_accepts(&argv[1..]);
+}
+
+/// The project files build.rs declared as inputs (`cargo:rerun-if-changed`), relative to the
+/// project root, from this build's build-script output.
+fn build_script_inputs() -> Vec<String> {
+    let output = Path::new(env!("OUT_DIR")).parent().unwrap().join("output");
+    let text = std::fs::read_to_string(&output).unwrap();
+    let root = project_dir();
+    let inputs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo:rerun-if-changed="))
+        .filter_map(|p| {
+            Path::new(p)
+                .strip_prefix(&root)
+                .ok()
+                .map(|rel| rel.display().to_string())
+        })
+        .collect();
+    assert!(
+        inputs.iter().any(|i| i == "migrations"),
+        "{output:?}: {inputs:?}"
+    );
+    inputs
 }
 
 /// The binary's parser accepts ARGS (checked with `--help` appended: no side effects).
