@@ -86,25 +86,17 @@ fn lint_set(specs: &[manifest::Spec]) {
 
     // The engine's default lock_timeout as the shipped configuration sets it (production wins);
     // an environment override at deploy time is checked by `server migrate lint` there.
-    let mut engine_lock_timeout_off = false;
-    for file in ["config/default.toml", "config/production.toml"] {
-        let path = root.join(file);
-        println!("cargo:rerun-if-changed={}", path.display());
-        if let Some(off) = fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| lint::config_lock_timeout_off(&text))
-        {
-            engine_lock_timeout_off = off;
-        }
-    }
-
-    let sources: Vec<lint::Source<'_>> = specs
+    let layers: Vec<String> = ["config/default.toml", "config/production.toml"]
         .iter()
-        .map(|s| lint::Source {
-            file: &s.up.file,
-            sql: &s.up.sql,
+        .map(|file| {
+            let path = root.join(file);
+            println!("cargo:rerun-if-changed={}", path.display());
+            fs::read_to_string(&path).unwrap_or_default()
         })
         .collect();
+    let engine_lock_timeout_off = lint::layered_lock_timeout_off(&layers);
+
+    let sources = lint::up_sources(specs);
     let report = lint::lint_set(
         &sources,
         &severities,

@@ -204,18 +204,23 @@ pub enum ConfigError {
 }
 
 impl Settings {
-    /// The environment variables the configuration reads by name (besides `APP_<SECTION>__<KEY>`
-    /// for every key). `RUST_LOG` is read by the log filter.
-    pub const ENV_VARS: &'static [&'static str] = &[
-        "ENVIRONMENT",
-        "CONFIG_DIR",
-        "DATABASE_URL",
-        "HOST",
-        "PORT",
-        "DEBUG",
-        "API_KEYS",
-        "RUST_LOG",
+    /// Environment variables that set one key each, by name (any key is also
+    /// `APP_<SECTION>__<KEY>`).
+    const NAMED_ENV: &'static [(&'static str, &'static str)] = &[
+        ("DATABASE_URL", "database.url"),
+        ("HOST", "server.host"),
+        ("PORT", "server.port"),
+        ("DEBUG", "debug"),
+        ("API_KEYS", "auth.api_keys"),
     ];
+
+    /// Whether the configuration (or, for `RUST_LOG`, the log filter) reads the environment
+    /// variable `name`.
+    pub fn reads_env_var(name: &str) -> bool {
+        matches!(name, "ENVIRONMENT" | "CONFIG_DIR" | "RUST_LOG")
+            || name.starts_with("APP_")
+            || Self::NAMED_ENV.iter().any(|(var, _)| *var == name)
+    }
 
     /// Loads the layers from `config_dir` and the process environment.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
@@ -227,26 +232,16 @@ impl Settings {
         if !default.is_file() {
             return Err(ConfigError::MissingFile(default));
         }
-        let figment = Figment::new()
+        let mut figment = Figment::new()
             .merge(Toml::file_exact(default))
             .merge(Toml::file(
                 config_dir.join(format!("{}.toml", environment.as_str())),
             ))
-            .merge(Env::prefixed("APP_").split("__"))
-            .merge(
-                Env::raw()
-                    .only(&["DATABASE_URL"])
-                    .map(|_| "database.url".into()),
-            )
-            .merge(Env::raw().only(&["HOST"]).map(|_| "server.host".into()))
-            .merge(Env::raw().only(&["PORT"]).map(|_| "server.port".into()))
-            .merge(Env::raw().only(&["DEBUG"]).map(|_| "debug".into()))
-            .merge(
-                Env::raw()
-                    .only(&["API_KEYS"])
-                    .map(|_| "auth.api_keys".into()),
-            )
-            .merge(("environment", environment));
+            .merge(Env::prefixed("APP_").split("__"));
+        for &(var, key) in Self::NAMED_ENV {
+            figment = figment.merge(Env::raw().only(&[var]).map(move |_| key.into()));
+        }
+        let figment = figment.merge(("environment", environment));
         let settings: Settings = figment.extract().map_err(|e| {
             let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::config::Environment;
 use crate::exit::Exit;
-use crate::migrate::lint::{self, Options, Report, Severities, Source};
+use crate::migrate::lint::{self, Options, Report, Severities};
 use crate::migrate::{MigrationSet, SourceError, embedded};
 
 /// Runs the lint and prints the report; exit 0 without a deny finding, 10 with one (or when
@@ -86,13 +86,7 @@ pub fn run(
     let options = Options {
         engine_lock_timeout_off,
     };
-    let sources: Vec<Source<'_>> = set
-        .iter()
-        .map(|m| Source {
-            file: &m.up.file,
-            sql: &m.up.sql,
-        })
-        .collect();
+    let sources = lint::up_sources(set.iter());
     let report = lint::lint_set(&sources, &severities, options);
     print(
         &report,
@@ -178,13 +172,13 @@ pub fn lock_timeout_off_in_files(config_dir: &Path) -> bool {
         .ok()
         .and_then(|e| e.parse::<Environment>().ok())
         .unwrap_or(Environment::Development);
-    ["default.toml", &format!("{}.toml", environment.as_str())]
-        .iter()
-        .rev()
-        .find_map(|file| {
-            std::fs::read_to_string(config_dir.join(file))
-                .ok()
-                .and_then(|text| lint::config_lock_timeout_off(&text))
-        })
-        .unwrap_or(false)
+    let layers = [
+        "default.toml".to_string(),
+        format!("{}.toml", environment.as_str()),
+    ];
+    lint::layered_lock_timeout_off(
+        layers
+            .iter()
+            .filter_map(|file| std::fs::read_to_string(config_dir.join(file)).ok()),
+    )
 }

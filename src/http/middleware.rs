@@ -121,12 +121,11 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 /// resource supports). The table is built from the same route list the router serves: the API's
 /// part from its OpenAPI document, so the header and the routes cannot disagree. GET implies
 /// HEAD, as in poem's router.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AllowHeader {
     routes: Arc<Vec<(Vec<Segment>, Vec<String>)>>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
 enum Segment {
     Literal(String),
     Param,

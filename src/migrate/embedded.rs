@@ -119,13 +119,7 @@ mod tests {
         use crate::migrate::lint;
         let severities =
             lint::Severities::parse(lint::CONFIG_FILE, lint_config()).expect("valid config");
-        let sources: Vec<lint::Source<'_>> = migrations()
-            .iter()
-            .map(|m| lint::Source {
-                file: &m.up.file,
-                sql: &m.up.sql,
-            })
-            .collect();
+        let sources = lint::up_sources(migrations().iter());
         // The shipped configuration keeps the engine's lock_timeout on, as the build reads it.
         let config = include_str!("../../config/default.toml");
         assert_eq!(lint::config_lock_timeout_off(config), Some(false));

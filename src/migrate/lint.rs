@@ -34,7 +34,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::manifest::{NO_TRANSACTION_MARKER, header_settings};
+use super::manifest::{NO_TRANSACTION_MARKER, Spec, header_settings};
 
 /// The severity file's name, next to `migrations/` (never inside it).
 pub const CONFIG_FILE: &str = "migration-lint.toml";
@@ -287,6 +287,16 @@ pub fn config_lock_timeout_off(text: &str) -> Option<bool> {
     found
 }
 
+/// Whether the engine's default lock_timeout is off across config file texts given in layer
+/// order (a later file that sets it wins; none setting it: on).
+pub fn layered_lock_timeout_off(texts: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
+    texts
+        .into_iter()
+        .filter_map(|text| config_lock_timeout_off(text.as_ref()))
+        .last()
+        .unwrap_or(false)
+}
+
 /// `0`, `'0'`, `"0s"`, `0ms`, … (a duration whose number is zero).
 fn is_zero_duration(value: &str) -> bool {
     let v = value.trim().trim_matches(|c| c == '\'' || c == '"').trim();
@@ -307,6 +317,18 @@ pub struct Options {
 pub struct Source<'a> {
     pub file: &'a str,
     pub sql: &'a str,
+}
+
+/// The files the lint reads from a validated set: each migration's up (or simple) side. Down
+/// files run only in a deliberate rollback and drop things by nature.
+pub fn up_sources<'a>(specs: impl IntoIterator<Item = &'a Spec>) -> Vec<Source<'a>> {
+    specs
+        .into_iter()
+        .map(|s| Source {
+            file: &s.up.file,
+            sql: &s.up.sql,
+        })
+        .collect()
 }
 
 /// One finding. `level` is `Deny` or `Warn`; `allowed` holds the reason of the file's
@@ -1558,6 +1580,14 @@ mod tests {
             config_lock_timeout_off("[other]\nlock_timeout = \"0s\"\n"),
             None
         );
+
+        // Layers: the later file that sets it wins; a layer that does not set it changes nothing.
+        let off = "[migrations]\nlock_timeout = \"0s\"\n";
+        let on = "[migrations]\nlock_timeout = \"5s\"\n";
+        assert!(layered_lock_timeout_off([on, off]));
+        assert!(!layered_lock_timeout_off([off, on]));
+        assert!(layered_lock_timeout_off([off, "[server]\nport = 1\n"]));
+        assert!(!layered_lock_timeout_off(Vec::<String>::new()));
     }
 
     #[test]
