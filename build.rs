@@ -1,4 +1,5 @@
-//! Validates `migrations/`, lints it for dangerous DDL, and generates the embedded manifest
+//! Reads `sqlx.toml`, validates the migration directory (`migrations/` unless `sqlx.toml` says
+//! otherwise), lints it for dangerous DDL, and generates the embedded manifest
 //! (`$OUT_DIR/migrations_manifest.rs`).
 //!
 //! A bad migration set fails the build here, naming each offending file, so a binary that builds
@@ -11,6 +12,10 @@
 #[allow(dead_code)]
 mod manifest;
 
+#[path = "src/migrate/sqlx_toml.rs"]
+#[allow(dead_code)]
+mod sqlx_toml;
+
 #[path = "src/migrate/lint.rs"]
 #[allow(dead_code)]
 mod lint;
@@ -19,32 +24,54 @@ use std::path::Path;
 use std::{env, fs};
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // sqlx's own configuration file: the same directory, checksums, bookkeeping table and
+    // schemas as `sqlx-cli` and `sqlx::migrate!` read from it. The project commits one, so the
+    // path always exists (cargo re-runs a script whose watched path is missing on every build).
+    let toml_path = root.join(sqlx_toml::FILE);
+    println!("cargo:rerun-if-changed={}", toml_path.display());
+    let toml_text = match fs::read_to_string(&toml_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => fail(&format!("{}: {e}", sqlx_toml::FILE)),
+    };
+    let sqlx_config =
+        sqlx_toml::parse(toml_text.as_deref()).unwrap_or_else(|e| fail(&e.to_string()));
+
+    let shown_dir = sqlx_config.migrations_dir.trim_end_matches('/').to_string();
+    let dir = root.join(&shown_dir);
     // A directory path makes cargo re-run this script when any file below it changes, appears
     // or disappears; the crate is then recompiled, so `include_dir!` picks the change up too.
     println!("cargo:rerun-if-changed={}", dir.display());
+    // `include_dir!("$AGENT_MIGRATIONS_DIR")` in src/migrate/embedded.rs embeds this directory.
+    println!("cargo:rustc-env=AGENT_MIGRATIONS_DIR={}", dir.display());
 
     let mut files = Vec::new();
-    let entries =
-        fs::read_dir(&dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read {shown_dir}/ ({}): {e}",
+            dir.display()
+        ))
+    });
     for entry in entries {
-        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {shown_dir}/: {e}")));
         let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if !path.is_file() || !manifest::is_sql_file(&name) {
-            if !name.starts_with('.') {
-                println!("cargo:warning=migrations/{name}: not a migration (*.sql file); ignored");
-            }
+        // sqlx follows symbolic links to files and skips everything that is not a file.
+        if !entry.path().is_file() {
             continue;
         }
-        let bytes = fs::read(&path).unwrap_or_else(|e| fail(&format!("migrations/{name}: {e}")));
+        let bytes =
+            fs::read(entry.path()).unwrap_or_else(|e| fail(&format!("{shown_dir}/{name}: {e}")));
         files.push(manifest::SourceFile { name, bytes });
     }
 
-    let specs = match manifest::build(&files) {
-        Ok(specs) => specs,
+    let options = manifest::ReadOptions {
+        ignored_chars: sqlx_config.ignored_chars.clone(),
+    };
+    let read = match manifest::build(&files, &options) {
+        Ok(read) => read,
         Err(errors) => {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let list: Vec<String> = errors.iter().map(|e| e.in_dir(&shown_dir)).collect();
             fail(&format!(
                 "invalid migration set ({} problem(s)):\n  {}",
                 list.len(),
@@ -52,8 +79,12 @@ fn main() {
             ));
         }
     };
+    for note in &read.notes {
+        println!("cargo:warning={shown_dir}/{note}");
+    }
+    let specs = read.specs;
 
-    lint_set(&specs);
+    lint_set(&specs, &shown_dir);
 
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
@@ -64,15 +95,21 @@ fn main() {
             .map_or_else(|| "none".to_string(), |s| s.version.to_string())
     );
 
+    let mut code = manifest::render_manifest(&specs);
+    code.push_str(&format!(
+        "pub(crate) static TABLE_NAME: &str = {:?};\n\
+         pub(crate) static CREATE_SCHEMAS: &[&str] = &{:?};\n\
+         pub(crate) static MIGRATIONS_DIR_NAME: &str = {:?};\n",
+        sqlx_config.table_name, sqlx_config.create_schemas, shown_dir
+    ));
     let out =
         Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
-    fs::write(&out, manifest::render_manifest(&specs))
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+    fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
 }
 
 /// Runs the safety lint over the validated set: warnings become cargo warnings, a deny finding
 /// fails the build with the whole report. The severity file is baked in for `server migrate lint`.
-fn lint_set(specs: &[manifest::Spec]) {
+fn lint_set(specs: &[manifest::Spec], shown_dir: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config_path = root.join(lint::CONFIG_FILE);
     println!("cargo:rerun-if-changed={}", config_path.display());
@@ -107,7 +144,7 @@ fn lint_set(specs: &[manifest::Spec]) {
     for finding in report.findings.iter().filter(|f| f.is_warn()) {
         println!(
             "cargo:warning={}",
-            finding.render("migrations/").replace('\n', " ")
+            finding.render(&format!("{shown_dir}/")).replace('\n', " ")
         );
     }
     if report.denies() > 0 {
@@ -115,7 +152,7 @@ fn lint_set(specs: &[manifest::Spec]) {
             .findings
             .iter()
             .filter(|f| f.allowed.is_none())
-            .map(|f| format!("{:<5} {}", f.status(), f.render("migrations/")))
+            .map(|f| format!("{:<5} {}", f.status(), f.render(&format!("{shown_dir}/"))))
             .collect();
         fail(&format!(
             "migration safety lint: {}:\n  {}\nFix the migration, allow the finding in its file with \

@@ -37,7 +37,7 @@ pub fn run(
                 Ok(set) => set,
                 Err(SourceError::Invalid(errors)) => {
                     for e in &errors {
-                        eprintln!("server: {}: {}", dir.display(), e);
+                        eprintln!("server: {}", e.in_dir(&dir.display().to_string()));
                     }
                     eprintln!("server: not a valid migration set; nothing was linted");
                     return Exit::LintDenied;

@@ -542,11 +542,12 @@ impl Printer {
             let settings: Vec<String> =
                 s.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out!(
-                "\n-- [{}/{}] {} {} (migrations/{}), {mode}{}",
+                "\n-- [{}/{}] {} {} ({}/{}), {mode}{}",
                 i + 1,
                 steps.len(),
                 m.version,
                 m.description,
+                embedded::dir_name(),
                 s.file,
                 if settings.is_empty() {
                     String::new()

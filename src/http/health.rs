@@ -76,7 +76,9 @@ async fn probe(state: &AppState) -> Probe {
     let started = Instant::now();
     let rows = tokio::time::timeout(state.health_timeout, async {
         let mut conn = state.pool.acquire().await.map_err(|e| e.to_string())?;
-        history::read(&mut conn).await.map_err(|e| e.to_string())
+        history::read(&mut conn, &state.migrations.bookkeeping().table)
+            .await
+            .map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|_| {

@@ -228,7 +228,10 @@ impl<'a> Migrator<'a> {
 
     /// Compares the table with the set. One query; no lock, no writes.
     pub async fn status(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
-        Ok(Status::compare(self.set, history::read(conn).await?))
+        Ok(Status::compare(
+            self.set,
+            history::read(conn, &self.set.bookkeeping().table).await?,
+        ))
     }
 
     /// The pre-serve stage: apply everything pending.
@@ -334,8 +337,8 @@ impl<'a> Migrator<'a> {
         to: Option<i64>,
     ) -> Result<(Vec<(i64, Duration)>, Status), MigrateError> {
         let status = self.status(conn).await?;
-        if !status.table_exists {
-            history::ensure_table(conn).await?;
+        if !status.table_exists || !self.set.bookkeeping().create_schemas.is_empty() {
+            history::ensure_table(conn, self.set.bookkeeping()).await?;
         }
         let plan = self.plan_apply(&status, to)?;
         let total = plan.len();
@@ -350,7 +353,7 @@ impl<'a> Migrator<'a> {
                 m.version,
                 m.description
             );
-            let took = apply_one(conn, m).await?;
+            let took = apply_one(conn, &self.set.bookkeeping().table, m).await?;
             tracing::info!(
                 version = m.version,
                 elapsed_ms = took.as_millis() as u64,
@@ -433,7 +436,7 @@ impl<'a> Migrator<'a> {
                     m.version,
                     m.description
                 );
-                let took = revert_one(conn, m).await?;
+                let took = revert_one(conn, &self.set.bookkeeping().table, m).await?;
                 reverted.push((m.version, took));
             }
             Ok(reverted)
@@ -459,7 +462,8 @@ impl<'a> Migrator<'a> {
             else {
                 return Ok(None);
             };
-            history::record_repair(conn, row.version, action).await?;
+            history::record_repair(conn, &self.set.bookkeeping().table, row.version, action)
+                .await?;
             Ok(Some(row))
         })
         .await
@@ -497,7 +501,11 @@ async fn with_settings<T>(
 
 /// Runs one migration with its bookkeeping: in one implicit transaction (one round trip), or,
 /// for `-- no-transaction` files, between a committed `success = false` row and its flip.
-async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, MigrateError> {
+async fn apply_one(
+    conn: &mut PgConnection,
+    table: &str,
+    m: &Migration,
+) -> Result<Duration, MigrateError> {
     let started = Instant::now();
     let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
         version: m.version,
@@ -506,7 +514,7 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
         dirty,
     };
     if m.up.no_tx {
-        history::insert_started(conn, m).await?;
+        history::insert_started(conn, table, m).await?;
         let sql = m.up.sql.clone();
         with_settings(conn, &m.up, async |c: &mut PgConnection| {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
@@ -516,13 +524,14 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
         let took = started.elapsed();
         history::mark_succeeded(
             conn,
+            table,
             m.version,
             i64::try_from(took.as_nanos()).unwrap_or(i64::MAX),
         )
         .await?;
         Ok(took)
     } else {
-        let batch = history::transactional_batch(m);
+        let batch = history::transactional_batch(table, m);
         with_settings(conn, &m.up, async |c: &mut PgConnection| {
             sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
         })
@@ -534,7 +543,11 @@ async fn apply_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, M
 
 /// Reverts one migration with its down SQL and deletes its row, atomically when the down file
 /// is transactional; otherwise the row is marked dirty first, so a failure stays visible.
-async fn revert_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, MigrateError> {
+async fn revert_one(
+    conn: &mut PgConnection,
+    table: &str,
+    m: &Migration,
+) -> Result<Duration, MigrateError> {
     let down = m
         .down
         .as_ref()
@@ -547,16 +560,16 @@ async fn revert_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, 
         dirty,
     };
     if down.no_tx {
-        history::mark_dirty(conn, m.version).await?;
+        history::mark_dirty(conn, table, m.version).await?;
         let sql = down.sql.clone();
         with_settings(conn, down, async |c: &mut PgConnection| {
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
         })
         .await
         .map_err(|e| failed(e, true))?;
-        history::delete(conn, m.version).await?;
+        history::delete(conn, table, m.version).await?;
     } else {
-        let batch = history::revert_batch(m.version, down);
+        let batch = history::revert_batch(table, m.version, down);
         with_settings(conn, down, async |c: &mut PgConnection| {
             sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
         })

@@ -9,7 +9,9 @@
 //! | checksum       | SHA-384 of the up file's bytes                                 |
 //! | execution_time | nanoseconds (`-1` where unknown, as sqlx writes it)            |
 //!
-//! The table is unqualified, so like sqlx it lives in the first schema of `search_path`.
+//! The table's name comes from `sqlx.toml` (`table-name`, `_sqlx_migrations` by default) and is
+//! interpolated as written, as sqlx does: unqualified, it lives in the first schema of
+//! `search_path`; qualified, its schema is created first when `create-schemas` lists it.
 
 use sqlx::PgConnection;
 use sqlx::postgres::PgDatabaseError;
@@ -17,17 +19,19 @@ use time::OffsetDateTime;
 
 use super::{MigrateError, Migration};
 
-pub const TABLE: &str = "_sqlx_migrations";
-
 /// sqlx 0.9's `ensure_migrations_table`, byte for byte in meaning.
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+fn create_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
     version BIGINT PRIMARY KEY,
     description TEXT NOT NULL,
     installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
     success BOOLEAN NOT NULL,
     checksum BYTEA NOT NULL,
     execution_time BIGINT NOT NULL
-)";
+)"
+    )
+}
 
 /// One row of `_sqlx_migrations`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -52,26 +56,45 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads every row, or `None` when the table does not exist yet. One round trip, no lock: a
-/// missing table is PostgreSQL's `undefined_table` error rather than a catalog query first.
-pub async fn read(conn: &mut PgConnection) -> Result<Option<Vec<AppliedMigration>>, MigrateError> {
-    let rows = sqlx::query_as::<_, AppliedMigration>(
+/// missing table (or a missing schema of a qualified one) is PostgreSQL's `undefined_table`
+/// (`invalid_schema_name`) error rather than a catalog query first.
+pub async fn read(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Option<Vec<AppliedMigration>>, MigrateError> {
+    let rows = sqlx::query_as::<_, AppliedMigration>(sqlx::AssertSqlSafe(format!(
         "SELECT version, description, installed_on, success, checksum, execution_time \
-         FROM _sqlx_migrations ORDER BY version",
-    )
+         FROM {table} ORDER BY version"
+    )))
     .fetch_all(conn)
     .await;
     match rows {
         Ok(rows) => Ok(Some(rows)),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(None),
-        Err(e) => Err(MigrateError::db("reading _sqlx_migrations")(e)),
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P01" | "3F000")) => {
+            Ok(None)
+        }
+        Err(e) => Err(MigrateError::db("reading the migration table")(e)),
     }
 }
 
-pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), MigrateError> {
-    sqlx::raw_sql(CREATE_TABLE)
+/// sqlx's `create_schema_if_not_exists` for each schema, then `ensure_migrations_table`; under
+/// the lock, before anything is applied, as sqlx does.
+pub async fn ensure_table(
+    conn: &mut PgConnection,
+    bookkeeping: &super::Bookkeeping,
+) -> Result<(), MigrateError> {
+    for schema in &bookkeeping.create_schemas {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};"
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(MigrateError::db("creating a schema listed in sqlx.toml"))?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create_table(&bookkeeping.table)))
         .execute(conn)
         .await
-        .map_err(MigrateError::db("creating _sqlx_migrations"))?;
+        .map_err(MigrateError::db("creating the migration table"))?;
     Ok(())
 }
 
@@ -84,9 +107,9 @@ fn literal(s: &str) -> String {
 /// statements of a multi-statement query as one implicit transaction: a failure anywhere rolls
 /// back the migration and its row together, and a success costs a single round trip.
 /// `execution_time` is measured by the server from receipt of the query (nanoseconds, as sqlx).
-pub fn transactional_batch(m: &Migration) -> String {
+pub fn transactional_batch(table: &str, m: &Migration) -> String {
     format!(
-        "{sql}\n;\nINSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+        "{sql}\n;\nINSERT INTO {table} (version, description, success, checksum, execution_time) \
          VALUES ({version}, {description}, TRUE, decode('{checksum}', 'hex'), \
          (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000000000)::bigint)",
         sql = m.up.sql,
@@ -98,11 +121,15 @@ pub fn transactional_batch(m: &Migration) -> String {
 
 /// Before a non-transactional migration runs: a `success = false` row, committed, so a failure or
 /// a crash part-way leaves a visible dirty mark (sqlx reads it as dirty too).
-pub async fn insert_started(conn: &mut PgConnection, m: &Migration) -> Result<(), MigrateError> {
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES ($1, $2, FALSE, $3, -1)",
-    )
+pub async fn insert_started(
+    conn: &mut PgConnection,
+    table: &str,
+    m: &Migration,
+) -> Result<(), MigrateError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (version, description, success, checksum, execution_time) \
+         VALUES ($1, $2, FALSE, $3, -1)"
+    )))
     .bind(m.version)
     .bind(&m.description)
     .bind(&m.up.checksum[..])
@@ -116,12 +143,13 @@ pub async fn insert_started(conn: &mut PgConnection, m: &Migration) -> Result<()
 
 pub async fn mark_succeeded(
     conn: &mut PgConnection,
+    table: &str,
     version: i64,
     execution_time_ns: i64,
 ) -> Result<(), MigrateError> {
-    sqlx::query(
-        "UPDATE _sqlx_migrations SET success = TRUE, execution_time = $2 WHERE version = $1",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET success = TRUE, execution_time = $2 WHERE version = $1"
+    )))
     .bind(version)
     .bind(execution_time_ns)
     .execute(conn)
@@ -133,49 +161,62 @@ pub async fn mark_succeeded(
 }
 
 /// A down migration and the removal of its row as one implicit transaction (one round trip).
-pub fn revert_batch(version: i64, down: &super::Script) -> String {
+pub fn revert_batch(table: &str, version: i64, down: &super::Script) -> String {
     format!(
-        "{sql}\n;\nDELETE FROM _sqlx_migrations WHERE version = {version}",
+        "{sql}\n;\nDELETE FROM {table} WHERE version = {version}",
         sql = down.sql
     )
 }
 
 /// Before a non-transactional down migration runs: the row turns dirty, committed.
-pub async fn mark_dirty(conn: &mut PgConnection, version: i64) -> Result<(), MigrateError> {
-    sqlx::query("UPDATE _sqlx_migrations SET success = FALSE WHERE version = $1")
-        .bind(version)
-        .execute(conn)
-        .await
-        .map_err(MigrateError::db(
-            "marking a non-transactional revert as started",
-        ))?;
+pub async fn mark_dirty(
+    conn: &mut PgConnection,
+    table: &str,
+    version: i64,
+) -> Result<(), MigrateError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET success = FALSE WHERE version = $1"
+    )))
+    .bind(version)
+    .execute(conn)
+    .await
+    .map_err(MigrateError::db(
+        "marking a non-transactional revert as started",
+    ))?;
     Ok(())
 }
 
-pub async fn delete(conn: &mut PgConnection, version: i64) -> Result<(), MigrateError> {
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
-        .bind(version)
-        .execute(conn)
-        .await
-        .map_err(MigrateError::db("deleting a reverted migration's row"))?;
+pub async fn delete(
+    conn: &mut PgConnection,
+    table: &str,
+    version: i64,
+) -> Result<(), MigrateError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE version = $1"
+    )))
+    .bind(version)
+    .execute(conn)
+    .await
+    .map_err(MigrateError::db("deleting a reverted migration's row"))?;
     Ok(())
 }
 
 /// `migrate repair`: a dirty row becomes applied, or goes.
 pub async fn record_repair(
     conn: &mut PgConnection,
+    table: &str,
     version: i64,
     action: super::engine::RepairAction,
 ) -> Result<(), MigrateError> {
     let sql = match action {
         super::engine::RepairAction::MarkApplied => {
-            "UPDATE _sqlx_migrations SET success = TRUE WHERE version = $1 AND NOT success"
+            format!("UPDATE {table} SET success = TRUE WHERE version = $1 AND NOT success")
         }
         super::engine::RepairAction::MarkReverted => {
-            "DELETE FROM _sqlx_migrations WHERE version = $1 AND NOT success"
+            format!("DELETE FROM {table} WHERE version = $1 AND NOT success")
         }
     };
-    sqlx::query(sql)
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(version)
         .execute(conn)
         .await

@@ -1,23 +1,34 @@
-//! Reading a migration directory the way sqlx 0.9 does, and refusing the sets sqlx would accept
-//! by accident.
+//! Reading a migration directory exactly the way sqlx 0.9 does, refusing only the sets that
+//! would break an invariant when they run, and warning about the rest.
 //!
-//! This file is compiled twice: by `build.rs` (through `#[path]`), which validates `migrations/`
-//! and generates the embedded manifest, and by the library, which uses the same code to load a
-//! directory at run time for tests, benchmarks and `migrate lint`. It therefore depends on `std`
-//! and `sha2` only, never on `crate::`.
+//! This file is compiled twice: by `build.rs` (through `#[path]`), which validates the migration
+//! directory and generates the embedded manifest, and by the library, which uses the same code
+//! to load a directory at run time for tests, benchmarks and `migrate lint`. It therefore depends
+//! on `std` and `sha2` only, never on `crate::`.
 //!
-//! sqlx's rules, kept exactly so that `_sqlx_migrations` rows are interchangeable:
-//! - the file name is `<version>_<description>.sql`, or `.up.sql` / `.down.sql` for a reversible
-//!   pair; the version is the part before the first `_`, the description the rest with the
-//!   suffix trimmed and every `_` read as a space;
-//! - the checksum is SHA-384 of the file's exact bytes;
-//! - a file whose text starts with `-- no-transaction` runs outside a transaction.
+//! sqlx's reading (`sqlx_core::migrate::source::resolve_blocking_with_config`), kept exactly so
+//! that `_sqlx_migrations` rows are interchangeable and the differential test
+//! (`tests/it/sqlx_parity.rs`) holds:
+//! - every regular file is looked at; a name without `_`, or whose part after the first `_` does
+//!   not end in `.sql`, is not a migration and is ignored;
+//! - the version is the part before the first `_`, read as an `i64` (so `+1` and `007` are 1 and
+//!   7); a part that does not read is an error;
+//! - `.up.sql` / `.down.sql` make a reversible half, anything else ending in `.sql` is simple;
+//!   the description is the rest with that suffix trimmed (repeatedly) and every `_` read as a
+//!   space;
+//! - the file must be UTF-8; its text is the SQL, byte for byte (a BOM stays);
+//! - the checksum is SHA-384 of the text, minus the `ignored-chars` of `sqlx.toml` when set;
+//! - a text that starts with `-- no-transaction` runs outside a transaction.
 //!
-//! Stricter than sqlx (sqlx silently ignores or accepts these): a `.sql` name that does not parse,
-//! a version that is not a positive integer, a duplicate version, half of a reversible pair,
-//! simple and reversible files for one version, an empty file, a file that is not UTF-8.
+//! Refused although sqlx reads them, because running them breaks an invariant (one row per
+//! version, `0` as "before the first migration", guards that are applied): a version below 1,
+//! two files for one version and direction, simple and `.up.sql` files for one version, and a
+//! malformed `-- lock_timeout:` / `-- statement_timeout:` header. Accepted with a warning
+//! ([`Note`]): a file that is ignored, an empty up file, an `.up.sql` without its `.down.sql`, a
+//! `.down.sql` without an up file, up and down files that disagree on the description, an empty
+//! description, and a byte-order mark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use sha2::{Digest, Sha384};
@@ -25,17 +36,29 @@ use sha2::{Digest, Sha384};
 /// The marker sqlx looks for at the very start of a file to run it outside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- no-transaction";
 
-/// One file of a migration directory: its name (no directory part) and its bytes.
+/// The bookkeeping table sqlx uses when `sqlx.toml` names no other.
+pub const DEFAULT_TABLE: &str = "_sqlx_migrations";
+
+/// One regular file of a migration directory: its name (no directory part) and its bytes.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub name: String,
     pub bytes: Vec<u8>,
 }
 
-/// Whether a version is a single file or an up/down pair.
+/// How a directory is read: sqlx's `ResolveConfig`, filled from `sqlx.toml`'s `[migrate]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Characters dropped from the text before it is hashed (`ignored-chars`).
+    pub ignored_chars: BTreeSet<char>,
+}
+
+/// Whether a version is a single file or an up/down pair, as its up file is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `<version>_<description>.sql` (a `.down.sql` beside it still reverts it, as in sqlx).
     Simple,
+    /// `<version>_<description>.up.sql` (its `.down.sql` may be missing, as sqlx allows).
     Reversible,
 }
 
@@ -54,7 +77,8 @@ pub struct Script {
     /// File name inside the migration directory.
     pub file: String,
     pub sql: String,
-    /// SHA-384 of the file bytes, as sqlx stores it in `_sqlx_migrations.checksum`.
+    /// SHA-384 of the text (less the ignored characters), as sqlx stores it in
+    /// `_sqlx_migrations.checksum`.
     pub checksum: [u8; 48],
     pub no_tx: bool,
     /// Session settings from the file's header (`-- lock_timeout: 30s`), applied around it.
@@ -71,69 +95,153 @@ pub struct Spec {
     pub down: Option<Script>,
 }
 
+/// A `.down.sql` with no up file for its version: read (sqlx reads it too) but never run by
+/// this binary, which embeds only versions it can apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoneDown {
+    pub version: i64,
+    pub description: String,
+    pub script: Script,
+}
+
+/// A directory read and validated: the migrations by version, and what the reader should know.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    pub specs: Vec<Spec>,
+    pub lone_downs: Vec<LoneDown>,
+    /// Warnings, sorted by file name.
+    pub notes: Vec<Note>,
+}
+
+/// Something accepted (sqlx accepts it) that the author should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub file: String,
+    pub kind: NoteKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoteKind {
+    /// Not `<version>_<description>[.up|.down].sql`: sqlx ignores it, so does the build.
+    NotAMigration,
+    /// An up (or simple) file with nothing but whitespace: it records its version and runs nothing.
+    EmptyUp,
+    /// An `.up.sql` without its `.down.sql`: `migrate rollback` cannot pass this version.
+    NoDown,
+    /// A `.down.sql` without an up file: never run.
+    LoneDown,
+    /// A `.down.sql` beside a simple `.sql` file: sqlx reverts with it, and so does this binary.
+    DownForSimple { up: String },
+    /// Up and down files of one version with different descriptions; the up's is recorded.
+    DescriptionMismatch { other: String },
+    /// Nothing between the version and `.sql`: the row's description is empty.
+    EmptyDescription,
+    /// The text starts with a UTF-8 byte-order mark, which PostgreSQL reads as part of the first
+    /// token (and which hides a `-- no-transaction` after it, for sqlx as for this binary).
+    ByteOrderMark,
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        match &self.kind {
+            NoteKind::NotAMigration => write!(
+                f,
+                "not a migration (<version>_<description>.sql); ignored, as sqlx ignores it"
+            ),
+            NoteKind::EmptyUp => write!(
+                f,
+                "empty migration: it records its version and runs nothing"
+            ),
+            NoteKind::NoDown => write!(
+                f,
+                "no .down.sql beside this .up.sql: `migrate rollback` cannot revert this version"
+            ),
+            NoteKind::LoneDown => write!(
+                f,
+                "down migration without an up migration for its version; never run"
+            ),
+            NoteKind::DownForSimple { up } => write!(
+                f,
+                "down migration for the simple migration {up}; it reverts it (as in sqlx), but \
+                 name the pair .up.sql/.down.sql to say so"
+            ),
+            NoteKind::DescriptionMismatch { other } => write!(
+                f,
+                "description differs from {other}'s; the up file's is recorded"
+            ),
+            NoteKind::EmptyDescription => write!(f, "empty description"),
+            NoteKind::ByteOrderMark => write!(
+                f,
+                "starts with a UTF-8 byte-order mark: PostgreSQL reads it as part of the first \
+                 token (a syntax error when it runs) and `-- no-transaction` after it is not seen; \
+                 save the file without the BOM"
+            ),
+        }
+    }
+}
+
 /// The rule a file broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
-    /// The name ends in `.sql` but is not `<version>_<description>[.up|.down].sql`.
-    BadName(String),
-    /// Another file already uses this version.
+    /// The part before the first `_` is not an `i64` (sqlx refuses it too).
+    BadVersion(String),
+    /// A version below 1: `0` means "before the first migration" to rollback and apply targets.
+    NonPositiveVersion(i64),
+    /// Another file already uses this version in the same direction.
     DuplicateVersion { version: i64, other: String },
-    /// A `.down.sql` with no `.up.sql` for its version.
-    DownWithoutUp,
-    /// An `.up.sql` with no `.down.sql` for its version.
-    UpWithoutDown,
-    /// Simple and reversible files for one version.
+    /// Simple and `.up.sql` files for one version: both would run and record one version.
     MixedKinds { other: String },
-    /// Up and down files of one version with different descriptions.
-    DescriptionMismatch { other: String },
-    /// The file has no SQL (zero bytes or only whitespace).
-    Empty,
-    /// The file is not valid UTF-8.
+    /// The file is not valid UTF-8 (sqlx refuses it too).
     NotUtf8 { byte_offset: usize },
     /// A header setting that is not `-- lock_timeout: <duration>` or
     /// `-- statement_timeout: <duration>`.
     BadHeader(String),
 }
 
-/// A file that breaks a rule; `Display` names the file first.
+/// A file that breaks a rule; `Display` names the file first (as given: callers prefix the
+/// directory with [`ManifestError::in_dir`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     pub file: String,
     pub rule: Rule,
 }
 
+impl ManifestError {
+    /// The message with the file's path under `dir` (e.g. `migrations/1_x.sql: …`).
+    pub fn in_dir(&self, dir: &str) -> String {
+        let dir = dir.trim_end_matches('/');
+        if dir.is_empty() {
+            self.to_string()
+        } else {
+            format!("{dir}/{self}")
+        }
+    }
+}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "migrations/{}: ", self.file)?;
+        write!(f, "{}: ", self.file)?;
         match &self.rule {
-            Rule::BadName(why) => write!(
+            Rule::BadVersion(version) => write!(
                 f,
-                "file name does not parse ({why}); expected <version>_<description>.sql or \
+                "version {version:?} is not an integer; expected <version>_<description>.sql or \
                  <version>_<description>.up.sql + .down.sql, e.g. 20261124120000_create_users.up.sql"
+            ),
+            Rule::NonPositiveVersion(version) => write!(
+                f,
+                "version {version} is below 1; `0` means \"before the first migration\" to \
+                 `migrate rollback` and `apply --to`, so versions start at 1"
             ),
             Rule::DuplicateVersion { version, other } => write!(
                 f,
-                "duplicate version {version}: migrations/{other} uses it too; give one of them a new version"
-            ),
-            Rule::DownWithoutUp => write!(
-                f,
-                "down migration without its up migration; add the matching .up.sql or remove this file"
-            ),
-            Rule::UpWithoutDown => write!(
-                f,
-                "up migration without its down migration; add the matching .down.sql (reversible pairs \
-                 come from `sqlx migrate add -r <name>`)"
+                "duplicate version {version}: {other} uses it too; give one of them a new version"
             ),
             Rule::MixedKinds { other } => write!(
                 f,
-                "simple and reversible files for one version (migrations/{other}); use either one \
-                 <version>_<name>.sql or an .up.sql/.down.sql pair"
+                "simple and reversible up files for one version ({other}); both would run under one \
+                 version: keep either <version>_<name>.sql or an .up.sql/.down.sql pair"
             ),
-            Rule::DescriptionMismatch { other } => write!(
-                f,
-                "up and down files have different descriptions (migrations/{other}); name them alike"
-            ),
-            Rule::Empty => write!(f, "empty migration file; write its SQL or remove it"),
             Rule::BadHeader(why) => write!(
                 f,
                 "bad header setting ({why}); use e.g. `-- lock_timeout: 30s` or `-- statement_timeout: 10min`"
@@ -148,16 +256,17 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
-/// Direction of one file of a version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileType {
+/// Direction of one file of a version: sqlx's `MigrationType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileType {
     Simple,
     Up,
     Down,
 }
 
 impl FileType {
-    fn from_name(rest: &str) -> Self {
+    /// sqlx's `MigrationType::from_filename`.
+    pub fn from_name(rest: &str) -> Self {
         if rest.ends_with(".up.sql") {
             FileType::Up
         } else if rest.ends_with(".down.sql") {
@@ -176,12 +285,6 @@ impl FileType {
     }
 }
 
-/// Whether a directory entry is a migration candidate (sqlx reads `*.sql`; we ignore the rest
-/// but tell the caller, which turns it into a build warning).
-pub fn is_sql_file(name: &str) -> bool {
-    name.ends_with(".sql") && !name.starts_with('.')
-}
-
 /// Session settings a file may override in its leading comment lines.
 pub const HEADER_SETTINGS: [&str; 2] = ["lock_timeout", "statement_timeout"];
 
@@ -190,7 +293,7 @@ pub const HEADER_SETTINGS: [&str; 2] = ["lock_timeout", "statement_timeout"];
 pub fn header_settings(sql: &str) -> Result<Vec<(String, String)>, String> {
     let mut settings = Vec::new();
     for line in sql.lines() {
-        let line = line.trim();
+        let line = line.trim_start_matches('\u{feff}').trim();
         if line.is_empty() {
             continue;
         }
@@ -225,40 +328,48 @@ pub fn checksum(bytes: &[u8]) -> [u8; 48] {
     Sha384::digest(bytes).into()
 }
 
-/// Parses `<version>_<rest>` the way sqlx does, rejecting what sqlx would misread.
-fn parse_name(name: &str) -> Result<(i64, String, FileType), String> {
-    let (version, rest) = name
-        .split_once('_')
-        .ok_or_else(|| "no `_` between version and description".to_string())?;
-    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("version {version:?} is not a positive integer"));
+/// sqlx's `checksum_with`: SHA-384 of the text with every ignored character left out.
+pub fn checksum_with(sql: &str, ignored_chars: &BTreeSet<char>) -> [u8; 48] {
+    if ignored_chars.is_empty() {
+        return checksum(sql.as_bytes());
     }
-    let version: i64 = version
-        .parse()
-        .map_err(|_| format!("version {version:?} does not fit in a 64-bit integer"))?;
-    if version <= 0 {
-        return Err("version must be greater than zero".to_string());
+    let mut digest = Sha384::new();
+    for fragment in sql.split(|c| ignored_chars.contains(&c)) {
+        digest.update(fragment.as_bytes());
     }
-    let file_type = FileType::from_name(rest);
-    // `trim_end_matches`, `replace('_', " ")`: sqlx's exact derivation of the description.
-    let description = rest.trim_end_matches(file_type.suffix()).replace('_', " ");
-    if description.trim().is_empty() {
-        return Err("the description is empty".to_string());
-    }
-    Ok((version, description, file_type))
+    digest.finalize().into()
 }
 
-fn script(file: &SourceFile) -> Result<Script, Rule> {
+/// A file name read as sqlx reads it: `None` when it is not a migration at all.
+struct Name {
+    version: Result<i64, String>,
+    description: String,
+    file_type: FileType,
+}
+
+fn parse_name(name: &str) -> Option<Name> {
+    let (version, rest) = name.split_once('_')?;
+    if !rest.ends_with(".sql") {
+        return None;
+    }
+    let file_type = FileType::from_name(rest);
+    Some(Name {
+        // `str::parse::<i64>`, as sqlx: a sign and leading zeros are allowed.
+        version: version.parse().map_err(|_| version.to_string()),
+        // `trim_end_matches`, `replace('_', " ")`: sqlx's exact derivation of the description.
+        description: rest.trim_end_matches(file_type.suffix()).replace('_', " "),
+        file_type,
+    })
+}
+
+fn script(file: &SourceFile, options: &ReadOptions) -> Result<Script, Rule> {
     let sql = std::str::from_utf8(&file.bytes).map_err(|e| Rule::NotUtf8 {
         byte_offset: e.valid_up_to(),
     })?;
-    if sql.trim().is_empty() {
-        return Err(Rule::Empty);
-    }
     Ok(Script {
         file: file.name.clone(),
         sql: sql.to_string(),
-        checksum: checksum(&file.bytes),
+        checksum: checksum_with(sql, &options.ignored_chars),
         no_tx: sql.starts_with(NO_TRANSACTION_MARKER),
         settings: header_settings(sql).map_err(Rule::BadHeader)?,
     })
@@ -271,12 +382,14 @@ struct Slot {
     down: Vec<(Script, String)>,
 }
 
-/// Validates a whole directory's `.sql` files and returns the migrations sorted by version, or
-/// every broken rule (sorted by file name) so one build shows them all.
-pub fn build(files: &[SourceFile]) -> Result<Vec<Spec>, Vec<ManifestError>> {
+/// Reads a whole directory's regular files as sqlx 0.9 does and returns the migrations sorted by
+/// version with the warnings, or every broken rule (one message per cause, sorted by file
+/// name) so one build shows them all.
+pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Vec<ManifestError>> {
     let mut errors = Vec::new();
+    let mut notes = Vec::new();
     let mut slots: BTreeMap<i64, Slot> = BTreeMap::new();
-    let mut files: Vec<&SourceFile> = files.iter().filter(|f| is_sql_file(&f.name)).collect();
+    let mut files: Vec<&SourceFile> = files.iter().collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
 
     for file in files {
@@ -284,36 +397,57 @@ pub fn build(files: &[SourceFile]) -> Result<Vec<Spec>, Vec<ManifestError>> {
             file: file.name.clone(),
             rule,
         };
-        let (version, description, file_type) = match parse_name(&file.name) {
-            Ok(parsed) => parsed,
-            Err(why) => {
-                errors.push(fail(Rule::BadName(why)));
+        let note = |kind| Note {
+            file: file.name.clone(),
+            kind,
+        };
+        let Some(name) = parse_name(&file.name) else {
+            // Dot files (`.gitkeep`, editor droppings) are nobody's migration: no warning.
+            if !file.name.starts_with('.') {
+                notes.push(note(NoteKind::NotAMigration));
+            }
+            continue;
+        };
+        let version = match name.version {
+            Ok(v) if v >= 1 => v,
+            Ok(v) => {
+                errors.push(fail(Rule::NonPositiveVersion(v)));
+                continue;
+            }
+            Err(text) => {
+                errors.push(fail(Rule::BadVersion(text)));
                 continue;
             }
         };
-        let script = match script(file) {
+        let script = match script(file, options) {
             Ok(script) => script,
             Err(rule) => {
                 errors.push(fail(rule));
                 continue;
             }
         };
+        if name.description.is_empty() {
+            notes.push(note(NoteKind::EmptyDescription));
+        }
+        if name.file_type != FileType::Down && script.sql.trim().is_empty() {
+            notes.push(note(NoteKind::EmptyUp));
+        }
+        if script.sql.starts_with('\u{feff}') {
+            notes.push(note(NoteKind::ByteOrderMark));
+        }
         let slot = slots.entry(version).or_default();
-        let list = match file_type {
+        let list = match name.file_type {
             FileType::Simple => &mut slot.simple,
             FileType::Up => &mut slot.up,
             FileType::Down => &mut slot.down,
         };
-        list.push((script, description));
+        list.push((script, name.description));
     }
 
     let mut specs = Vec::with_capacity(slots.len());
+    let mut lone_downs = Vec::new();
     for (version, slot) in slots {
-        let Slot {
-            mut simple,
-            mut up,
-            mut down,
-        } = slot;
+        let Slot { simple, up, down } = slot;
         let mut slot_errors = Vec::new();
         for list in [&simple, &up, &down] {
             for (dup, _) in list.iter().skip(1) {
@@ -326,60 +460,76 @@ pub fn build(files: &[SourceFile]) -> Result<Vec<Spec>, Vec<ManifestError>> {
                 });
             }
         }
-        if let (Some((s, _)), Some((r, _))) = (simple.first(), up.first().or(down.first())) {
+        if let (Some((s, _)), Some((u, _))) = (simple.first(), up.first()) {
             slot_errors.push(ManifestError {
                 file: s.file.clone(),
                 rule: Rule::MixedKinds {
-                    other: r.file.clone(),
+                    other: u.file.clone(),
                 },
             });
-        } else if simple.is_empty() {
-            match (up.first(), down.first()) {
-                (None, Some((d, _))) => slot_errors.push(ManifestError {
-                    file: d.file.clone(),
-                    rule: Rule::DownWithoutUp,
-                }),
-                (Some((u, _)), None) => slot_errors.push(ManifestError {
-                    file: u.file.clone(),
-                    rule: Rule::UpWithoutDown,
-                }),
-                (Some((u, ud)), Some((d, dd))) if ud != dd => slot_errors.push(ManifestError {
-                    file: d.file.clone(),
-                    rule: Rule::DescriptionMismatch {
-                        other: u.file.clone(),
-                    },
-                }),
-                _ => {}
-            }
         }
         if !slot_errors.is_empty() {
             errors.extend(slot_errors);
             continue;
         }
-        let spec = if let Some((script, description)) = simple.pop() {
-            Spec {
-                version,
-                description,
-                kind: Kind::Simple,
-                up: script,
-                down: None,
+        let down = down.into_iter().next();
+        let (kind, (up, description)) = match (simple.into_iter().next(), up.into_iter().next()) {
+            (Some(simple), None) => (Kind::Simple, simple),
+            (None, Some(up)) => (Kind::Reversible, up),
+            (None, None) => {
+                let (script, description) = down.expect("a slot holds at least one file");
+                notes.push(Note {
+                    file: script.file.clone(),
+                    kind: NoteKind::LoneDown,
+                });
+                lone_downs.push(LoneDown {
+                    version,
+                    description,
+                    script,
+                });
+                continue;
             }
-        } else {
-            let (up, description) = up.pop().expect("checked above: one up file");
-            let (down, _) = down.pop().expect("checked above: one down file");
-            Spec {
-                version,
-                description,
-                kind: Kind::Reversible,
-                up,
-                down: Some(down),
-            }
+            (Some(_), Some(_)) => unreachable!("refused above"),
         };
-        specs.push(spec);
+        match (&down, kind) {
+            (None, Kind::Reversible) => notes.push(Note {
+                file: up.file.clone(),
+                kind: NoteKind::NoDown,
+            }),
+            (Some((d, _)), Kind::Simple) => notes.push(Note {
+                file: d.file.clone(),
+                kind: NoteKind::DownForSimple {
+                    up: up.file.clone(),
+                },
+            }),
+            _ => {}
+        }
+        if let Some((d, down_description)) = &down
+            && *down_description != description
+        {
+            notes.push(Note {
+                file: d.file.clone(),
+                kind: NoteKind::DescriptionMismatch {
+                    other: up.file.clone(),
+                },
+            });
+        }
+        specs.push(Spec {
+            version,
+            description,
+            kind,
+            up,
+            down: down.map(|(script, _)| script),
+        });
     }
 
     if errors.is_empty() {
-        Ok(specs)
+        notes.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(Manifest {
+            specs,
+            lone_downs,
+            notes,
+        })
     } else {
         errors.sort_by(|a, b| a.file.cmp(&b.file));
         Err(errors)
@@ -404,7 +554,7 @@ pub fn render_manifest(specs: &[Spec]) -> String {
         )
     }
     let mut out = String::from(
-        "// @generated by build.rs from migrations/: do not edit.\n\
+        "// @generated by build.rs from the migration directory: do not edit.\n\
          pub(crate) static MANIFEST: &[Entry] = &[\n",
     );
     for spec in specs {
@@ -412,8 +562,12 @@ pub fn render_manifest(specs: &[Spec]) -> String {
             .down
             .as_ref()
             .map_or_else(|| "None".to_string(), |d| format!("Some({})", script(d)));
+        let kind = match spec.kind {
+            Kind::Simple => "Kind::Simple",
+            Kind::Reversible => "Kind::Reversible",
+        };
         out.push_str(&format!(
-            "    Entry {{ version: {}, description: {:?}, up: {}, down: {} }},\n",
+            "    Entry {{ version: {}, description: {:?}, kind: {kind}, up: {}, down: {} }},\n",
             spec.version,
             spec.description,
             script(&spec.up),
@@ -435,14 +589,27 @@ mod tests {
         }
     }
 
+    fn read(files: &[SourceFile]) -> Manifest {
+        build(files, &ReadOptions::default()).expect("valid set")
+    }
+
+    fn notes(files: &[SourceFile]) -> Vec<(String, NoteKind)> {
+        read(files)
+            .notes
+            .into_iter()
+            .map(|n| (n.file, n.kind))
+            .collect()
+    }
+
     /// The single error of a set, checked to name `file`.
     fn only_error(files: &[SourceFile], file: &str) -> Rule {
-        let errors = build(files).expect_err("set must be rejected");
+        let errors = build(files, &ReadOptions::default()).expect_err("set must be rejected");
         assert_eq!(errors.len(), 1, "{errors:?}");
         let e = &errors[0];
         assert_eq!(e.file, file);
         assert!(
-            e.to_string().starts_with(&format!("migrations/{file}: ")),
+            e.in_dir("db/migrations/")
+                .starts_with(&format!("db/migrations/{file}: ")),
             "{e}"
         );
         e.rule.clone()
@@ -450,7 +617,7 @@ mod tests {
 
     #[test]
     fn reads_names_like_sqlx() {
-        let specs = build(&[
+        let m = read(&[
             f(
                 "20240101000000_create_users_table.sql",
                 "CREATE TABLE users();",
@@ -460,19 +627,40 @@ mod tests {
                 "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (c);",
             ),
             f("2_add_index.down.sql", "DROP INDEX i;"),
-            f("README.md", "not a migration"),
-        ])
-        .expect("valid");
-        assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].version, 2);
+            f("+3_signed.sql", "SELECT 3;"),
+            f("004_padded.sql.sql", "SELECT 4;"),
+        ]);
+        let specs = m.specs;
+        let versions: Vec<_> = specs.iter().map(|s| s.version).collect();
+        assert_eq!(versions, [2, 3, 4, 20240101000000]);
         assert_eq!(specs[0].description, "add index");
         assert_eq!(specs[0].kind, Kind::Reversible);
         assert!(specs[0].up.no_tx);
         assert!(!specs[0].down.as_ref().expect("down").no_tx);
-        assert_eq!(specs[1].version, 20240101000000);
-        assert_eq!(specs[1].description, "create users table");
-        assert_eq!(specs[1].kind, Kind::Simple);
-        assert_eq!(specs[1].up.checksum, checksum(b"CREATE TABLE users();"));
+        assert_eq!(specs[2].description, "padded", "suffix trimmed repeatedly");
+        assert_eq!(specs[3].description, "create users table");
+        assert_eq!(specs[3].kind, Kind::Simple);
+        assert_eq!(specs[3].up.checksum, checksum(b"CREATE TABLE users();"));
+        assert!(m.notes.is_empty(), "{:?}", m.notes);
+    }
+
+    #[test]
+    fn ignores_what_sqlx_ignores_and_says_so() {
+        let found = notes(&[
+            f("README.md", "not a migration"),
+            f("nounderscore.sql", "SELECT 1;"),
+            f("1_x.sql.bak", "SELECT 1;"),
+            f(".gitkeep", ""),
+            f("1_x.sql", "SELECT 1;"),
+        ]);
+        assert_eq!(
+            found,
+            [
+                ("1_x.sql.bak".to_string(), NoteKind::NotAMigration),
+                ("README.md".to_string(), NoteKind::NotAMigration),
+                ("nounderscore.sql".to_string(), NoteKind::NotAMigration),
+            ]
+        );
     }
 
     #[test]
@@ -490,30 +678,56 @@ mod tests {
     }
 
     #[test]
-    fn no_transaction_only_at_the_very_start() {
-        let specs = build(&[f("1_x.sql", "\n-- no-transaction\nSELECT 1;")]).expect("valid");
-        assert!(!specs[0].up.no_tx);
+    fn ignored_chars_leave_the_checksum_of_the_stripped_text() {
+        let ignored: BTreeSet<char> = ['\r', '\u{feff}'].into();
+        assert_eq!(
+            checksum_with("\u{feff}SELECT 1;\r\nSELECT 2;\r\n", &ignored),
+            checksum(b"SELECT 1;\nSELECT 2;\n")
+        );
+        let options = ReadOptions {
+            ignored_chars: ['\r'].into(),
+        };
+        let m = build(&[f("1_x.sql", "SELECT 1;\r\n")], &options).expect("valid");
+        assert_eq!(m.specs[0].up.checksum, checksum(b"SELECT 1;\n"));
+        assert_eq!(
+            m.specs[0].up.sql, "SELECT 1;\r\n",
+            "the SQL keeps every byte"
+        );
     }
 
     #[test]
-    fn rejects_names_that_do_not_parse() {
-        for name in [
-            "create_users.sql",
-            "nounderscore.sql",
-            "0_zero.sql",
-            "-1_negative.sql",
-            "+1_plus.sql",
-            "99999999999999999999_huge.sql",
-            "1_.sql",
-            "1_.up.sql",
+    fn no_transaction_only_at_the_very_start() {
+        let m = read(&[f("1_x.sql", "\n-- no-transaction\nSELECT 1;")]);
+        assert!(!m.specs[0].up.no_tx);
+        let m = read(&[f(
+            "1_x.sql",
+            "-- no-transactional: still the prefix\nSELECT 1;",
+        )]);
+        assert!(m.specs[0].up.no_tx, "sqlx matches the prefix only");
+        let m = read(&[f("1_x.sql", "\u{feff}-- no-transaction\nSELECT 1;")]);
+        assert!(!m.specs[0].up.no_tx);
+        assert_eq!(m.notes[0].kind, NoteKind::ByteOrderMark);
+    }
+
+    #[test]
+    fn rejects_versions_sqlx_cannot_read_or_that_are_below_one() {
+        for (name, rule) in [
+            ("create_users.sql", Rule::BadVersion("create".into())),
+            ("_x.sql", Rule::BadVersion(String::new())),
+            (
+                "99999999999999999999_huge.sql",
+                Rule::BadVersion("99999999999999999999".into()),
+            ),
+            (".1_hidden.sql", Rule::BadVersion(".1".into())),
+            ("0_zero.sql", Rule::NonPositiveVersion(0)),
+            ("-1_negative.sql", Rule::NonPositiveVersion(-1)),
         ] {
-            let rule = only_error(&[f(name, "SELECT 1;")], name);
-            assert!(matches!(rule, Rule::BadName(_)), "{name}: {rule:?}");
+            assert_eq!(only_error(&[f(name, "SELECT 1;")], name), rule, "{name}");
         }
     }
 
     #[test]
-    fn rejects_duplicate_versions() {
+    fn rejects_duplicate_versions_once_per_file() {
         let rule = only_error(
             &[f("1_a.sql", "SELECT 1;"), f("001_b.sql", "SELECT 2;")],
             "1_a.sql",
@@ -528,15 +742,41 @@ mod tests {
     }
 
     #[test]
-    fn rejects_down_without_up_and_up_without_down() {
-        let rule = only_error(&[f("3_x.down.sql", "DROP TABLE x;")], "3_x.down.sql");
-        assert_eq!(rule, Rule::DownWithoutUp);
-        let rule = only_error(&[f("3_x.up.sql", "CREATE TABLE x();")], "3_x.up.sql");
-        assert_eq!(rule, Rule::UpWithoutDown);
+    fn accepts_half_pairs_like_sqlx() {
+        let m = read(&[
+            f("3_x.down.sql", "DROP TABLE x;"),
+            f("4_y.up.sql", "CREATE TABLE y();"),
+        ]);
+        assert_eq!(m.specs.len(), 1);
+        assert_eq!(m.specs[0].version, 4);
+        assert_eq!(m.specs[0].kind, Kind::Reversible);
+        assert!(m.specs[0].down.is_none());
+        assert_eq!(m.lone_downs.len(), 1);
+        assert_eq!(m.lone_downs[0].version, 3);
+        let kinds: Vec<_> = m.notes.iter().map(|n| n.kind.clone()).collect();
+        assert_eq!(kinds, [NoteKind::LoneDown, NoteKind::NoDown]);
     }
 
     #[test]
-    fn rejects_simple_and_reversible_for_one_version() {
+    fn accepts_empty_down_files_silently_and_warns_about_empty_ups() {
+        let m = read(&[
+            f("5_a.up.sql", "CREATE TABLE a();"),
+            f("5_a.down.sql", ""),
+            f("6_b.sql", "  \n\t\n"),
+        ]);
+        assert_eq!(m.specs.len(), 2);
+        assert_eq!(m.specs[0].down.as_ref().expect("down").sql, "");
+        assert_eq!(
+            m.notes,
+            [Note {
+                file: "6_b.sql".into(),
+                kind: NoteKind::EmptyUp
+            }]
+        );
+    }
+
+    #[test]
+    fn rejects_simple_and_up_files_for_one_version() {
         let rule = only_error(
             &[
                 f("4_x.sql", "SELECT 1;"),
@@ -554,22 +794,23 @@ mod tests {
     }
 
     #[test]
-    fn rejects_pairs_with_different_descriptions() {
-        let rule = only_error(
-            &[f("5_a.up.sql", "SELECT 1;"), f("5_b.down.sql", "SELECT 1;")],
-            "5_b.down.sql",
-        );
-        assert!(matches!(rule, Rule::DescriptionMismatch { .. }), "{rule:?}");
+    fn a_down_file_beside_a_simple_file_reverts_it() {
+        let m = read(&[f("4_x.sql", "SELECT 1;"), f("4_x.down.sql", "SELECT 2;")]);
+        assert_eq!(m.specs[0].kind, Kind::Simple);
+        assert_eq!(m.specs[0].down.as_ref().expect("down").file, "4_x.down.sql");
+        assert!(matches!(m.notes[0].kind, NoteKind::DownForSimple { .. }));
     }
 
     #[test]
-    fn rejects_empty_files() {
-        for sql in ["", "  \n\t\n"] {
-            assert_eq!(
-                only_error(&[f("6_empty.sql", sql)], "6_empty.sql"),
-                Rule::Empty
-            );
-        }
+    fn pairs_with_different_descriptions_record_the_up_description() {
+        let m = read(&[f("5_a.up.sql", "SELECT 1;"), f("5_b.down.sql", "SELECT 1;")]);
+        assert_eq!(m.specs[0].description, "a");
+        assert_eq!(
+            m.notes[0].kind,
+            NoteKind::DescriptionMismatch {
+                other: "5_a.up.sql".into()
+            }
+        );
     }
 
     #[test]
@@ -585,23 +826,28 @@ mod tests {
     }
 
     #[test]
-    fn reports_every_broken_file_at_once() {
-        let errors = build(&[
-            f("x.sql", "SELECT 1;"),
-            f("8_e.sql", ""),
-            f("9_d.down.sql", "SELECT 1;"),
-        ])
+    fn reports_every_broken_file_at_once_and_nothing_else() {
+        let errors = build(
+            &[
+                f("x_y.sql", "SELECT 1;"),
+                f("8_e.sql", "-- lock_timeout: soon\nSELECT 1;"),
+                f("9_d.up.sql", "SELECT 1;"),
+                f("9_d.down.sql", "SELECT 1;"),
+                f("09_d.up.sql", "SELECT 1;"),
+            ],
+            &ReadOptions::default(),
+        )
         .expect_err("rejected");
         let files: Vec<_> = errors.iter().map(|e| e.file.as_str()).collect();
-        assert_eq!(files, ["8_e.sql", "9_d.down.sql", "x.sql"]);
+        assert_eq!(files, ["8_e.sql", "9_d.up.sql", "x_y.sql"]);
     }
 
     #[test]
     fn header_settings_are_read_from_leading_comments_only() {
         let sql = "-- no-transaction\n-- lock_timeout: 30s\n--statement_timeout:10min\nSELECT 1;\n-- lock_timeout: 1s\n";
-        let specs = build(&[f("1_x.sql", sql)]).expect("valid");
+        let m = read(&[f("1_x.sql", sql)]);
         assert_eq!(
-            specs[0].up.settings,
+            m.specs[0].up.settings,
             [
                 ("lock_timeout".to_string(), "30s".to_string()),
                 ("statement_timeout".to_string(), "10min".to_string())
@@ -616,10 +862,10 @@ mod tests {
 
     #[test]
     fn rendered_manifest_names_every_file() {
-        let specs =
-            build(&[f("1_a.up.sql", "SELECT 1;"), f("1_a.down.sql", "SELECT 2;")]).expect("valid");
-        let code = render_manifest(&specs);
+        let m = read(&[f("1_a.up.sql", "SELECT 1;"), f("1_a.down.sql", "SELECT 2;")]);
+        let code = render_manifest(&m.specs);
         assert!(code.contains("version: 1,"));
+        assert!(code.contains("kind: Kind::Reversible"));
         assert!(code.contains("\"1_a.up.sql\""));
         assert!(code.contains("Some(ScriptEntry { file: \"1_a.down.sql\""));
     }

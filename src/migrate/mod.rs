@@ -1,6 +1,7 @@
 //! Schema migrations in sqlx's format, embedded in the binary and applied before serving.
 //!
 //! - [`manifest`]: file-name rules, validation and checksums (shared with `build.rs`).
+//! - [`sqlx_toml`]: sqlx's `sqlx.toml` `[migrate]` table (shared with `build.rs`).
 //! - [`embedded`]: the set compiled into this binary.
 //! - [`history`]: the `_sqlx_migrations` table, read and written exactly as sqlx 0.9 does.
 //! - [`lock`]: sqlx's advisory-lock key, with a timeout and a log of who holds it.
@@ -14,6 +15,7 @@ pub mod history;
 pub mod lint;
 pub mod lock;
 pub mod manifest;
+pub mod sqlx_toml;
 
 pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Status, UnknownPolicy};
 pub use error::MigrateError;
@@ -21,38 +23,68 @@ pub use manifest::{Kind, Script, Spec as Migration};
 
 use std::path::Path;
 
+/// Where a set records itself: sqlx's bookkeeping table and the schemas created before it
+/// (`sqlx.toml`'s `table-name` and `create-schemas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookkeeping {
+    /// The table as written in `sqlx.toml`: interpolated into SQL as is, as sqlx does.
+    pub table: String,
+    pub create_schemas: Vec<String>,
+}
+
+impl Default for Bookkeeping {
+    fn default() -> Self {
+        Self {
+            table: manifest::DEFAULT_TABLE.to_string(),
+            create_schemas: Vec::new(),
+        }
+    }
+}
+
 /// A validated, version-sorted set of migrations: the embedded one in production, or one read
 /// from a directory by tests, benchmarks and tools (never by the serving path).
 #[derive(Debug, Clone)]
 pub struct MigrationSet {
     migrations: Vec<Migration>,
+    bookkeeping: Bookkeeping,
 }
 
 impl MigrationSet {
-    /// Wraps migrations already validated by [`manifest::build`] (sorted, unique versions).
+    /// Wraps migrations already validated by [`manifest::build`] (sorted, unique versions),
+    /// recorded in sqlx's default table.
     pub fn new(migrations: Vec<Migration>) -> Self {
         debug_assert!(migrations.windows(2).all(|w| w[0].version < w[1].version));
-        Self { migrations }
+        Self {
+            migrations,
+            bookkeeping: Bookkeeping::default(),
+        }
     }
 
-    /// Reads and validates the `.sql` files of a directory with the same rules as the build.
+    pub fn with_bookkeeping(mut self, bookkeeping: Bookkeeping) -> Self {
+        self.bookkeeping = bookkeeping;
+        self
+    }
+
+    pub fn bookkeeping(&self) -> &Bookkeeping {
+        &self.bookkeeping
+    }
+
+    /// Reads and validates a directory's files with the same rules as the build and sqlx's
+    /// defaults (no `sqlx.toml`).
     pub fn from_dir(dir: &Path) -> Result<Self, SourceError> {
-        let mut files = Vec::new();
-        let read_err = |source| SourceError::Io {
-            path: dir.display().to_string(),
-            source,
-        };
-        for entry in std::fs::read_dir(dir).map_err(read_err)? {
-            let entry = entry.map_err(read_err)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_file() && manifest::is_sql_file(&name) {
-                let bytes = std::fs::read(entry.path()).map_err(read_err)?;
-                files.push(manifest::SourceFile { name, bytes });
-            }
-        }
-        manifest::build(&files)
-            .map(Self::new)
-            .map_err(SourceError::Invalid)
+        Self::from_dir_with(dir, &sqlx_toml::MigrateConfig::default())
+    }
+
+    /// [`Self::from_dir`] as configured by a `sqlx.toml` (its `migrations-dir` is the caller's).
+    pub fn from_dir_with(
+        dir: &Path,
+        config: &sqlx_toml::MigrateConfig,
+    ) -> Result<Self, SourceError> {
+        let read = read_dir(dir, config)?;
+        Ok(Self::new(read.specs).with_bookkeeping(Bookkeeping {
+            table: config.table_name.clone(),
+            create_schemas: config.create_schemas.clone(),
+        }))
     }
 
     pub fn iter(&self) -> std::slice::Iter<'_, Migration> {
@@ -78,6 +110,31 @@ impl MigrationSet {
     pub fn newest(&self) -> Option<i64> {
         self.migrations.last().map(|m| m.version)
     }
+}
+
+/// Reads a directory's regular files as the build does and validates them: the specs, the
+/// versions with only a down file, and the warnings.
+pub fn read_dir(
+    dir: &Path,
+    config: &sqlx_toml::MigrateConfig,
+) -> Result<manifest::Manifest, SourceError> {
+    let mut files = Vec::new();
+    let read_err = |source| SourceError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let entry = entry.map_err(read_err)?;
+        if entry.path().is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(entry.path()).map_err(read_err)?;
+            files.push(manifest::SourceFile { name, bytes });
+        }
+    }
+    let options = manifest::ReadOptions {
+        ignored_chars: config.ignored_chars.clone(),
+    };
+    manifest::build(&files, &options).map_err(SourceError::Invalid)
 }
 
 /// Why a migration directory could not be loaded.

@@ -14,4 +14,5 @@ mod engine;
 mod lint;
 mod ops;
 mod process;
+mod sqlx_parity;
 mod support;
