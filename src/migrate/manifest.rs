@@ -21,12 +21,11 @@
 //! - a text that starts with `-- no-transaction` runs outside a transaction.
 //!
 //! Refused although sqlx reads them, because running them breaks an invariant (one row per
-//! version, `0` as "before the first migration", guards that are applied): a version below 1,
-//! two files for one version and direction, simple and `.up.sql` files for one version, and a
-//! malformed `-- lock_timeout:` / `-- statement_timeout:` header. Accepted with a warning
-//! ([`Note`]): a file that is ignored, an empty up file, an `.up.sql` without its `.down.sql`, a
-//! `.down.sql` without an up file, up and down files that disagree on the description, an empty
-//! description, and a byte-order mark.
+//! version, guards that are applied): two files for one version and direction, simple and
+//! `.up.sql` files for one version, and a malformed `-- lock_timeout:` / `-- statement_timeout:`
+//! header. Accepted with a warning ([`Note`]): a file that is ignored, a version below 1, an empty
+//! up file, an `.up.sql` without its `.down.sql`, a `.down.sql` without an up file, up and down
+//! files that disagree on the description, an empty description, and a byte-order mark.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -136,6 +135,9 @@ pub enum NoteKind {
     DescriptionMismatch { other: String },
     /// Nothing between the version and `.sql`: the row's description is empty.
     EmptyDescription,
+    /// Version 0 or below (sqlx's own test sets start at `0_setup.sql`): `migrate rollback 0`
+    /// keeps it, as `sqlx migrate revert --target-version 0` does.
+    VersionBelowOne,
     /// The text starts with a UTF-8 byte-order mark, which PostgreSQL reads as part of the first
     /// token (and which hides a `-- no-transaction` after it, for sqlx as for this binary).
     ByteOrderMark,
@@ -171,6 +173,10 @@ impl fmt::Display for Note {
                 "description differs from {other}'s; the up file's is recorded"
             ),
             NoteKind::EmptyDescription => write!(f, "empty description"),
+            NoteKind::VersionBelowOne => write!(
+                f,
+                "version below 1: `migrate rollback 0` reverts every version above 0 and keeps this one"
+            ),
             NoteKind::ByteOrderMark => write!(
                 f,
                 "starts with a UTF-8 byte-order mark: PostgreSQL reads it as part of the first \
@@ -186,8 +192,6 @@ impl fmt::Display for Note {
 pub enum Rule {
     /// The part before the first `_` is not an `i64` (sqlx refuses it too).
     BadVersion(String),
-    /// A version below 1: `0` means "before the first migration" to rollback and apply targets.
-    NonPositiveVersion(i64),
     /// Another file already uses this version in the same direction.
     DuplicateVersion { version: i64, other: String },
     /// Simple and `.up.sql` files for one version: both would run and record one version.
@@ -227,11 +231,6 @@ impl fmt::Display for ManifestError {
                 f,
                 "version {version:?} is not an integer; expected <version>_<description>.sql or \
                  <version>_<description>.up.sql + .down.sql, e.g. 20261124120000_create_users.up.sql"
-            ),
-            Rule::NonPositiveVersion(version) => write!(
-                f,
-                "version {version} is below 1; `0` means \"before the first migration\" to \
-                 `migrate rollback` and `apply --to`, so versions start at 1"
             ),
             Rule::DuplicateVersion { version, other } => write!(
                 f,
@@ -409,11 +408,7 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
             continue;
         };
         let version = match name.version {
-            Ok(v) if v >= 1 => v,
-            Ok(v) => {
-                errors.push(fail(Rule::NonPositiveVersion(v)));
-                continue;
-            }
+            Ok(v) => v,
             Err(text) => {
                 errors.push(fail(Rule::BadVersion(text)));
                 continue;
@@ -426,6 +421,9 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
                 continue;
             }
         };
+        if version < 1 {
+            notes.push(note(NoteKind::VersionBelowOne));
+        }
         if name.description.is_empty() {
             notes.push(note(NoteKind::EmptyDescription));
         }
@@ -710,7 +708,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_versions_sqlx_cannot_read_or_that_are_below_one() {
+    fn rejects_versions_sqlx_cannot_read() {
         for (name, rule) in [
             ("create_users.sql", Rule::BadVersion("create".into())),
             ("_x.sql", Rule::BadVersion(String::new())),
@@ -719,11 +717,21 @@ mod tests {
                 Rule::BadVersion("99999999999999999999".into()),
             ),
             (".1_hidden.sql", Rule::BadVersion(".1".into())),
-            ("0_zero.sql", Rule::NonPositiveVersion(0)),
-            ("-1_negative.sql", Rule::NonPositiveVersion(-1)),
         ] {
             assert_eq!(only_error(&[f(name, "SELECT 1;")], name), rule, "{name}");
         }
+    }
+
+    #[test]
+    fn accepts_versions_below_one_like_sqlx() {
+        let m = read(&[
+            f("0_setup.sql", "SELECT 0;"),
+            f("-1_before.sql", "SELECT -1;"),
+        ]);
+        let versions: Vec<_> = m.specs.iter().map(|s| s.version).collect();
+        assert_eq!(versions, [-1, 0]);
+        assert!(m.notes.iter().all(|n| n.kind == NoteKind::VersionBelowOne));
+        assert_eq!(m.notes.len(), 2);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! The claim under test: whatever `sqlx::migrate::Migrator::new(dir)` accepts, the build accepts
 //! with the same versions, descriptions, types, `no_tx` flags, SQL and checksums, except the sets
-//! that would break an invariant when they run (a version below 1, two files for one version and
-//! direction, simple and `.up.sql` files for one version), which are refused; whatever sqlx
-//! refuses, the build refuses too.
+//! that would break an invariant when they run (two files for one version and direction, simple
+//! and `.up.sql` files for one version), which are refused; whatever sqlx refuses, the build
+//! refuses too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -175,7 +175,6 @@ fn compare(
                         .count()
                 };
                 let justified = match &e.rule {
-                    Rule::NonPositiveVersion(v) => theirs.iter().any(|m| m.version == *v),
                     Rule::DuplicateVersion { version, .. } => [
                         MigrationType::Simple,
                         MigrationType::ReversibleUp,
