@@ -26,7 +26,7 @@ COPY --from=planner /src/recipe.json recipe.json
 # vendor/ holds a patched dependency ([patch.crates-io] in Cargo.toml): it belongs to this layer.
 COPY vendor vendor
 RUN cargo chef cook --release --locked --bin server --recipe-path recipe.json
-COPY Cargo.toml Cargo.lock build.rs migration-lint.toml sqlx.toml ./
+COPY Cargo.toml Cargo.lock build.rs migration-lint.toml sqlx.toml schema.snapshot ./
 COPY .sqlx .sqlx
 COPY config config
 COPY migrations migrations

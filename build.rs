@@ -86,6 +86,20 @@ fn main() {
 
     lint_set(&specs, &shown_dir);
 
+    // The committed schema snapshot (`include_str!` in src/migrate/embedded.rs): its freshness
+    // needs a database (`server migrate snapshot --check`, run by CI); here only its presence.
+    let snapshot = root.join("schema.snapshot");
+    println!("cargo:rerun-if-changed={}", snapshot.display());
+    match fs::read_to_string(&snapshot) {
+        Ok(text) if text.starts_with("-- agent-backend schema snapshot") => {}
+        Ok(_) => fail(
+            "schema.snapshot: not a schema snapshot; rewrite it with `server migrate snapshot --fresh --write schema.snapshot`",
+        ),
+        Err(e) => fail(&format!(
+            "schema.snapshot: {e}; write it with `server migrate snapshot --fresh --write schema.snapshot`"
+        )),
+    }
+
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
     println!(

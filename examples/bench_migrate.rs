@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    match runtime.block_on(pre_serve_with(&settings, &set)) {
+    match runtime.block_on(pre_serve_with(&settings, &set, None)) {
         Ok(_) => Exit::Success.into(),
         Err(e) => Exit::from(&e).into(),
     }

@@ -8,6 +8,7 @@ use sqlx::Connection;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbError};
 use crate::http::{self, AppState};
+use crate::migrate::snapshot::Snapshot;
 use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
 
 /// Why `server` stopped with a failure; [`crate::exit::Exit`] maps it to an exit code.
@@ -23,6 +24,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
 }
 
 pub fn migrate_options(settings: &Settings) -> MigrateOptions {
@@ -30,6 +33,7 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
         lock_wait_timeout: settings.migrations.lock_wait_timeout,
         on_unknown_applied: settings.migrations.on_unknown_applied,
         allow_out_of_order: settings.migrations.allow_out_of_order,
+        lock_retries: settings.migrations.lock_retries,
         ..MigrateOptions::default()
     }
 }
@@ -37,20 +41,37 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
 /// Connect (with retries), status, apply what is pending under the lock, verify. Logs the
 /// outcome in the words the operations guide tells people to watch for.
 pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
-    pre_serve_with(settings, embedded::migrations()).await
+    pre_serve_with(settings, embedded::migrations(), Some(embedded::snapshot())).await
 }
 
-/// [`pre_serve`] over any validated set. The binary passes only the embedded one; benchmarks
-/// pass generated sets through this same code.
+/// [`pre_serve`] over any validated set. The binary passes only the embedded one (and its
+/// snapshot); benchmarks pass generated sets through this same code. After migrations were
+/// applied, the schema is compared with `expected` and the drift is logged (a warning, never
+/// a failure: `/health` and `migrate verify` carry the policy).
 pub async fn pre_serve_with(
     settings: &Settings,
     migrations: &MigrationSet,
+    expected: Option<&Snapshot>,
 ) -> Result<RunReport, AppError> {
     let started = Instant::now();
     let result = async {
         let mut conn = db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
         let migrator = Migrator::new(migrations, migrate_options(settings));
         let report = migrator.run(&mut conn).await;
+        if let (Ok(r), Some(expected)) = (&report, expected)
+            && !r.applied.is_empty()
+        {
+            match migrator
+                .drift(&mut conn, expected, &settings.migrations.drift_ignore())
+                .await
+            {
+                Ok(drift) if drift.is_clean() => {
+                    tracing::info!("Schema drift: {}", drift.summary())
+                }
+                Ok(drift) => tracing::warn!("Schema drift: {}", drift.summary()),
+                Err(e) => tracing::warn!("Schema drift not checked: {e}"),
+            }
+        }
         let _ = conn.close().await;
         Ok::<_, AppError>(report?)
     }

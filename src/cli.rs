@@ -35,7 +35,9 @@ Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
 out-of-order versions, 7 timed out waiting for the migration lock, 8 migrations pending
 (status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version),
-10 migrate lint: a finding of a rule set to deny.";
+10 migrate lint: a finding of a rule set to deny, 11 the schema differs (drift, a stale snapshot,
+a down migration that does not restore it), 12 a migration could not take its locks within
+lock_timeout after its retries.";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]
@@ -138,6 +140,31 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Print the database's schema as deterministic text; `--write FILE` writes it, `--check FILE`
+    /// compares a committed snapshot with it (exit 11 with a diff when stale). `--fresh` reads a
+    /// scratch database migrated with the embedded set instead (needs CREATEDB).
+    Snapshot {
+        /// Snapshot a scratch database (created, migrated, dropped) instead of the configured one.
+        #[arg(long)]
+        fresh: bool,
+        /// Write the snapshot to FILE (e.g. schema.snapshot) instead of printing it.
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Compare FILE with the snapshot: exit 0 equal, 11 stale (with the differences).
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+    /// Compare the database's schema with the embedded snapshot of the newest migration: exit 0
+    /// clean, 11 drift (every difference named), 9 not comparable (pending, dirty or newer).
+    Drift,
+    /// Round-trip every migration (up, down, up) on a scratch database and compare the result
+    /// with the embedded snapshot: exit 0 pass, 11 a down that does not restore the schema or a
+    /// result that differs from the snapshot.
+    Test {
+        /// An empty database to use instead of a scratch one.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// The migration safety lint (the build's): dangerous DDL in the embedded set, or in the
     /// `.sql` files of DIR. Needs no database. Exit 0 without a deny finding, 10 with one.
     Lint {
@@ -189,6 +216,17 @@ impl MigrateCommand {
                 },
                 yes,
             },
+            MigrateCommand::Snapshot {
+                fresh,
+                write,
+                check,
+            } => Op::Snapshot {
+                fresh,
+                write,
+                check,
+            },
+            MigrateCommand::Drift => Op::Drift,
+            MigrateCommand::Test { database_url } => Op::Test { database_url },
             MigrateCommand::Lint { .. } => {
                 unreachable!("`migrate lint` is run by `run`, without a database")
             }

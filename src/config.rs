@@ -176,6 +176,26 @@ pub struct MigrationSettings {
     pub on_unknown_applied: UnknownPolicy,
     /// Apply pending versions older than the newest applied one.
     pub allow_out_of_order: bool,
+    /// Drift from the embedded schema snapshot: "warn" (report in /health, logs and verify's
+    /// output, keep serving) or "error" (readiness and `migrate verify` fail).
+    pub on_drift: UnknownPolicy,
+    /// Schemas whose objects belong to someone else: left out of drift.
+    pub drift_ignore_schemas: Vec<String>,
+    /// Object names left out of drift; `*` matches any run of characters (`public.audit_*`).
+    pub drift_ignore: Vec<String>,
+    /// Extra attempts of a transactional migration that failed because its `lock_timeout`
+    /// expired (SQLSTATE 55P03), with backoff; 0 = fail at once.
+    pub lock_retries: u32,
+}
+
+impl MigrationSettings {
+    /// What drift leaves out.
+    pub fn drift_ignore(&self) -> crate::migrate::snapshot::Ignore {
+        crate::migrate::snapshot::Ignore {
+            schemas: self.drift_ignore_schemas.clone(),
+            patterns: self.drift_ignore.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -31,6 +31,12 @@ pub enum Exit {
     Refused = 9,
     /// `migrate lint`: a finding of a rule set to deny (or a set that is not valid).
     LintDenied = 10,
+    /// The schema differs from what is expected: drift from the embedded snapshot, a stale
+    /// snapshot file (`snapshot --check`), or a down migration that does not restore it
+    /// (`migrate test`).
+    SchemaDiffers = 11,
+    /// A migration could not take its table locks within `lock_timeout`, after the retries.
+    LockNotAvailable = 12,
 }
 
 impl From<Exit> for ExitCode {
@@ -53,11 +59,12 @@ impl From<&AppError> for Exit {
                 | MigrateError::UnknownApplied { .. }
                 | MigrateError::OutOfOrder { .. } => Exit::Integrity,
                 MigrateError::LockTimeout { .. } => Exit::LockTimeout,
+                MigrateError::LockNotAvailable { .. } => Exit::LockNotAvailable,
                 MigrateError::UnknownTarget(_) | MigrateError::NoDownMigration { .. } => {
                     Exit::Refused
                 }
             },
-            AppError::Serve(_) | AppError::Runtime(_) => Exit::Failure,
+            AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) => Exit::Failure,
         }
     }
 }

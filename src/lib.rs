@@ -12,4 +12,5 @@ pub mod http;
 pub mod lint_cmd;
 pub mod migrate;
 pub mod ops;
+pub mod schema_ops;
 pub mod telemetry;

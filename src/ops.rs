@@ -29,6 +29,7 @@ use crate::db;
 use crate::exit::Exit;
 use crate::migrate::history::{AppliedMigration, hex};
 use crate::migrate::{Migration, Migrator, RepairAction, Script, Status, UnknownPolicy, embedded};
+use crate::schema_ops;
 
 /// A `migrate` subcommand, already parsed.
 #[derive(Debug, Clone)]
@@ -55,6 +56,15 @@ pub enum Op {
         version: Option<i64>,
         action: Option<RepairAction>,
         yes: bool,
+    },
+    Snapshot {
+        fresh: bool,
+        write: Option<std::path::PathBuf>,
+        check: Option<std::path::PathBuf>,
+    },
+    Drift,
+    Test {
+        database_url: Option<String>,
     },
 }
 
@@ -91,6 +101,25 @@ async fn dispatch(
 ) -> Result<Exit, AppError> {
     let set = migrator.set();
     match op {
+        Op::Snapshot {
+            fresh,
+            write,
+            check,
+        } => {
+            schema_ops::snapshot(
+                settings,
+                migrator,
+                conn,
+                fresh,
+                write.as_deref(),
+                check.as_deref(),
+            )
+            .await
+        }
+        Op::Drift => schema_ops::drift(settings, migrator, conn, out.json).await,
+        Op::Test { database_url } => {
+            schema_ops::test(settings, migrator, conn, database_url.as_deref(), out.json).await
+        }
         Op::Status => {
             let status = migrator.status(conn).await?;
             out.status(settings, set, &status);
@@ -222,8 +251,25 @@ async fn dispatch(
                     list_or("every applied version is embedded", &status.unknown),
                 ),
             ];
+            let drift = migrator
+                .drift(
+                    conn,
+                    embedded::snapshot(),
+                    &settings.migrations.drift_ignore(),
+                )
+                .await?;
+            let strict_drift = settings.migrations.on_drift == UnknownPolicy::Error;
+            let mut checks = checks.to_vec();
+            checks.push(("drift", !strict_drift || drift.is_clean(), drift.summary()));
             out.checks(&checks);
-            Ok(status_exit(&status, settings))
+            let exit = status_exit(&status, settings);
+            Ok(
+                if exit == Exit::Success && strict_drift && !drift.is_clean() {
+                    Exit::SchemaDiffers
+                } else {
+                    exit
+                },
+            )
         }
         Op::Repair {
             version,

@@ -4,9 +4,13 @@
 //! - `GET /health/ready`: the database answers within `database.health_timeout` and the schema is
 //!   at the embedded version (nothing pending, dirty or edited). 200, else 503 naming the failed
 //!   checks. 503 too once shutdown has begun, so the platform stops routing here. For traffic.
-//! - `GET /health`: the same checks plus version, uptime and migration versions, for people.
+//! - `GET /health`: the same checks plus version, uptime, migration versions and schema drift
+//!   (the live schema against the embedded snapshot), for people.
+//!
+//! Drift costs a catalog query, so its verdict is kept for [`DRIFT_TTL`]; readiness looks at it
+//! only with `migrations.on_drift = "error"`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
@@ -15,7 +19,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::migrate::{Status, UnknownPolicy, history};
+use crate::migrate::snapshot::{Difference, Drift, Snapshot};
+use crate::migrate::{Status, UnknownPolicy, embedded, history};
+
+/// How long a drift verdict is reused by the health endpoints.
+pub const DRIFT_TTL: Duration = Duration::from_secs(30);
 
 #[handler]
 pub fn live() -> Json<serde_json::Value> {
@@ -41,9 +49,19 @@ struct SchemaCheck {
     unknown: Vec<i64>,
 }
 
+#[derive(Serialize, Clone)]
+pub(crate) struct DriftCheck {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_compared: Option<String>,
+    differences: Vec<Difference>,
+}
+
 struct Probe {
     database: DatabaseCheck,
     schema: Option<SchemaCheck>,
+    drift: Option<DriftCheck>,
+    drift_fails: bool,
     shutting_down: bool,
 }
 
@@ -59,6 +77,9 @@ impl Probe {
         if self.schema.as_ref().is_some_and(|s| !s.ok) {
             failed.push("schema");
         }
+        if self.drift_fails && self.drift.as_ref().is_some_and(|d| !d.ok) {
+            failed.push("drift");
+        }
         failed
     }
 
@@ -71,7 +92,40 @@ impl Probe {
     }
 }
 
-async fn probe(state: &AppState) -> Probe {
+/// The drift verdict, from the cache when younger than [`DRIFT_TTL`]. `None` when the catalogs
+/// could not be read in time (the database check reports why).
+async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
+    if let Some((at, check)) = state.drift_cache.lock().ok()?.clone()
+        && at.elapsed() < DRIFT_TTL
+    {
+        return Some(check);
+    }
+    let table = &state.migrations.bookkeeping().table;
+    let actual = tokio::time::timeout(state.health_timeout, async {
+        let mut conn = state.pool.acquire().await.ok()?;
+        Snapshot::take(&mut conn, table).await.ok()
+    })
+    .await
+    .ok()??;
+    let check = match Drift::judge(status, embedded::snapshot(), &actual, &state.drift_ignore) {
+        Drift::Checked { differences } => DriftCheck {
+            ok: differences.is_empty(),
+            not_compared: None,
+            differences,
+        },
+        Drift::NotComparable { reason } => DriftCheck {
+            ok: true,
+            not_compared: Some(reason),
+            differences: Vec::new(),
+        },
+    };
+    if let Ok(mut cache) = state.drift_cache.lock() {
+        *cache = Some((Instant::now(), check.clone()));
+    }
+    Some(check)
+}
+
+async fn probe(state: &AppState, with_drift: bool) -> Probe {
     let shutting_down = state.is_shutting_down();
     let started = Instant::now();
     let rows = tokio::time::timeout(state.health_timeout, async {
@@ -92,6 +146,12 @@ async fn probe(state: &AppState) -> Probe {
         Ok(rows) => {
             let status = Status::compare(state.migrations, rows);
             let strict = state.on_unknown_applied == UnknownPolicy::Error;
+            let drift_fails = state.on_drift == UnknownPolicy::Error;
+            let drift = if with_drift || drift_fails {
+                drift(state, &status).await
+            } else {
+                None
+            };
             let schema = SchemaCheck {
                 ok: status.is_up_to_date() && (!strict || status.unknown.is_empty()),
                 expected: state.migrations.newest(),
@@ -108,6 +168,8 @@ async fn probe(state: &AppState) -> Probe {
                     error: None,
                 },
                 schema: Some(schema),
+                drift,
+                drift_fails,
                 shutting_down,
             }
         }
@@ -118,6 +180,8 @@ async fn probe(state: &AppState) -> Probe {
                 error: Some(error),
             },
             schema: None,
+            drift: None,
+            drift_fails: false,
             shutting_down,
         },
     }
@@ -125,19 +189,19 @@ async fn probe(state: &AppState) -> Probe {
 
 #[handler]
 pub async fn ready(Data(state): Data<&AppState>) -> Response {
-    let probe = probe(state).await;
+    let probe = probe(state, false).await;
     let failed = probe.failed();
     let body = json!({
         "status": if failed.is_empty() { "ready" } else { "unavailable" },
         "failed": failed,
-        "checks": { "database": probe.database, "schema": probe.schema },
+        "checks": { "database": probe.database, "schema": probe.schema, "drift": probe.drift },
     });
     Json(body).with_status(probe.status_code()).into_response()
 }
 
 #[handler]
 pub async fn summary(Data(state): Data<&AppState>) -> Response {
-    let probe = probe(state).await;
+    let probe = probe(state, true).await;
     let failed = probe.failed();
     let body = json!({
         "status": if failed.is_empty() { "ok" } else { "unavailable" },
@@ -151,6 +215,7 @@ pub async fn summary(Data(state): Data<&AppState>) -> Response {
             "embedded": state.migrations.len(),
             "embedded_newest": state.migrations.newest(),
             "schema": probe.schema,
+            "drift": probe.drift,
         },
     });
     Json(body).with_status(probe.status_code()).into_response()

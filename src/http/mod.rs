@@ -35,6 +35,9 @@ pub struct AppState {
     pub environment: &'static str,
     pub health_timeout: Duration,
     pub on_unknown_applied: UnknownPolicy,
+    pub on_drift: UnknownPolicy,
+    pub drift_ignore: crate::migrate::snapshot::Ignore,
+    drift_cache: Arc<std::sync::Mutex<Option<(Instant, health::DriftCheck)>>>,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -47,6 +50,9 @@ impl AppState {
             environment: settings.environment.as_str(),
             health_timeout: settings.database.health_timeout,
             on_unknown_applied: settings.migrations.on_unknown_applied,
+            on_drift: settings.migrations.on_drift,
+            drift_ignore: settings.migrations.drift_ignore(),
+            drift_cache: Arc::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use include_dir::{Dir, include_dir};
 
+use super::snapshot::Snapshot;
 use super::{Bookkeeping, Kind, Migration, MigrationSet, Script};
 
 // The absolute path of the directory build.rs read (set by it through `cargo:rustc-env`).
@@ -79,6 +80,18 @@ pub fn migrations() -> &'static MigrationSet {
     })
 }
 
+/// The committed snapshot of the schema this set produces on an empty database
+/// (`schema.snapshot`; rewritten by `server migrate snapshot --fresh --write schema.snapshot`).
+pub fn snapshot() -> &'static Snapshot {
+    static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+    SNAPSHOT.get_or_init(|| {
+        // Checked by the unit test below, so a binary that builds and passes its tests has one.
+        Snapshot::parse(SNAPSHOT_TEXT).unwrap_or_else(|e| panic!("schema.snapshot: {e}"))
+    })
+}
+
+const SNAPSHOT_TEXT: &str = include_str!("../../schema.snapshot");
+
 /// The migration directory's name as `sqlx.toml` gives it (`migrations` by default), for messages.
 pub fn dir_name() -> &'static str {
     MIGRATIONS_DIR_NAME
@@ -137,6 +150,17 @@ mod tests {
         assert!(
             report.findings.iter().all(|f| f.allowed.is_some()),
             "{report}"
+        );
+    }
+
+    #[test]
+    fn committed_snapshot_parses() {
+        let snapshot = Snapshot::parse(SNAPSHOT_TEXT).expect("schema.snapshot parses");
+        assert!(!snapshot.objects.is_empty());
+        assert_eq!(
+            snapshot.render(),
+            SNAPSHOT_TEXT,
+            "written by render, unedited"
         );
     }
 

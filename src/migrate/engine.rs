@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use super::history::{self, AppliedMigration};
+use super::snapshot::{Drift, Ignore, Snapshot};
 use super::{MigrateError, Migration, MigrationSet, Script, lock};
 
 /// What to do when the database has applied versions this binary does not embed (typically
@@ -33,6 +34,10 @@ pub struct MigrateOptions {
     pub lock_log_interval: Duration,
     pub on_unknown_applied: UnknownPolicy,
     pub allow_out_of_order: bool,
+    /// Extra attempts of a transactional migration whose `lock_timeout` expired.
+    pub lock_retries: u32,
+    /// Wait before the first retry; doubled for each next one (at most 30 s).
+    pub lock_retry_backoff: Duration,
 }
 
 impl Default for MigrateOptions {
@@ -42,6 +47,8 @@ impl Default for MigrateOptions {
             lock_log_interval: Duration::from_secs(5),
             on_unknown_applied: UnknownPolicy::Warn,
             allow_out_of_order: false,
+            lock_retries: 3,
+            lock_retry_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -234,6 +241,19 @@ impl<'a> Migrator<'a> {
         ))
     }
 
+    /// The live schema against `expected` (the snapshot of this set's newest version), when the
+    /// bookkeeping says the database is at that version. Two queries, no lock, no writes.
+    pub async fn drift(
+        &self,
+        conn: &mut PgConnection,
+        expected: &Snapshot,
+        ignore: &Ignore,
+    ) -> Result<Drift, MigrateError> {
+        let status = self.status(conn).await?;
+        let actual = Snapshot::take(conn, &self.set.bookkeeping().table).await?;
+        Ok(Drift::judge(&status, expected, &actual, ignore))
+    }
+
     /// The pre-serve stage: apply everything pending.
     pub async fn run(&self, conn: &mut PgConnection) -> Result<RunReport, MigrateError> {
         self.apply(conn, None).await
@@ -331,6 +351,53 @@ impl<'a> Migrator<'a> {
         Ok(value)
     }
 
+    /// [`apply_one`], retried whole (it rolled back) while its `lock_timeout` expires, with
+    /// backoff, naming the sessions that hold table locks (the strong_migrations pattern). A
+    /// non-transactional migration is never retried: it may have done part of its work.
+    async fn apply_with_retries(
+        &self,
+        conn: &mut PgConnection,
+        m: &Migration,
+    ) -> Result<Duration, MigrateError> {
+        let table = &self.set.bookkeeping().table;
+        let mut backoff = self.opts.lock_retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match apply_one(conn, table, m).await {
+                Err(MigrateError::LockNotAvailable {
+                    version,
+                    file,
+                    message,
+                    ..
+                }) => {
+                    let holders = lock::table_lock_holders(conn).await;
+                    if attempt > self.opts.lock_retries {
+                        return Err(MigrateError::LockNotAvailable {
+                            version,
+                            file,
+                            message,
+                            attempts: attempt,
+                            holders,
+                        });
+                    }
+                    tracing::warn!(
+                        version,
+                        attempt,
+                        "Migration {version} could not take its locks within lock_timeout \
+                         (attempt {attempt} of {}); sessions holding table locks: {holders}; \
+                         retrying in {} ms",
+                        self.opts.lock_retries + 1,
+                        backoff.as_millis()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn apply_locked(
         &self,
         conn: &mut PgConnection,
@@ -353,7 +420,7 @@ impl<'a> Migrator<'a> {
                 m.version,
                 m.description
             );
-            let took = apply_one(conn, &self.set.bookkeeping().table, m).await?;
+            let took = self.apply_with_retries(conn, m).await?;
             tracing::info!(
                 version = m.version,
                 elapsed_ms = took.as_millis() as u64,
@@ -536,7 +603,19 @@ async fn apply_one(
             sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
         })
         .await
-        .map_err(|e| failed(e, false))?;
+        .map_err(|e| {
+            if matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03")) {
+                MigrateError::LockNotAvailable {
+                    version: m.version,
+                    file: m.up.file.clone(),
+                    message: history::describe_sql_error(&e, &m.up.sql),
+                    attempts: 1,
+                    holders: String::new(),
+                }
+            } else {
+                failed(e, false)
+            }
+        })?;
         Ok(started.elapsed())
     }
 }

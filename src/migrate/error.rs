@@ -25,6 +25,21 @@ pub enum MigrateError {
         dirty: bool,
     },
 
+    /// A transactional migration's `lock_timeout` expired on every attempt: another session held
+    /// a conflicting lock. Rolled back each time; nothing recorded.
+    #[error(
+        "migration {version} ({file}) could not take its locks within lock_timeout in {attempts} \
+         attempt(s): {message}; sessions holding table locks: {holders}; rolled back, nothing \
+         recorded: run it again when they finish, or end them (pg_terminate_backend)"
+    )]
+    LockNotAvailable {
+        version: i64,
+        file: String,
+        message: String,
+        attempts: u32,
+        holders: String,
+    },
+
     /// An applied migration's recorded checksum differs from the embedded file.
     #[error(
         "migration {version} was applied with a different checksum: migrations/{file} was edited after it ran \

@@ -144,6 +144,41 @@ async fn holder(conn: &mut PgConnection, key: i64) -> String {
     }
 }
 
+/// Other sessions holding locks on this database's tables, for the log and error of a migration
+/// whose `lock_timeout` expired: after the timeout nothing waits any more, so
+/// `pg_blocking_pids` has nobody to ask about; the holders are the sessions to look at. Never
+/// fails: a catalog error is reported in the text.
+pub async fn table_lock_holders(conn: &mut PgConnection) -> String {
+    let rows = sqlx::query_as::<_, (i32, String, Option<String>, Option<String>, String)>(
+        "SELECT a.pid, a.application_name, a.state, \
+                to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                string_agg(DISTINCT l.relation::regclass::text || ' ' || l.mode, ', ') \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND l.relation >= 16384 \
+         GROUP BY a.pid, a.application_name, a.state, a.xact_start \
+         ORDER BY a.xact_start NULLS LAST LIMIT 5",
+    )
+    .fetch_all(conn)
+    .await;
+    match rows {
+        Ok(rows) if rows.is_empty() => "none now (the holder has finished)".to_string(),
+        Ok(rows) => rows
+            .iter()
+            .map(|(pid, app, state, since, locks)| {
+                format!(
+                    "pid {pid} (application_name {app:?}, state {}, transaction since {}, holds {locks})",
+                    state.as_deref().unwrap_or("unknown"),
+                    since.as_deref().unwrap_or("unknown"),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => format!("unknown (pg_locks not readable: {e})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,6 +6,7 @@
 //! - [`history`]: the `_sqlx_migrations` table, read and written exactly as sqlx 0.9 does.
 //! - [`lock`]: sqlx's advisory-lock key, with a timeout and a log of who holds it.
 //! - [`engine`]: status, apply and verify.
+//! - [`snapshot`]: the schema read from the catalogs as text, and drift from it.
 //! - [`lint`]: the safety lint for dangerous DDL (shared with `build.rs`).
 
 pub mod embedded;
@@ -15,6 +16,8 @@ pub mod history;
 pub mod lint;
 pub mod lock;
 pub mod manifest;
+pub mod roundtrip;
+pub mod snapshot;
 pub mod sqlx_toml;
 
 pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Status, UnknownPolicy};

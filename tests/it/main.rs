@@ -14,5 +14,6 @@ mod engine;
 mod lint;
 mod ops;
 mod process;
+mod schema;
 mod sqlx_parity;
 mod support;
