@@ -89,9 +89,17 @@ pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
 
 /// `server`: the stage, then serve until SIGTERM/SIGINT, then close the pool.
 pub async fn serve(settings: &Settings) -> Result<(), AppError> {
-    pre_serve(settings).await?;
+    serve_with(settings, embedded::migrations()).await
+}
+
+/// [`serve`] over any validated set (see [`pre_serve_with`]).
+pub async fn serve_with(
+    settings: &Settings,
+    migrations: &'static MigrationSet,
+) -> Result<(), AppError> {
+    pre_serve_with(settings, migrations).await?;
     let pool = db::pool(settings);
-    let state = AppState::new(settings, pool.clone(), embedded::migrations());
+    let state = AppState::new(settings, pool.clone(), migrations);
     let served = http::serve(settings, state).await;
     pool.close().await;
     served.map_err(AppError::Serve)?;

@@ -18,7 +18,8 @@ pub enum Exit {
     Config = 3,
     /// Database unreachable after the configured retries, or refused the credentials.
     DatabaseUnreachable = 4,
-    /// A migration's SQL (or its bookkeeping) failed.
+    /// A migration's SQL (or its bookkeeping) failed: rolled back when transactional; a
+    /// `-- no-transaction` one is not rolled back and leaves a dirty row.
     MigrationFailed = 5,
     /// Checksum mismatch, dirty database, unknown applied versions (strict), out-of-order.
     Integrity = 6,
@@ -27,7 +28,8 @@ pub enum Exit {
     /// `migrate status` / `migrate verify`: migrations are pending (nothing else wrong).
     Pending = 8,
     /// An operation refused to start: no confirmation, no down migration for a rollback, a
-    /// version that is not embedded. Nothing was changed.
+    /// version that is not embedded (or, for a rollback target, neither applied nor embedded),
+    /// a dirty row that changed before `repair` could act. Nothing was changed.
     Refused = 9,
     /// `migrate lint`: a finding of a rule set to deny (or a set that is not valid).
     LintDenied = 10,
@@ -53,9 +55,10 @@ impl From<&AppError> for Exit {
                 | MigrateError::UnknownApplied { .. }
                 | MigrateError::OutOfOrder { .. } => Exit::Integrity,
                 MigrateError::LockTimeout { .. } => Exit::LockTimeout,
-                MigrateError::UnknownTarget(_) | MigrateError::NoDownMigration { .. } => {
-                    Exit::Refused
-                }
+                MigrateError::UnknownTarget(_)
+                | MigrateError::UnknownRollbackTarget(_)
+                | MigrateError::RepairStale { .. }
+                | MigrateError::NoDownMigration { .. } => Exit::Refused,
             },
             AppError::Serve(_) | AppError::Runtime(_) => Exit::Failure,
         }

@@ -15,8 +15,11 @@ pub mod lint;
 pub mod lock;
 pub mod manifest;
 
-pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Status, UnknownPolicy};
-pub use error::MigrateError;
+pub use engine::{
+    Direction, DirtyReport, MigrateOptions, Migrator, RepairAction, RunReport, Status,
+    UnknownPolicy,
+};
+pub use error::{MigrateError, error_text};
 pub use manifest::{Kind, Script, Spec as Migration};
 
 use std::path::Path;
