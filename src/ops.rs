@@ -625,12 +625,18 @@ impl Printer {
         match report.script {
             Some((direction, script)) => {
                 out!(
-                    "What ran: its {} file migrations/{}, outside a transaction{}:",
+                    "What ran: its {} file migrations/{}, {}{}:",
                     match direction {
                         Direction::Up => "up",
                         Direction::Down => "down (a rollback)",
                     },
                     script.file,
+                    if script.no_tx {
+                        "outside a transaction"
+                    } else {
+                        "in a transaction (all of it or none is in the database; this binary never \
+                         leaves such a row dirty: another tool or a person did)"
+                    },
                     if direction == Direction::Up {
                         " (execution_time -1: it never finished)"
                     } else {
