@@ -36,8 +36,8 @@ Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 one is left dirty), 6 checksum mismatch / dirty database / unknown or out-of-order versions,
 7 timed out waiting for the migration lock, 8 migrations pending or in progress (status,
 verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version or
-rollback target, a dirty row that changed before repair could act), 10 migrate lint: a finding
-of a rule set to deny.";
+rollback target, a dirty row that changed before repair could act, a migration in progress),
+10 migrate lint: a finding of a rule set to deny.";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]

@@ -29,7 +29,8 @@ pub enum Exit {
     Pending = 8,
     /// An operation refused to start: no confirmation, no down migration for a rollback, a
     /// version that is not embedded (or, for a rollback target, neither applied nor embedded),
-    /// a dirty row that changed before `repair` could act. Nothing was changed.
+    /// a dirty row that changed before `repair` could act, a plan asked for while a migration is
+    /// in progress. Nothing was changed.
     Refused = 9,
     /// `migrate lint`: a finding of a rule set to deny (or a set that is not valid).
     LintDenied = 10,
@@ -58,6 +59,7 @@ impl From<&AppError> for Exit {
                 MigrateError::UnknownTarget(_)
                 | MigrateError::UnknownRollbackTarget(_)
                 | MigrateError::RepairStale { .. }
+                | MigrateError::InProgress { .. }
                 | MigrateError::NoDownMigration { .. } => Exit::Refused,
             },
             AppError::Serve(_) | AppError::Runtime(_) => Exit::Failure,

@@ -123,7 +123,7 @@ async fn dispatch(
         Op::Apply {
             to, dry_run: true, ..
         } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let plan = migrator.plan_apply(&status, to)?;
             out.plan(
                 "apply",
@@ -157,7 +157,7 @@ async fn dispatch(
             yes,
             dry_run,
         } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let plan = migrator.plan_rollback(&status, target)?;
             if plan.is_empty() {
                 out.done(

@@ -144,13 +144,20 @@ impl Status {
 
     /// Dirty rows and edited files stop everything; unknown versions stop only under the strict
     /// policy. A dirty row is final only when read under the migration lock (see
-    /// [`Migrator::apply`]).
+    /// [`Migrator::apply`]); read beside a live lock holder ([`Migrator::inspect`]) it is in
+    /// progress.
     fn check_integrity(
         &self,
         set: &MigrationSet,
         opts: &MigrateOptions,
     ) -> Result<(), MigrateError> {
         if let Some(&version) = self.dirty.first() {
+            if let Some(holder) = &self.holder {
+                return Err(MigrateError::InProgress {
+                    version,
+                    holder: holder.to_string(),
+                });
+            }
             let description = self
                 .applied
                 .iter()
@@ -461,14 +468,16 @@ impl<'a> Migrator<'a> {
         Ok(versions.iter().filter_map(|&v| self.set.get(v)).collect())
     }
 
-    /// Reverts every applied migration newer than `target`, newest first, under the lock.
+    /// Reverts every applied migration newer than `target`, newest first, under the lock (an
+    /// empty plan read under it reverts nothing).
     pub async fn rollback(
         &self,
         conn: &mut PgConnection,
         target: i64,
     ) -> Result<Vec<(i64, Duration)>, MigrateError> {
         let status = self.status(conn).await?;
-        if self.plan_rollback(&status, target)?.is_empty() {
+        // A dirty row is decided under the lock, as in `apply`.
+        if status.dirty.is_empty() && self.plan_rollback(&status, target)?.is_empty() {
             return Ok(Vec::new());
         }
         self.locked(conn, async |conn: &mut PgConnection| {
@@ -728,4 +737,21 @@ async fn revert_one(conn: &mut PgConnection, m: &Migration) -> Result<Duration, 
         .map_err(|e| failed(e, false))?;
     }
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn statements_skip_comments_and_split_at_line_ends() {
+        let sql =
+            "-- no-transaction\n-- lock_timeout: 1s\n\nCREATE INDEX CONCURRENTLY i\n  ON t (c);\n";
+        assert_eq!(
+            statements(sql),
+            ["CREATE INDEX CONCURRENTLY i\n  ON t (c);"]
+        );
+        assert_eq!(statements("SELECT 1;\nSELECT 2;").len(), 2);
+        assert_eq!(statements("SELECT 1"), ["SELECT 1"]);
+    }
 }

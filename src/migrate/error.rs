@@ -45,6 +45,14 @@ pub enum MigrateError {
     )]
     Dirty { version: i64, description: String },
 
+    /// A `success = false` row while a live session holds the migration lock: the migration is
+    /// most likely still running. Reported by commands that do not wait for the lock.
+    #[error(
+        "migration {version} is still being applied: its row is success = false while {holder} holds the \
+         migration lock; wait for it (`server migrate status`), then run this again; nothing was changed"
+    )]
+    InProgress { version: i64, holder: String },
+
     /// Another runner held the migration lock for longer than the configured wait.
     #[error(
         "timed out after {}s waiting for the migration lock (key {key}), held by {holder}; \

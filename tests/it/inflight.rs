@@ -82,6 +82,20 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
         status.stdout
     );
 
+    // Commands that plan without waiting for the lock say it is running, not dirty.
+    for args in [
+        &["migrate", "rollback", "0", "--yes"][..],
+        &["migrate", "apply", "--dry-run"][..],
+    ] {
+        let out = release.run(&db.url, &[], args).await;
+        assert_eq!(out.code, Some(9), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("migration 2 is still being applied"),
+            "{}",
+            out.stderr
+        );
+    }
+
     let second = release.spawn(&db.url, &[], &["--migrate-only"]);
     wait_until(
         &mut conn,
