@@ -269,7 +269,13 @@ impl<'a> Migrator<'a> {
     pub async fn inspect(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
         let mut status = self.status(conn).await?;
         let key = lock::key_for(conn).await?;
-        status.holder = lock::holder(conn, key).await?;
+        let holder = lock::holder(conn, key).await?;
+        if holder.is_none() && !status.dirty.is_empty() {
+            // A runner flips its row before it releases the lock: it may have finished between
+            // the two reads. Rows read after seeing the lock free are final.
+            status = self.status(conn).await?;
+        }
+        status.holder = holder;
         Ok(status)
     }
 

@@ -258,6 +258,15 @@ async fn repair_records_the_operators_decision() {
         "{}",
         refused.stderr
     );
+    let explain = run_server(&db.url, &[], &["migrate", "repair", "--json"]).await;
+    assert_eq!(explain.code, Some(9));
+    let view = json(&explain);
+    assert_eq!(view["dirty"]["version"], newest);
+    assert_eq!(view["lock_holder"], serde_json::Value::Null);
+    assert_eq!(
+        view["next"][1],
+        format!("server migrate repair --version {newest} --mark-reverted --yes")
+    );
     let explain = run_server(&db.url, &[], &["migrate", "repair"]).await;
     assert_eq!(explain.code, Some(9));
     assert!(
