@@ -640,7 +640,11 @@ fn describe_row(row: Option<&AppliedMigration>) -> String {
         None => "gone (no row)".to_string(),
         Some(r) => format!(
             "success = {}, installed_on {}, execution_time {}",
-            r.success, r.installed_on, r.execution_time
+            r.success,
+            r.installed_on
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| r.installed_on.to_string()),
+            r.execution_time
         ),
     }
 }
