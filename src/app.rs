@@ -103,6 +103,12 @@ pub async fn pre_serve_with(
     result
 }
 
+/// The committed schema snapshot when `set` is the embedded set; other sets (tests, benchmarks)
+/// have none, and their runs skip the drift log.
+pub fn expected_snapshot(set: &MigrationSet) -> Option<&'static Snapshot> {
+    std::ptr::eq(set, embedded::migrations()).then(embedded::snapshot)
+}
+
 /// `server --migrate-only`: the stage, then exit.
 pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
     pre_serve(settings).await.map(|_| ())
@@ -110,9 +116,17 @@ pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
 
 /// `server`: the stage, then serve until SIGTERM/SIGINT, then close the pool.
 pub async fn serve(settings: &Settings) -> Result<(), AppError> {
-    pre_serve(settings).await?;
+    serve_with(settings, embedded::migrations()).await
+}
+
+/// [`serve`] over any validated set (see [`pre_serve_with`]).
+pub async fn serve_with(
+    settings: &Settings,
+    migrations: &'static MigrationSet,
+) -> Result<(), AppError> {
+    pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
     let pool = db::pool(settings);
-    let state = AppState::new(settings, pool.clone(), embedded::migrations());
+    let state = AppState::new(settings, pool.clone(), migrations);
     let served = http::serve(settings, state).await;
     pool.close().await;
     served.map_err(AppError::Serve)?;

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::exit::Exit;
 use crate::http;
 use crate::lint_cmd;
-use crate::migrate::RepairAction;
+use crate::migrate::{MigrationSet, RepairAction, embedded};
 use crate::ops::{self, Op};
 use crate::telemetry;
 
@@ -32,9 +32,11 @@ Environment: DATABASE_URL, HOST, PORT, ENVIRONMENT (development|test|production)
 API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
 
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
-4 database unreachable, 5 migration failed, 6 checksum mismatch / dirty database / unknown or
-out-of-order versions, 7 timed out waiting for the migration lock, 8 migrations pending
-(status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version),
+4 database unreachable, 5 migration failed (rolled back if transactional; a -- no-transaction
+one is left dirty), 6 checksum mismatch / dirty database / unknown or out-of-order versions,
+7 timed out waiting for the migration lock, 8 migrations pending or in progress (status,
+verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version or
+rollback target, a dirty row that changed before repair could act, a migration in progress),
 10 migrate lint: a finding of a rule set to deny, 11 the schema differs (drift, a stale snapshot,
 a down migration that does not restore it), 12 a migration could not take its locks within
 lock_timeout after its retries.";
@@ -89,8 +91,9 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
-    /// Applied and embedded versions, pending list, dirty / checksum-mismatch / unknown flags.
-    /// Exit 0 up to date, 8 pending, 6 dirty or mismatched.
+    /// Applied and embedded versions, pending list, dirty / in-progress / checksum-mismatch /
+    /// unknown flags, and who holds the migration lock. Exit 0 up to date, 8 pending or a
+    /// migration in progress, 6 dirty or mismatched.
     Status,
     /// Every applied migration: version, description, installed_on, execution time, checksum.
     History {
@@ -112,9 +115,11 @@ pub enum MigrateCommand {
         #[arg(long)]
         allow_out_of_order: bool,
     },
-    /// Revert, newest first, every applied migration newer than VERSION (0 reverts all) with its
-    /// embedded down SQL. Changes nothing if a needed down migration is missing.
+    /// Revert, newest first, every applied migration newer than VERSION with its embedded down
+    /// SQL. VERSION is 0 (revert all) or an applied or embedded version; anything else is
+    /// refused (exit 9). Changes nothing if a needed down migration is missing.
     Rollback {
+        /// The newest version to keep: 0, or an applied or embedded version.
         version: i64,
         /// Confirm without asking (required when not on a terminal).
         #[arg(long)]
@@ -126,8 +131,13 @@ pub enum MigrateCommand {
     /// Connectivity, checksums, nothing pending, nothing dirty. Exit 0 only when all hold.
     Verify,
     /// Leave a dirty state (a `success = false` row) after fixing the schema by hand.
+    ///
+    /// Without a flag: shows the row, the SQL that ran, the failing statement, the lock's holder,
+    /// INVALID indexes and what to check, and changes nothing. With --mark-applied or
+    /// --mark-reverted and --yes: under the migration lock, reads the row again and records the
+    /// decision only if it is unchanged (else exit 9: the migration finished meanwhile).
     Repair {
-        /// The dirty version (default: the oldest dirty one).
+        /// The dirty version to show or repair (default: the oldest dirty one).
         #[arg(long)]
         version: Option<i64>,
         /// You finished the migration by hand: record it as applied.
@@ -236,6 +246,12 @@ impl MigrateCommand {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    run_with(cli, embedded::migrations()).into()
+}
+
+/// [`run`] over any validated set. `server` passes only its embedded one; the integration tests
+/// pass generated sets (a release that is not this build) through this same code.
+pub fn run_with(cli: Cli, set: &'static MigrationSet) -> Exit {
     match cli.command {
         Some(Command::Healthcheck { ready, timeout }) => {
             return healthcheck(&cli.config_dir, ready, timeout);
@@ -257,7 +273,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     lint_cmd::lock_timeout_off_in_files(&cli.config_dir)
                 }
             };
-            return lint_cmd::run(lock_timeout_off, dir.as_deref(), config.as_deref(), json).into();
+            return lint_cmd::run(lock_timeout_off, dir.as_deref(), config.as_deref(), json);
         }
         _ => {}
     }
@@ -266,17 +282,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(e) => {
             // No logger yet (its format is configuration): one plain line on stderr.
             eprintln!("server: {}", AppError::from(e));
-            return Exit::Config.into();
+            return Exit::Config;
         }
     };
     if cli.migrate_only && cli.command.is_some() {
         eprintln!("server: --migrate-only takes no command");
-        return Exit::Usage.into();
+        return Exit::Usage;
     }
     let op = match cli.command {
         Some(Command::Config) => {
             print!("{}", settings.to_masked_toml());
-            return Exit::Success.into();
+            return Exit::Success;
         }
         Some(Command::Migrate(args)) => Some((args.command.into_op(), args.json)),
         Some(Command::Healthcheck { .. }) | None => None,
@@ -296,30 +312,34 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match runtime {
         Ok(rt) => rt.block_on(async {
             match op {
-                Some((op, json)) => ops::run(&settings, op, json).await,
+                Some((op, json)) => ops::run(&settings, set, op, json).await,
                 None if cli.migrate_only => {
-                    app::migrate_only(&settings).await.map(|()| Exit::Success)
+                    app::pre_serve_with(&settings, set, app::expected_snapshot(set))
+                        .await
+                        .map(|_| Exit::Success)
                 }
-                None => app::serve(&settings).await.map(|()| Exit::Success),
+                None => app::serve_with(&settings, set)
+                    .await
+                    .map(|()| Exit::Success),
             }
         }),
         Err(e) => Err(AppError::Runtime(e)),
     };
     match result {
-        Ok(code) => code.into(),
+        Ok(code) => code,
         Err(e) => {
             // The stage has logged "Migration failed: …"; other failures are logged here.
             if !matches!(e, AppError::Database(_) | AppError::Migrate(_)) {
                 tracing::error!("{e}");
             }
-            Exit::from(&e).into()
+            Exit::from(&e)
         }
     }
 }
 
 /// `server healthcheck`: exit 0 when the local server answers 2xx, 1 otherwise (Docker's
 /// HEALTHCHECK reads only 0 and 1, so a bad configuration is 1 here too).
-fn healthcheck(config_dir: &std::path::Path, ready: bool, timeout: Duration) -> ExitCode {
+fn healthcheck(config_dir: &std::path::Path, ready: bool, timeout: Duration) -> Exit {
     let path = if ready {
         "/health/ready"
     } else {
@@ -329,7 +349,7 @@ fn healthcheck(config_dir: &std::path::Path, ready: bool, timeout: Duration) -> 
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("unhealthy: {}", AppError::from(e));
-            return Exit::Failure.into();
+            return Exit::Failure;
         }
     };
     let addr = http::probe::local_addr(&settings.server.host, settings.server.port);
@@ -344,11 +364,11 @@ fn healthcheck(config_dir: &std::path::Path, ready: bool, timeout: Duration) -> 
     match probe {
         Ok(status) => {
             println!("healthy: {addr}{path} answered {status}");
-            Exit::Success.into()
+            Exit::Success
         }
         Err(e) => {
             eprintln!("unhealthy: {e}");
-            Exit::Failure.into()
+            Exit::Failure
         }
     }
 }

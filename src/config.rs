@@ -263,11 +263,37 @@ impl Settings {
         }
         let figment = figment.merge(("environment", environment));
         let settings: Settings = figment.extract().map_err(|e| {
-            let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            let lines: Vec<String> = e
+                .into_iter()
+                .map(|e| Self::describe_error(&e, environment))
+                .collect();
             ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
         })?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// figment's words, except for a missing key that an environment variable sets: figment
+    /// names the last file it read ("missing field `url` … in config/production.toml"), which
+    /// sends the reader to a file that is right as it is.
+    fn describe_error(e: &figment::Error, environment: Environment) -> String {
+        if let figment::error::Kind::MissingField(field) = &e.kind {
+            let key = e
+                .path
+                .iter()
+                .map(String::as_str)
+                .chain([field.as_ref()])
+                .collect::<Vec<_>>()
+                .join(".");
+            if let Some((var, _)) = Self::NAMED_ENV.iter().find(|(_, k)| *k == key) {
+                return format!(
+                    "{var} is not set: {key} has no value in default.toml or {}.toml, so it must come \
+                     from the environment variable {var}",
+                    environment.as_str()
+                );
+            }
+        }
+        e.to_string()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

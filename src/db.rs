@@ -66,9 +66,20 @@ fn is_missing_database(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
 }
 
-/// One line, no URL (sqlx's messages do not include it).
+/// One line, no URL (sqlx's messages do not include it), and what to check for the refusals
+/// that have one usual cause.
 fn cause(e: &sqlx::Error) -> String {
-    e.to_string().replace('\n', " ")
+    let text = crate::migrate::error_text(e);
+    let hint = match e {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") => "; check the user name and password in DATABASE_URL",
+            Some("28000") => "; check the user name in DATABASE_URL (and pg_hba.conf)",
+            Some("3D000") => "; check the database name (the path) in DATABASE_URL",
+            _ => "",
+        },
+        _ => "",
+    };
+    format!("{text}{hint}")
 }
 
 /// Connects, retrying per `[database]` and logging each failed attempt. In development a

@@ -18,7 +18,8 @@ pub enum Exit {
     Config = 3,
     /// Database unreachable after the configured retries, or refused the credentials.
     DatabaseUnreachable = 4,
-    /// A migration's SQL (or its bookkeeping) failed.
+    /// A migration's SQL (or its bookkeeping) failed: rolled back when transactional; a
+    /// `-- no-transaction` one is not rolled back and leaves a dirty row.
     MigrationFailed = 5,
     /// Checksum mismatch, dirty database, unknown applied versions (strict), out-of-order.
     Integrity = 6,
@@ -27,7 +28,9 @@ pub enum Exit {
     /// `migrate status` / `migrate verify`: migrations are pending (nothing else wrong).
     Pending = 8,
     /// An operation refused to start: no confirmation, no down migration for a rollback, a
-    /// version that is not embedded. Nothing was changed.
+    /// version that is not embedded (or, for a rollback target, neither applied nor embedded),
+    /// a dirty row that changed before `repair` could act, a plan asked for while a migration is
+    /// in progress. Nothing was changed.
     Refused = 9,
     /// `migrate lint`: a finding of a rule set to deny (or a set that is not valid).
     LintDenied = 10,
@@ -60,9 +63,11 @@ impl From<&AppError> for Exit {
                 | MigrateError::OutOfOrder { .. } => Exit::Integrity,
                 MigrateError::LockTimeout { .. } => Exit::LockTimeout,
                 MigrateError::LockNotAvailable { .. } => Exit::LockNotAvailable,
-                MigrateError::UnknownTarget(_) | MigrateError::NoDownMigration { .. } => {
-                    Exit::Refused
-                }
+                MigrateError::UnknownTarget(_)
+                | MigrateError::UnknownRollbackTarget(_)
+                | MigrateError::RepairStale { .. }
+                | MigrateError::InProgress { .. }
+                | MigrateError::NoDownMigration { .. } => Exit::Refused,
             },
             AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) => Exit::Failure,
         }

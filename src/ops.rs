@@ -28,7 +28,10 @@ use crate::config::Settings;
 use crate::db;
 use crate::exit::Exit;
 use crate::migrate::history::{AppliedMigration, hex};
-use crate::migrate::{Migration, Migrator, RepairAction, Script, Status, UnknownPolicy, embedded};
+use crate::migrate::{
+    Direction, DirtyReport, Migration, MigrationSet, Migrator, RepairAction, Script, Status,
+    UnknownPolicy, embedded,
+};
 use crate::schema_ops;
 
 /// A `migrate` subcommand, already parsed.
@@ -68,9 +71,14 @@ pub enum Op {
     },
 }
 
-/// Runs one operation; `Ok` carries the exit code for outcomes that are not errors (pending
-/// migrations, a refused confirmation).
-pub async fn run(settings: &Settings, op: Op, json_out: bool) -> Result<Exit, AppError> {
+/// Runs one operation over `set` (the binary's embedded set); `Ok` carries the exit code for
+/// outcomes that are not errors (pending migrations, a refused confirmation).
+pub async fn run(
+    settings: &Settings,
+    set: &MigrationSet,
+    op: Op,
+    json_out: bool,
+) -> Result<Exit, AppError> {
     let mut opts = migrate_options(settings);
     if let Op::Apply {
         allow_out_of_order: true,
@@ -79,7 +87,7 @@ pub async fn run(settings: &Settings, op: Op, json_out: bool) -> Result<Exit, Ap
     {
         opts.allow_out_of_order = true;
     }
-    let migrator = Migrator::new(embedded::migrations(), opts);
+    let migrator = Migrator::new(set, opts);
     let mut conn = db::connect_with_retries(settings, &db::migrate_options(settings))
         .await
         .inspect_err(|e| tracing::error!("{e}"))?;
@@ -121,7 +129,7 @@ async fn dispatch(
             schema_ops::test(settings, migrator, conn, database_url.as_deref(), out.json).await
         }
         Op::Status => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             out.status(settings, set, &status);
             Ok(status_exit(&status, settings))
         }
@@ -144,7 +152,7 @@ async fn dispatch(
         Op::Apply {
             to, dry_run: true, ..
         } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let plan = migrator.plan_apply(&status, to)?;
             out.plan(
                 "apply",
@@ -178,7 +186,7 @@ async fn dispatch(
             yes,
             dry_run,
         } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let plan = migrator.plan_rollback(&status, target)?;
             if plan.is_empty() {
                 out.done(
@@ -203,13 +211,16 @@ async fn dispatch(
                 return Ok(Exit::Success);
             }
             let question = format!(
-                "Revert {} migration(s) ({}) on {}?",
-                plan.len(),
-                plan.iter()
-                    .map(|m| m.version.to_string())
+                "Revert {} migration(s) on {}, newest first, running {} down file(s): {}? \
+                 Each drops what its up file created, with the data in it.",
+                steps.len(),
+                settings.database.url.masked(),
+                steps.len(),
+                steps
+                    .iter()
+                    .map(|(m, down)| format!("{} (migrations/{})", m.version, down.file))
                     .collect::<Vec<_>>()
                     .join(", "),
-                settings.database.url.masked()
             );
             if !confirm(&question, yes) {
                 return Ok(Exit::Refused);
@@ -226,7 +237,7 @@ async fn dispatch(
             Ok(Exit::Success)
         }
         Op::Verify => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let strict = settings.migrations.on_unknown_applied == UnknownPolicy::Error;
             let checks = [
                 ("connectivity", true, "database answered".to_string()),
@@ -242,8 +253,19 @@ async fn dispatch(
                 ),
                 (
                     "dirty",
-                    status.dirty.is_empty(),
-                    list_or("nothing dirty", &status.dirty),
+                    status.stuck_dirty().is_empty(),
+                    list_or("nothing dirty", status.stuck_dirty()),
+                ),
+                (
+                    "in_progress",
+                    status.in_progress().is_empty(),
+                    match &status.holder {
+                        Some(h) if !status.in_progress().is_empty() => format!(
+                            "{} running while {h} holds the migration lock",
+                            list_or("", status.in_progress())
+                        ),
+                        _ => "no migration running".to_string(),
+                    },
                 ),
                 (
                     "unknown",
@@ -276,55 +298,52 @@ async fn dispatch(
             action,
             yes,
         } => {
-            let status = migrator.status(conn).await?;
-            let Some(row) = status
-                .applied
-                .iter()
-                .find(|r| !r.success && version.is_none_or(|v| v == r.version))
-            else {
-                out.done(
-                    json!({ "repaired": null }),
-                    "Nothing to repair: no migration is recorded as dirty",
-                );
+            let Some(report) = migrator.diagnose_dirty(conn, version).await? else {
+                let what = match version {
+                    Some(v) => format!("Nothing to repair: migration {v} is not recorded as dirty"),
+                    None => "Nothing to repair: no migration is recorded as dirty".to_string(),
+                };
+                out.done(json!({ "repaired": null }), &what);
                 return Ok(Exit::Success);
             };
             let Some(action) = action.filter(|_| yes) else {
+                out.dirty(&report, true);
                 eprintln!(
-                    "Migration {} ({}) is dirty: it ran outside a transaction and did not finish, so part of it \
-                     may be in the database.\n\
-                     1. Inspect its objects and finish it by hand, then run `server migrate repair --mark-applied --yes`\n\
-                     2. or undo what it did by hand, then run `server migrate repair --mark-reverted --yes`\n   \
-                        (the next `server --migrate-only` applies it again).\n\
-                     Nothing was changed.",
-                    row.version, row.description
+                    "server: repair records a decision only with --mark-applied or --mark-reverted, and --yes; \
+                     nothing was changed"
                 );
                 return Ok(Exit::Refused);
             };
-            let repaired = migrator.repair(conn, Some(row.version), action).await?;
+            if !out.json {
+                out.dirty(&report, false);
+            }
+            let version = report.row.version;
+            migrator.repair(conn, &report.row, action).await?;
             let what = match action {
-                RepairAction::MarkApplied => "marked applied",
+                RepairAction::MarkApplied => "marked applied (success = true)",
                 RepairAction::MarkReverted => {
-                    "marked reverted (row removed; it will be applied again)"
+                    "marked reverted (row removed; the next run applies it again)"
                 }
             };
             out.done(
-                json!({ "repaired": repaired.as_ref().map(|r| r.version), "action": what }),
-                &format!("Migration {} {what}", row.version),
+                json!({ "repaired": version, "action": what, "row": report.row }),
+                &format!("Migration {version} {what}"),
             );
             Ok(Exit::Success)
         }
     }
 }
 
-/// 0 up to date, 6 integrity problem (dirty, edited, strict unknown), 8 only pending.
+/// 0 up to date, 6 integrity problem (dirty with no live lock holder, edited, strict unknown),
+/// 8 only pending or in progress (a dirty row while a live session holds the migration lock).
 fn status_exit(status: &Status, settings: &Settings) -> Exit {
     let strict = settings.migrations.on_unknown_applied == UnknownPolicy::Error;
-    if !status.dirty.is_empty()
+    if !status.stuck_dirty().is_empty()
         || !status.mismatched.is_empty()
         || (strict && !status.unknown.is_empty())
     {
         Exit::Integrity
-    } else if !status.pending.is_empty() {
+    } else if !status.pending.is_empty() || !status.in_progress().is_empty() {
         Exit::Pending
     } else {
         Exit::Success
@@ -386,6 +405,7 @@ impl Printer {
             .collect();
         let state = match status_exit(status, settings) {
             Exit::Success => "up to date",
+            Exit::Pending if !status.in_progress().is_empty() => "migration in progress",
             Exit::Pending => "pending",
             _ => "needs attention",
         };
@@ -399,9 +419,11 @@ impl Printer {
                 "embedded_newest": set.newest(),
                 "embedded_count": set.len(),
                 "pending": pending,
-                "dirty": status.dirty,
+                "dirty": status.stuck_dirty(),
+                "in_progress": status.in_progress(),
                 "checksum_mismatch": status.mismatched,
                 "unknown_applied": status.unknown,
+                "lock_holder": status.holder,
             }));
         }
         let none = |v: &[i64]| list_or("none", v);
@@ -422,9 +444,19 @@ impl Printer {
         for m in status.pending.iter().filter_map(|&v| set.get(v)) {
             out!("  {} {}", m.version, m.description);
         }
-        out!("Dirty:              {}", none(&status.dirty));
+        out!("Dirty:              {}", none(status.stuck_dirty()));
+        if !status.in_progress().is_empty() {
+            out!(
+                "In progress:        {} (success = false while the lock holder runs it)",
+                none(status.in_progress())
+            );
+        }
         out!("Checksum mismatch:  {}", none(&status.mismatched));
         out!("Applied, unknown:   {}", none(&status.unknown));
+        match &status.holder {
+            Some(h) => out!("Migration lock:     held by {h}"),
+            None => out!("Migration lock:     free"),
+        }
         out!("State:              {state}");
     }
 
@@ -602,6 +634,105 @@ impl Printer {
                 }
             );
             out!("{}", s.sql.trim_end());
+        }
+    }
+
+    /// `migrate repair`'s view of a dirty row: the row, what ran, what to check first, and (when
+    /// `next`) the commands that record a decision.
+    fn dirty(&self, report: &DirtyReport<'_>, next: bool) {
+        let row = &report.row;
+        let v = row.version;
+        let commands = [
+            format!("server migrate repair --version {v} --mark-applied --yes"),
+            format!("server migrate repair --version {v} --mark-reverted --yes"),
+        ];
+        if self.json {
+            return self.emit(&json!({
+                "repaired": null,
+                "dirty": row,
+                "direction": report.script.map(|(d, _)| d),
+                "file": report.script.map(|(_, s)| s.file.clone()),
+                "sql": report.script.map(|(_, s)| s.sql.clone()),
+                "failing_statement": report.failing_statement(),
+                "lock_holder": report.holder,
+                "invalid_indexes": report.invalid_indexes,
+                "next": if next { json!(commands) } else { json!([]) },
+            }));
+        }
+        out!(
+            "Migration {v} ({}) is recorded with success = false (dirty).",
+            row.description
+        );
+        out!(
+            "Row: version {v}, installed_on {}, execution_time {}, checksum {}…",
+            fmt_time(row),
+            row.execution_time,
+            &hex(&row.checksum)[..16.min(row.checksum.len() * 2)]
+        );
+        match report.script {
+            Some((direction, script)) => {
+                out!(
+                    "What ran: its {} file migrations/{}, {}{}:",
+                    match direction {
+                        Direction::Up => "up",
+                        Direction::Down => "down (a rollback)",
+                    },
+                    script.file,
+                    if script.no_tx {
+                        "outside a transaction"
+                    } else {
+                        "in a transaction (all of it or none is in the database; this binary never \
+                         leaves such a row dirty: another tool or a person did)"
+                    },
+                    if direction == Direction::Up {
+                        " (execution_time -1: it never finished)"
+                    } else {
+                        ""
+                    }
+                );
+                for line in script.sql.trim_end().lines() {
+                    out!("    {line}");
+                }
+            }
+            None => out!("What ran: unknown (this binary does not embed that file)"),
+        }
+        match report.failing_statement() {
+            Some(stmt) => out!(
+                "Failing statement: {} (a `-- no-transaction` file runs one statement)",
+                stmt.replace('\n', " ")
+            ),
+            None => out!("Failing statement: unknown (check which of its statements took effect)"),
+        }
+        out!("Check first:");
+        match &report.holder {
+            Some(h) => out!(
+                "  1. The migration lock is held by {h}: a live runner may still be applying it. \
+                 Do not repair; wait for it (`server migrate status`), or end it only when it is stuck \
+                 (docs/operations.md, \"The migration lock is held\")."
+            ),
+            None => out!(
+                "  1. The migration lock is free: no runner is applying it now. To be sure, no `active` row \
+                 of `SELECT pid, state, query_start, query FROM pg_stat_activity WHERE datname = \
+                 current_database() AND application_name = 'agent-backend migrate';` is running it."
+            ),
+        }
+        if report.invalid_indexes.is_empty() {
+            out!("  2. INVALID indexes: none.");
+        } else {
+            out!(
+                "  2. INVALID indexes (a failed CREATE INDEX CONCURRENTLY leaves one; fix its cause, then \
+                 DROP INDEX CONCURRENTLY it): {}",
+                report.invalid_indexes.join(", ")
+            );
+        }
+        if next {
+            out!("Then, with its objects as you want them:");
+            out!("  - you finished it by hand:  {}", commands[0]);
+            out!(
+                "  - you undid it by hand:     {}  (the next run applies it again)",
+                commands[1]
+            );
+            out!("Nothing was changed.");
         }
     }
 

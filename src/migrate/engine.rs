@@ -68,6 +68,9 @@ pub struct Status {
     pub dirty: Vec<i64>,
     /// Applied versions this binary does not embed.
     pub unknown: Vec<i64>,
+    /// The session holding the migration lock, when asked ([`Migrator::inspect`]); `None` when
+    /// free or not asked.
+    pub holder: Option<lock::Holder>,
 }
 
 impl Status {
@@ -107,6 +110,28 @@ impl Status {
             mismatched,
             dirty,
             unknown,
+            holder: None,
+        }
+    }
+
+    /// Dirty rows while a live session holds the migration lock: most likely a
+    /// `-- no-transaction` migration still running, not a failure. Runners wait for the lock
+    /// and decide under it.
+    pub fn in_progress(&self) -> &[i64] {
+        if self.holder.is_some() {
+            &self.dirty
+        } else {
+            &[]
+        }
+    }
+
+    /// Dirty rows with nobody holding the migration lock: a migration that failed or was killed
+    /// part-way, waiting for a person (`migrate repair`).
+    pub fn stuck_dirty(&self) -> &[i64] {
+        if self.holder.is_some() {
+            &[]
+        } else {
+            &self.dirty
         }
     }
 
@@ -124,14 +149,22 @@ impl Status {
         self.pending.is_empty() && self.mismatched.is_empty() && self.dirty.is_empty()
     }
 
-    /// Dirty rows and edited files stop everything, before any lock is taken; unknown versions
-    /// stop only under the strict policy.
+    /// Dirty rows and edited files stop everything; unknown versions stop only under the strict
+    /// policy. A dirty row is final only when read under the migration lock (see
+    /// [`Migrator::apply`]); read beside a live lock holder ([`Migrator::inspect`]) it is in
+    /// progress.
     fn check_integrity(
         &self,
         set: &MigrationSet,
         opts: &MigrateOptions,
     ) -> Result<(), MigrateError> {
         if let Some(&version) = self.dirty.first() {
+            if let Some(holder) = &self.holder {
+                return Err(MigrateError::InProgress {
+                    version,
+                    holder: holder.to_string(),
+                });
+            }
             let description = self
                 .applied
                 .iter()
@@ -254,6 +287,21 @@ impl<'a> Migrator<'a> {
         Ok(Drift::judge(&status, expected, &actual, ignore))
     }
 
+    /// [`Migrator::status`] plus who holds the migration lock, so that a dirty row being applied
+    /// right now reads as in progress. Two more queries; no lock, no writes.
+    pub async fn inspect(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
+        let mut status = self.status(conn).await?;
+        let key = lock::key_for(conn).await?;
+        let holder = lock::holder(conn, key).await?;
+        if holder.is_none() && !status.dirty.is_empty() {
+            // A runner flips its row before it releases the lock: it may have finished between
+            // the two reads. Rows read after seeing the lock free are final.
+            status = self.status(conn).await?;
+        }
+        status.holder = holder;
+        Ok(status)
+    }
+
     /// The pre-serve stage: apply everything pending.
     pub async fn run(&self, conn: &mut PgConnection) -> Result<RunReport, MigrateError> {
         self.apply(conn, None).await
@@ -291,7 +339,16 @@ impl<'a> Migrator<'a> {
     ) -> Result<RunReport, MigrateError> {
         let started = Instant::now();
         let status = self.status(conn).await?;
-        if self.plan_apply(&status, to)?.is_empty() {
+        if let Some(&version) = status.dirty.first() {
+            // A `-- no-transaction` migration's row is `success = false` while it runs, under the
+            // lock. Only under the lock is a dirty row known to be abandoned: wait for it
+            // (bounded, holder logged), then decide on a fresh read.
+            tracing::info!(
+                version,
+                "Migration {version} is recorded as started and not finished (success = false); \
+                 taking the migration lock to see whether a live runner is still applying it"
+            );
+        } else if self.plan_apply(&status, to)?.is_empty() {
             return Ok(RunReport {
                 applied: Vec::new(),
                 embedded: self.set.len(),
@@ -448,13 +505,20 @@ impl<'a> Migrator<'a> {
     }
 
     /// What `rollback <target>` would revert, newest first: every applied version above
-    /// `target`. Refuses (changing nothing) if any of them has no embedded down migration, if
-    /// the database is dirty, or if an applied file was edited.
+    /// `target`. Refuses (changing nothing) if `target` is neither 0 nor applied nor embedded,
+    /// if any of them has no embedded down migration, if the database is dirty, or if an
+    /// applied file was edited.
     pub fn plan_rollback(
         &self,
         status: &Status,
         target: i64,
     ) -> Result<Vec<&'a Migration>, MigrateError> {
+        if target != 0
+            && self.set.get(target).is_none()
+            && !status.applied.iter().any(|r| r.version == target)
+        {
+            return Err(MigrateError::UnknownRollbackTarget(target));
+        }
         status.check_integrity(
             self.set,
             &MigrateOptions {
@@ -480,14 +544,16 @@ impl<'a> Migrator<'a> {
         Ok(versions.iter().filter_map(|&v| self.set.get(v)).collect())
     }
 
-    /// Reverts every applied migration newer than `target`, newest first, under the lock.
+    /// Reverts every applied migration newer than `target`, newest first, under the lock (an
+    /// empty plan read under it reverts nothing).
     pub async fn rollback(
         &self,
         conn: &mut PgConnection,
         target: i64,
     ) -> Result<Vec<(i64, Duration)>, MigrateError> {
         let status = self.status(conn).await?;
-        if self.plan_rollback(&status, target)?.is_empty() {
+        // A dirty row is decided under the lock, as in `apply`.
+        if status.dirty.is_empty() && self.plan_rollback(&status, target)?.is_empty() {
             return Ok(Vec::new());
         }
         self.locked(conn, async |conn: &mut PgConnection| {
@@ -511,29 +577,145 @@ impl<'a> Migrator<'a> {
         .await
     }
 
-    /// Records the operator's decision for a dirty row (the oldest one, or `version`). Returns
-    /// the row as it was, or `None` when nothing is dirty.
+    /// Records the operator's decision for the dirty row they saw (`seen`, as read before). Under
+    /// the lock the row is read again, and only if it is still exactly `seen` is the decision
+    /// recorded; otherwise (the migration finished, someone else repaired it) nothing changes.
     pub async fn repair(
         &self,
         conn: &mut PgConnection,
-        version: Option<i64>,
+        seen: &AppliedMigration,
         action: RepairAction,
-    ) -> Result<Option<AppliedMigration>, MigrateError> {
+    ) -> Result<(), MigrateError> {
         self.locked(conn, async |conn: &mut PgConnection| {
             let status = self.status(conn).await?;
-            let Some(row) = status
-                .applied
-                .iter()
-                .find(|r| !r.success && version.is_none_or(|v| v == r.version))
-                .cloned()
-            else {
-                return Ok(None);
-            };
-            history::record_repair(conn, &self.set.bookkeeping().table, row.version, action)
-                .await?;
-            Ok(Some(row))
+            let now = status.applied.iter().find(|r| r.version == seen.version);
+            if now != Some(seen) {
+                return Err(MigrateError::RepairStale {
+                    version: seen.version,
+                    seen: describe_row(Some(seen)),
+                    now: describe_row(now),
+                });
+            }
+            history::record_repair(conn, &self.set.bookkeeping().table, seen.version, action).await
         })
         .await
+    }
+
+    /// What a person needs before repairing a dirty row: the row, what ran, who holds the lock,
+    /// the INVALID indexes a failed `CREATE INDEX CONCURRENTLY` leaves. `None` when no row is
+    /// dirty (or `version` is not). No lock, no writes.
+    pub async fn diagnose_dirty(
+        &self,
+        conn: &mut PgConnection,
+        version: Option<i64>,
+    ) -> Result<Option<DirtyReport<'a>>, MigrateError> {
+        let status = self.inspect(conn).await?;
+        let Some(row) = status
+            .applied
+            .iter()
+            .find(|r| !r.success && version.is_none_or(|v| v == r.version))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let invalid_indexes = sqlx::query_scalar::<_, String>(
+            "SELECT format('%s on %s', i.indexrelid::regclass, i.indrelid::regclass) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(MigrateError::db("listing INVALID indexes"))?;
+        let migration = self.set.get(row.version);
+        // `insert_started` writes execution_time = -1 before an up file runs; a rollback's
+        // non-transactional down file marks an applied row (with its real time) dirty instead.
+        let script = migration.and_then(|m| {
+            if row.execution_time < 0 {
+                Some((Direction::Up, &m.up))
+            } else {
+                m.down
+                    .as_ref()
+                    .filter(|d| d.no_tx)
+                    .map(|d| (Direction::Down, d))
+            }
+        });
+        Ok(Some(DirtyReport {
+            row,
+            script,
+            holder: status.holder,
+            invalid_indexes,
+        }))
+    }
+}
+
+/// Which file of a migration left a dirty row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// See [`Migrator::diagnose_dirty`].
+#[derive(Debug, Clone)]
+pub struct DirtyReport<'a> {
+    pub row: AppliedMigration,
+    /// The file that was running when the row was left dirty, when this binary embeds it.
+    pub script: Option<(Direction, &'a Script)>,
+    /// A live session holding the migration lock: it may still be running this migration.
+    pub holder: Option<lock::Holder>,
+    /// `index on table` for every INVALID index outside the system schemas.
+    pub invalid_indexes: Vec<String>,
+}
+
+impl DirtyReport<'_> {
+    /// The statement that failed or was interrupted, when it is known: a `-- no-transaction`
+    /// file holds one statement, so it is that one.
+    pub fn failing_statement(&self) -> Option<String> {
+        let (_, script) = self.script?;
+        let statements = statements(&script.sql);
+        (statements.len() == 1).then(|| statements[0].clone())
+    }
+}
+
+/// The statements of a script, comments and blank lines dropped, split on `;` at line ends
+/// (good enough for the one-statement files that run outside a transaction).
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with("--") {
+            continue;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(line.trim_end());
+        if trimmed.ends_with(';') {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A row as one phrase, for "it was …, it is now …".
+fn describe_row(row: Option<&AppliedMigration>) -> String {
+    match row {
+        None => "gone (no row)".to_string(),
+        Some(r) => format!(
+            "success = {}, installed_on {}, execution_time {}",
+            r.success,
+            r.installed_on
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| r.installed_on.to_string()),
+            r.execution_time
+        ),
     }
 }
 
@@ -656,4 +838,21 @@ async fn revert_one(
         .map_err(|e| failed(e, false))?;
     }
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn statements_skip_comments_and_split_at_line_ends() {
+        let sql =
+            "-- no-transaction\n-- lock_timeout: 1s\n\nCREATE INDEX CONCURRENTLY i\n  ON t (c);\n";
+        assert_eq!(
+            statements(sql),
+            ["CREATE INDEX CONCURRENTLY i\n  ON t (c);"]
+        );
+        assert_eq!(statements("SELECT 1;\nSELECT 2;").len(), 2);
+        assert_eq!(statements("SELECT 1"), ["SELECT 1"]);
+    }
 }

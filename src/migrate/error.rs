@@ -7,14 +7,15 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// A bookkeeping query failed (connection lost, permissions, …).
-    #[error("database error while {action}: {source}")]
+    #[error("database error while {action}: {}", error_text(.source))]
     Database {
         action: &'static str,
         #[source]
         source: sqlx::Error,
     },
 
-    /// The migration's SQL failed; for a transactional migration nothing of it was kept.
+    /// The migration's SQL failed. A transactional migration was rolled back with its row; a
+    /// `-- no-transaction` one was not: whatever it did stays, and its row is dirty.
     #[error("migration {version} (migrations/{file}) failed: {message}{}", if *.dirty {
         "; it ran outside a transaction and is recorded as dirty (success = false): finish or undo it by hand, then run `server migrate repair`"
     } else { "; rolled back, nothing recorded" })]
@@ -59,6 +60,14 @@ pub enum MigrateError {
     )]
     Dirty { version: i64, description: String },
 
+    /// A `success = false` row while a live session holds the migration lock: the migration is
+    /// most likely still running. Reported by commands that do not wait for the lock.
+    #[error(
+        "migration {version} is still being applied: its row is success = false while {holder} holds the \
+         migration lock; wait for it (`server migrate status`), then run this again; nothing was changed"
+    )]
+    InProgress { version: i64, holder: String },
+
     /// Another runner held the migration lock for longer than the configured wait.
     #[error(
         "timed out after {}s waiting for the migration lock (key {key}), held by {holder}; \
@@ -92,6 +101,26 @@ pub enum MigrateError {
     #[error("version {0} is not an embedded migration; `server migrate status` lists them")]
     UnknownTarget(i64),
 
+    /// `rollback` names a version that is neither 0 nor applied nor embedded (a typo would
+    /// otherwise revert everything above it).
+    #[error(
+        "rollback target {0} is neither 0 nor a version that is applied or embedded; nothing was changed \
+         (`server migrate history` lists the applied versions; `0` reverts them all)"
+    )]
+    UnknownRollbackTarget(i64),
+
+    /// The dirty row `repair` was asked about changed before it could act (typically: the
+    /// migration was still running and has finished); nothing was changed.
+    #[error(
+        "migration {version} changed while `repair` waited for the migration lock: it was {seen}, it is now \
+         {now}; nothing was changed (run `server migrate repair` again to see the current state)"
+    )]
+    RepairStale {
+        version: i64,
+        seen: String,
+        now: String,
+    },
+
     /// A rollback would need down migrations this binary does not have; nothing was changed.
     #[error(
         "cannot roll back: applied migration(s) {versions:?} have no embedded down migration \
@@ -102,6 +131,19 @@ pub enum MigrateError {
     /// After applying, the table does not show every embedded migration applied and matching.
     #[error("verification after applying failed: {0}")]
     VerifyFailed(String),
+}
+
+/// A sqlx error as one line, without what sqlx appends to PostgreSQL's errors: `at line N` is
+/// the line of PostgreSQL's own C source that raised it, which sends readers to their files.
+pub fn error_text(error: &sqlx::Error) -> String {
+    let text = match error {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_string(),
+        },
+        other => other.to_string(),
+    };
+    text.replace('\n', " ")
 }
 
 impl MigrateError {

@@ -44,7 +44,7 @@ pub async fn acquire(
     }
     let started = Instant::now();
     loop {
-        let holder = holder(conn, key).await;
+        let holder = describe_holder(conn, key).await;
         let waited = started.elapsed();
         let Some(remaining) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
             reset_lock_timeout(conn).await?;
@@ -106,21 +106,40 @@ pub async fn release(conn: &mut PgConnection, key: i64) -> Result<(), MigrateErr
 }
 
 /// A session holding the lock, as `pg_stat_activity` shows it.
-#[derive(sqlx::FromRow)]
-struct Holder {
-    pid: i32,
-    application_name: String,
-    client: Option<String>,
-    state: Option<String>,
-    since: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Holder {
+    pub pid: i32,
+    pub application_name: String,
+    pub client: Option<String>,
+    pub state: Option<String>,
+    /// When its transaction (or, idle, its session) started, UTC.
+    pub since: Option<String>,
+    /// What it is running now (or ran last, when idle).
+    pub query: Option<String>,
 }
 
-/// Who holds the key, for the log and the timeout error; never fails the wait itself.
-async fn holder(conn: &mut PgConnection, key: i64) -> String {
-    let row = sqlx::query_as::<_, Holder>(
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} (application_name {:?}, client {}, state {}, since {})",
+            self.pid,
+            self.application_name,
+            self.client.as_deref().unwrap_or("local socket"),
+            self.state.as_deref().unwrap_or("unknown"),
+            self.since.as_deref().unwrap_or("unknown"),
+        )
+    }
+}
+
+/// The session holding the lock `key` on this database, if any: `pg_locks` for the advisory
+/// lock, `pg_stat_activity` for who it is.
+pub async fn holder(conn: &mut PgConnection, key: i64) -> Result<Option<Holder>, MigrateError> {
+    sqlx::query_as::<_, Holder>(
         "SELECT a.pid, a.application_name, host(a.client_addr) AS client, a.state, \
                 to_char(coalesce(a.xact_start, a.backend_start) AT TIME ZONE 'UTC', \
-                        'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since \
+                        'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since, \
+                left(a.query, 200) AS query \
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
@@ -129,16 +148,14 @@ async fn holder(conn: &mut PgConnection, key: i64) -> String {
     )
     .bind(key)
     .fetch_optional(conn)
-    .await;
-    match row {
-        Ok(Some(h)) => format!(
-            "pid {} (application_name {:?}, client {}, state {}, since {})",
-            h.pid,
-            h.application_name,
-            h.client.as_deref().unwrap_or("local socket"),
-            h.state.as_deref().unwrap_or("unknown"),
-            h.since.as_deref().unwrap_or("unknown"),
-        ),
+    .await
+    .map_err(MigrateError::db("looking up the migration lock's holder"))
+}
+
+/// Who holds the key, for the log and the timeout error; never fails the wait itself.
+async fn describe_holder(conn: &mut PgConnection, key: i64) -> String {
+    match holder(conn, key).await {
+        Ok(Some(h)) => h.to_string(),
         Ok(None) => "a session that has just released it".to_string(),
         Err(e) => format!("an unknown session (pg_locks not readable: {e})"),
     }

@@ -20,8 +20,11 @@ pub mod roundtrip;
 pub mod snapshot;
 pub mod sqlx_toml;
 
-pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Status, UnknownPolicy};
-pub use error::MigrateError;
+pub use engine::{
+    Direction, DirtyReport, MigrateOptions, Migrator, RepairAction, RunReport, Status,
+    UnknownPolicy,
+};
+pub use error::{MigrateError, error_text};
 pub use manifest::{Kind, Script, Spec as Migration};
 
 use std::path::Path;

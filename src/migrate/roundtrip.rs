@@ -60,11 +60,14 @@ pub async fn round_trip(
         final_differences: None,
     };
     let mut before = start;
+    // A rollback target is `0` or a version that exists: the previous migration's.
+    let mut previous = 0;
     for m in migrator.set().iter() {
         migrator.apply(conn, Some(m.version)).await?;
         report.applied.push(m.version);
-        if m.down.is_some() {
-            migrator.rollback(conn, m.version.saturating_sub(1)).await?;
+        // A version of 0 or below cannot be reverted alone (`rollback 0` keeps it).
+        if m.down.is_some() && m.version > previous {
+            migrator.rollback(conn, previous).await?;
             let after_down = Snapshot::take(conn, &table).await?;
             let differences = before.diff(&after_down);
             if !differences.is_empty() {
@@ -75,6 +78,7 @@ pub async fn round_trip(
             migrator.apply(conn, Some(m.version)).await?;
         }
         before = Snapshot::take(conn, &table).await?;
+        previous = m.version;
     }
     report.final_differences = expected.map(|e| e.diff(&before));
     Ok(report)

@@ -172,11 +172,17 @@ async fn killed_in_a_non_transactional_migration_leaves_it_dirty_until_repaired(
     // The operator checked that nothing of it remained, and says so.
     let set = dir.set();
     let migrator = Migrator::new(&set, MigrateOptions::default());
-    let repaired = migrator
-        .repair(&mut conn, None, RepairAction::MarkReverted)
+    let seen = migrator
+        .diagnose_dirty(&mut conn, None)
+        .await
+        .unwrap()
+        .expect("2 is dirty")
+        .row;
+    assert_eq!(seen.version, 2);
+    migrator
+        .repair(&mut conn, &seen, RepairAction::MarkReverted)
         .await
         .unwrap();
-    assert_eq!(repaired.map(|r| r.version), Some(2));
     let report = run_again(&db, &set).await.unwrap();
     assert_eq!(
         report.applied.iter().map(|a| a.0).collect::<Vec<_>>(),

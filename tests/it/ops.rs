@@ -258,10 +258,21 @@ async fn repair_records_the_operators_decision() {
         "{}",
         refused.stderr
     );
+    let explain = run_server(&db.url, &[], &["migrate", "repair", "--json"]).await;
+    assert_eq!(explain.code, Some(9));
+    let view = json(&explain);
+    assert_eq!(view["dirty"]["version"], newest);
+    assert_eq!(view["lock_holder"], serde_json::Value::Null);
+    assert_eq!(
+        view["next"][1],
+        format!("server migrate repair --version {newest} --mark-reverted --yes")
+    );
     let explain = run_server(&db.url, &[], &["migrate", "repair"]).await;
     assert_eq!(explain.code, Some(9));
     assert!(
-        explain.stderr.contains("--mark-applied") && explain.stderr.contains("--mark-reverted")
+        explain.stdout.contains("--mark-applied") && explain.stdout.contains("--mark-reverted"),
+        "{}",
+        explain.stdout
     );
     assert!(
         rows(&mut conn).await.iter().any(|r| !r.1),
@@ -337,4 +348,100 @@ async fn eight_concurrent_runners_apply_each_migration_exactly_once_over_trials(
         );
         assert!(rows.iter().all(|r| r.1));
     }
+}
+
+#[tokio::test]
+async fn rollback_to_a_version_neither_applied_nor_embedded_exits_9_and_changes_nothing() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let schema = schema_snapshot(&mut conn).await;
+    let rows_before = rows(&mut conn).await;
+    // One digit short of an applied version: it used to revert everything above it.
+    let typo = (versions()[1] / 10).to_string();
+    for args in [
+        vec!["migrate", "rollback", typo.as_str(), "--yes"],
+        vec!["migrate", "rollback", typo.as_str(), "--dry-run"],
+        vec!["migrate", "rollback", "--yes", "--", "-1"],
+    ] {
+        let out = run_server(&db.url, &[], &args).await;
+        assert_eq!(out.code, Some(9), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("is neither 0 nor a version that is applied or embedded"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(schema_snapshot(&mut conn).await, schema);
+        assert_eq!(rows(&mut conn).await, rows_before);
+    }
+
+    // An applied version the binary does not embed is a valid target.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let out = run_server(
+        &db.url,
+        &[],
+        &["migrate", "rollback", "99990101000000", "--yes"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Nothing to roll back"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn rollback_prompt_says_how_many_migrations_and_which_down_files_run() {
+    let db = TestDb::migrated().await;
+    let first = versions()[0].to_string();
+    // No terminal, no --yes: the question is printed and refused.
+    let out = run_server(&db.url, &[], &["migrate", "rollback", &first]).await;
+    assert_eq!(out.code, Some(9), "{}", out.stderr);
+    let reverted = &embedded::migrations().iter().collect::<Vec<_>>()[1..];
+    assert!(
+        out.stderr
+            .contains(&format!("Revert {} migration(s)", reverted.len())),
+        "{}",
+        out.stderr
+    );
+    for m in reverted {
+        let down = &m.down.as_ref().unwrap().file;
+        assert!(out.stderr.contains(down.as_str()), "{down}: {}", out.stderr);
+    }
+    let plan = run_server(&db.url, &[], &["migrate", "rollback", &first, "--dry-run"]).await;
+    assert!(
+        plan.stdout
+            .contains(&format!("would rollback {} migration(s)", reverted.len())),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[tokio::test]
+async fn status_shows_who_holds_the_migration_lock() {
+    let db = TestDb::migrated().await;
+    let (holder, _key) = hold_migration_lock(&db, "deploy-42").await;
+    let status = run_server(&db.url, &[], &["migrate", "status"]).await;
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert!(
+        status.stdout.contains("Migration lock:     held by pid")
+            && status.stdout.contains("\"deploy-42\""),
+        "{}",
+        status.stdout
+    );
+    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
+    assert_eq!(
+        json(&status)["lock_holder"]["application_name"],
+        "deploy-42"
+    );
+    sqlx::Connection::close(holder).await.unwrap();
+    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
+    assert_eq!(json(&status)["lock_holder"], serde_json::Value::Null);
 }

@@ -414,3 +414,41 @@ async fn sslmode_in_database_url_is_honoured() {
         );
     }
 }
+
+#[tokio::test]
+async fn connection_errors_carry_no_postgresql_source_line() {
+    let missing = format!("ab_test_{}", uuid::Uuid::new_v4().simple());
+    let database = run_server(&url_for(&missing), &[], &["migrate", "status"]).await;
+    assert_eq!(database.code, Some(4), "{}", database.stderr);
+    assert!(
+        database.stderr.contains(&format!(
+            "database \"{missing}\" does not exist (SQLSTATE 3D000)"
+        )),
+        "{}",
+        database.stderr
+    );
+    let role_url = url_for("postgres").replacen("://postgres", "://no_such_role_ab", 1);
+    let role = run_server(&role_url, &[], &["--migrate-only"]).await;
+    assert_eq!(role.code, Some(4), "{}", role.stderr);
+    assert!(role.stderr.contains("no_such_role_ab"), "{}", role.stderr);
+    for out in [database, role] {
+        // sqlx appends PostgreSQL's C source line ("at line 948"): not a line of any file of ours.
+        assert!(!out.stderr.contains(" at line "), "{}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn unset_database_url_in_production_says_so() {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.env_clear()
+        .env("ENVIRONMENT", "production")
+        .env("CONFIG_DIR", crate::support::project_dir().join("config"))
+        .env("API_KEYS", "a-production-key-0123456789")
+        .arg("--migrate-only");
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL is not set"), "{stderr}");
+    assert!(!stderr.contains("missing field"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}

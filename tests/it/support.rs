@@ -238,7 +238,11 @@ pub struct Running {
 /// Starts `server` (port 0) and waits until it logs the address it listens on: it opens the
 /// port only after the pre-serve stage succeeded.
 pub async fn spawn_server(database_url: &str, env: &[(&str, &str)]) -> Running {
-    let mut cmd = server_cmd(database_url, env);
+    spawn_serving(server_cmd(database_url, env)).await
+}
+
+/// [`spawn_server`] for any command that serves (e.g. a [`crate::release::Release`]).
+pub async fn spawn_serving(mut cmd: Command) -> Running {
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn server");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -351,3 +355,28 @@ pub async fn hold_migration_lock(db: &TestDb, holder_name: &str) -> (PgConnectio
         .unwrap();
     (holder, key)
 }
+
+/// Polls `sql` (a boolean query) on `conn` until it is true: waits on state PostgreSQL shows
+/// (a session in a statement, a lock request), never on time alone. Fails after 60 s.
+pub async fn wait_until(conn: &mut PgConnection, sql: &str, what: &str) {
+    let reached = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let yes: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            if yes {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "never reached: {what}");
+}
+
+/// True while a session of this database waits for (has requested, not been granted) an
+/// advisory lock: a runner queued behind the migration lock.
+pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
+     JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
+     WHERE l.locktype = 'advisory' AND NOT l.granted)";
