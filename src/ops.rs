@@ -110,14 +110,14 @@ async fn dispatch(
             Ok(Exit::Success)
         }
         Op::Show { version } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let row = status.applied.iter().find(|r| r.version == version);
             let embedded = set.get(version);
             if row.is_none() && embedded.is_none() {
                 eprintln!("server: version {version} is neither embedded nor applied");
                 return Ok(Exit::Refused);
             }
-            out.show(version, embedded, row);
+            out.show(version, embedded, row, status.holder.is_some());
             Ok(Exit::Success)
         }
         Op::Apply {
@@ -552,9 +552,19 @@ impl Printer {
         }
     }
 
-    fn show(&self, version: i64, embedded: Option<&Migration>, row: Option<&AppliedMigration>) {
+    /// `locked`: a live session holds the migration lock, so a dirty row is in progress.
+    fn show(
+        &self,
+        version: i64,
+        embedded: Option<&Migration>,
+        row: Option<&AppliedMigration>,
+        locked: bool,
+    ) {
         let state = match (embedded, row) {
             (_, None) => "pending",
+            (_, Some(r)) if !r.success && locked => {
+                "in progress (success = false while the lock holder runs it)"
+            }
             (_, Some(r)) if !r.success => "dirty",
             (None, Some(_)) => "applied (not embedded in this binary)",
             (Some(m), Some(r)) if m.up.checksum[..] != r.checksum[..] => "checksum mismatch",
