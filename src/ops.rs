@@ -139,14 +139,14 @@ async fn dispatch(
             Ok(Exit::Success)
         }
         Op::Show { version } => {
-            let status = migrator.status(conn).await?;
+            let status = migrator.inspect(conn).await?;
             let row = status.applied.iter().find(|r| r.version == version);
             let embedded = set.get(version);
             if row.is_none() && embedded.is_none() {
                 eprintln!("server: version {version} is neither embedded nor applied");
                 return Ok(Exit::Refused);
             }
-            out.show(version, embedded, row);
+            out.show(version, embedded, row, status.holder.is_some());
             Ok(Exit::Success)
         }
         Op::Apply {
@@ -210,9 +210,10 @@ async fn dispatch(
                 out.plan("rollback", &steps);
                 return Ok(Exit::Success);
             }
+            let dropped: Vec<String> = steps.iter().flat_map(|(_, d)| dropped(&d.sql)).collect();
             let question = format!(
                 "Revert {} migration(s) on {}, newest first, running {} down file(s): {}? \
-                 Each drops what its up file created, with the data in it.",
+                 Each drops what its up file created, with the data in it{}.",
                 steps.len(),
                 settings.database.url.masked(),
                 steps.len(),
@@ -221,6 +222,11 @@ async fn dispatch(
                     .map(|(m, down)| format!("{} (migrations/{})", m.version, down.file))
                     .collect::<Vec<_>>()
                     .join(", "),
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", dropped.join(", "))
+                },
             );
             if !confirm(&question, yes) {
                 return Ok(Exit::Refused);
@@ -360,6 +366,62 @@ fn list_or(ok: &str, versions: &[i64]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// What a down file drops, as "table t" / "column t.c", read from its `DROP TABLE` and
+/// `ALTER TABLE … DROP COLUMN` statements (for the confirmation prompt; the dry run shows the
+/// SQL itself).
+fn dropped(sql: &str) -> Vec<String> {
+    let text: String = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = Vec::new();
+    for statement in text.split(';') {
+        let words: Vec<&str> = statement.split_whitespace().collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let is = |i: usize, w: &str| upper.get(i).is_some_and(|u| u == w);
+        let skip_if_exists = |i: usize| {
+            if is(i, "IF") && is(i + 1, "EXISTS") {
+                i + 2
+            } else {
+                i
+            }
+        };
+        if is(0, "DROP") && is(1, "TABLE") {
+            let names = words[skip_if_exists(2)..]
+                .iter()
+                .take_while(|w| !matches!(w.to_ascii_uppercase().as_str(), "CASCADE" | "RESTRICT"))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.extend(
+                names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| format!("table {n}")),
+            );
+        } else if is(0, "ALTER") && is(1, "TABLE") {
+            let table_at = skip_if_exists(2);
+            let table_at = if is(table_at, "ONLY") {
+                table_at + 1
+            } else {
+                table_at
+            };
+            let Some(table) = words.get(table_at) else {
+                continue;
+            };
+            for (i, _) in upper.iter().enumerate().filter(|(_, u)| *u == "DROP") {
+                let column_at = if is(i + 1, "COLUMN") { i + 2 } else { continue };
+                if let Some(column) = words.get(skip_if_exists(column_at)) {
+                    out.push(format!("column {table}.{}", column.trim_end_matches(',')));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `--yes`, or a "yes" typed at a terminal. Without a terminal and without `--yes`: refuse.
@@ -536,9 +598,19 @@ impl Printer {
         }
     }
 
-    fn show(&self, version: i64, embedded: Option<&Migration>, row: Option<&AppliedMigration>) {
+    /// `locked`: a live session holds the migration lock, so a dirty row is in progress.
+    fn show(
+        &self,
+        version: i64,
+        embedded: Option<&Migration>,
+        row: Option<&AppliedMigration>,
+        locked: bool,
+    ) {
         let state = match (embedded, row) {
             (_, None) => "pending",
+            (_, Some(r)) if !r.success && locked => {
+                "in progress (success = false while the lock holder runs it)"
+            }
             (_, Some(r)) if !r.success => "dirty",
             (None, Some(_)) => "applied (not embedded in this binary)",
             (Some(m), Some(r)) if m.up.checksum[..] != r.checksum[..] => "checksum mismatch",
@@ -774,5 +846,23 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dropped;
+
+    #[test]
+    fn dropped_names_tables_and_columns_of_down_files() {
+        assert_eq!(
+            dropped("-- undo\nDROP TABLE IF EXISTS a, b CASCADE;\nDROP TABLE c;"),
+            ["table a", "table b", "table c"]
+        );
+        assert_eq!(
+            dropped("ALTER TABLE t DROP COLUMN IF EXISTS x, DROP COLUMN y;"),
+            ["column t.x", "column t.y"]
+        );
+        assert!(dropped("DROP INDEX CONCURRENTLY i;").is_empty());
     }
 }

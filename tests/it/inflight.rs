@@ -82,6 +82,13 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
         status.stdout
     );
 
+    let show = release.run(&db.url, &[], &["migrate", "show", "2"]).await;
+    assert!(
+        show.stdout.contains("state:             in progress"),
+        "{}",
+        show.stdout
+    );
+
     // Commands that plan without waiting for the lock say it is running, not dirty.
     for args in [
         &["migrate", "rollback", "0", "--yes"][..],

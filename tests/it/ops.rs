@@ -415,6 +415,18 @@ async fn rollback_prompt_says_how_many_migrations_and_which_down_files_run() {
         let down = &m.down.as_ref().unwrap().file;
         assert!(out.stderr.contains(down.as_str()), "{down}: {}", out.stderr);
     }
+    for table in ["ui_artifact_versions", "ui_artifacts", "messages"] {
+        assert!(
+            out.stderr.contains(&format!("table {table}")),
+            "{table}: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("table conversations"),
+        "{}",
+        out.stderr
+    );
     let plan = run_server(&db.url, &[], &["migrate", "rollback", &first, "--dry-run"]).await;
     assert!(
         plan.stdout
