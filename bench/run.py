@@ -14,6 +14,8 @@ hits all alike), prints a table and writes docs/benchmarks.md with the machine, 
 4. process start -> `/health/ready` 200 on a migrated database
 5. `GET /api/v1/conversations/{id}` with wrk vs `pgbench -S`, same connection count
 6. stripped binary size and idle RSS
+7. `server migrate drift` (schema from the catalogs, compared with the embedded snapshot) beside
+   the no-op check, on this project's schema and with 200 extra tables
 
 The engine runs generated sets through `examples/bench_migrate.rs`, which calls the same
 `app::pre_serve_with` as `server --migrate-only`; the server binary never reads migrations from
@@ -193,6 +195,35 @@ def bench_noop(runs: int) -> dict:
     return {k: Stat(v) for k, v in times.items()}
 
 
+def bench_drift(runs: int) -> dict:
+    """`server migrate drift` (status + one catalog query + the diff) beside the no-op start-up
+    check (one query), on this project's schema and with 200 generated tables (each with a primary
+    key and an index) added by hand, which drift then reports (exit 11, expected)."""
+    db_url = recreate("bench_drift")
+    sh(str(SERVER), "--migrate-only", env=server_env(db_url))
+    env = server_env(db_url)
+
+    def drift_ms(expect: int) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run([str(SERVER), "migrate", "drift"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        elapsed = (time.perf_counter() - start) * 1000
+        if proc.returncode != expect:
+            raise SystemExit(f"migrate drift exited {proc.returncode}, expected {expect}: {proc.stderr[-2000:]}")
+        return elapsed
+
+    times: dict[str, list[float]] = {"noop": [], "drift": [], "drift200": []}
+    for _ in range(runs):
+        times["noop"].append(timed([str(SERVER), "--migrate-only"], env))
+        times["drift"].append(drift_ms(0))
+    psql(db_url, "".join(f"CREATE TABLE g{i} (id bigint PRIMARY KEY, v text NOT NULL); "
+                         f"CREATE INDEX g{i}_v ON g{i} (v); " for i in range(200)))
+    for _ in range(runs):
+        times["drift200"].append(drift_ms(11))
+    drop("bench_drift")
+    return {k: Stat(v) for k, v in times.items()}
+
+
 def bench_set(runs: int, dir: Path, prepare_sql: str | None, expect_sql: str, expect: str) -> dict:
     floor = floor_script(dir)
     db = f"bench_{dir.name}"
@@ -346,7 +377,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8, help="connections for wrk and pgbench")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
-    ap.add_argument("--only", default="1,2,3,4,5,6",
+    ap.add_argument("--only", default="1,2,3,4,5,6,7",
                     help="comma-separated benchmark numbers (a partial run does not write --out)")
     args = ap.parse_args()
     if args.runs < 5:
@@ -405,6 +436,18 @@ def main() -> int:
                      f"wrk {ours.fmt('req/s', 0)}", f"pgbench -S {pgb.fmt('TPS', 0)}", f"{r:.2f}× pgbench -S",
                      "≥ 0.5× pgbench -S", r >= 0.5))
 
+    if 7 in only:
+        log("7. migrate drift beside the no-op check")
+        res = bench_drift(args.runs)
+        noop, drift, drift200 = res["noop"], res["drift"], res["drift200"]
+        r, r200 = drift.median / noop.median, drift200.median / noop.median
+        rows.append(("7. `migrate drift`, this project's schema", f"drift {drift.fmt('ms')}",
+                     f"no-op `--migrate-only` {noop.fmt('ms')}", f"{r:.2f}× no-op check",
+                     "≤ 2× no-op check", r <= 2))
+        rows.append(("7. `migrate drift`, + 200 tables (600 objects reported)", f"drift {drift200.fmt('ms')}",
+                     f"no-op `--migrate-only` {noop.fmt('ms')}", f"{r200:.2f}× no-op check",
+                     "≤ 5× no-op check", r200 <= 5))
+
     if only & {4, 6}:
         size = SERVER.stat().st_size / 1024 / 1024
         rows.append(("6. binary size (stripped)", f"{size:.1f} MB", "", "", "≤ 25 MB", size <= 25))
@@ -445,9 +488,11 @@ def main() -> int:
         "as wrk opens; `pgbench -S` (scale 1) with the same number of clients. Both on this machine's cores, "
         "with PostgreSQL.",
         "- 6: `target/release/server` (release profile strips symbols); VmRSS 0.5 s after readiness.",
+        "- 7: whole processes on a migrated database: `server migrate drift` (connect, read the bookkeeping "
+        "rows, one catalog query, diff) beside `server --migrate-only` with nothing to do (connect, one query).",
         "",
     ]
-    if only == {1, 2, 3, 4, 5, 6}:
+    if only == {1, 2, 3, 4, 5, 6, 7}:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(doc))
