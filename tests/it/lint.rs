@@ -298,3 +298,102 @@ fn corpus_findings_are_exactly_the_expected_ones() {
     assert!(report.statements >= 100, "{} statements", report.statements);
     assert!(report.denies() > 0 && report.allowed() == 2, "{report}");
 }
+
+/// `server migrate lint DIR` run from `cwd`, DIR as the user typed it.
+fn lint_in(cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(cwd)
+        .args(["migrate", "lint"])
+        .args(args)
+        .env("DATABASE_URL", NO_DB)
+        .env(
+            "CONFIG_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn paths_are_shown_under_the_directory_given() {
+    let root = set(UNSAFE, None);
+    let (code, stdout, stderr) = lint_in(root.path(), &["migrations"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("deny    migrations/2_index_items.sql:2: create-index-not-concurrent"),
+        "{stdout}"
+    );
+    std::fs::rename(root.path().join("migrations"), root.path().join("db")).unwrap();
+    let (code, stdout, _) = lint_in(root.path(), &["db/", "--json"]);
+    assert_eq!(code, Some(10));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["findings"][0]["file"], "db/2_index_items.sql");
+}
+
+/// A directory the build would refuse: the reasons name DIR's files, and `--json` still prints
+/// one JSON document (exit 10 either way).
+#[test]
+fn an_invalid_set_is_reported_under_its_directory_and_as_json() {
+    let root = set(
+        &[
+            ("1_a.sql", "CREATE TABLE a (c int);\n"),
+            ("1_b.sql", "CREATE TABLE b (c int);\n"),
+            ("2_c.down.sql", "DROP TABLE c;\n"),
+        ],
+        None,
+    );
+    let (code, stdout, stderr) = lint_in(root.path(), &["migrations"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    assert!(stderr.contains("server: migrations/1_"), "{stderr}");
+    assert!(
+        stderr.contains("server: migrations/2_c.down.sql: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was linted"), "{stderr}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dir = root.path().join("migrations").display().to_string();
+    let (code, stdout, stderr) = lint_in(elsewhere.path(), &[&dir, "--json"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["valid"], false);
+    let errors = doc["errors"].as_array().unwrap();
+    assert!(errors.len() >= 2, "{doc}");
+    for e in errors {
+        let file = e["file"].as_str().unwrap();
+        assert!(file.starts_with(&format!("{dir}/")), "{doc}");
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["file"] == format!("{dir}/2_c.down.sql")),
+        "{doc}"
+    );
+}
+
+/// The corpus through the binary: the report a user sees, exit 10 for its deny findings.
+#[test]
+fn the_corpus_through_server_migrate_lint() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, stdout, stderr) = lint_in(repo, &["tests/lint_corpus", "--json"]);
+    assert_eq!(code, Some(10), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert!(doc["statements"].as_u64().unwrap() >= 100);
+    let findings = doc["findings"].as_array().unwrap();
+    assert!(findings.iter().all(|f| f["rule"] != "parse-error"));
+    assert!(findings.iter().all(|f| {
+        f["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("tests/lint_corpus/2026")
+    }));
+}
