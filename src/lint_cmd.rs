@@ -3,10 +3,11 @@
 //! build time), or the `.sql` files of DIR (judged by `--config`, else `DIR/../migration-lint.toml`
 //! when present, else the defaults).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::config::Environment;
 use crate::exit::Exit;
@@ -33,13 +34,20 @@ pub fn run(
                 eprintln!("server: {} is not a directory of migrations", dir.display());
                 return Exit::Usage;
             }
+            let shown = dir.display().to_string();
+            let prefix = if shown.ends_with('/') {
+                shown
+            } else {
+                format!("{shown}/")
+            };
             let set = match MigrationSet::from_dir(dir) {
                 Ok(set) => set,
                 Err(SourceError::Invalid(errors)) => {
-                    for e in &errors {
-                        eprintln!("server: {}", e.in_dir(&dir.display().to_string()));
-                    }
-                    eprintln!("server: not a valid migration set; nothing was linted");
+                    let errors: Vec<ErrorView> = errors
+                        .iter()
+                        .map(|e| ErrorView::new(&prefix, &e.file, &e.to_string()))
+                        .collect();
+                    print_invalid(&errors, json_out);
                     return Exit::LintDenied;
                 }
                 Err(e) => {
@@ -52,12 +60,6 @@ pub fn run(
                 .ok()
                 .and_then(|d| d.parent().map(|p| p.join(lint::CONFIG_FILE)))
                 .filter(|p| p.is_file());
-            let shown = dir.display().to_string();
-            let prefix = if shown.ends_with('/') {
-                shown
-            } else {
-                format!("{shown}/")
-            };
             (set, prefix, beside)
         }
     };
@@ -110,6 +112,93 @@ fn read_severities(path: &PathBuf) -> Result<Severities, String> {
         .map_err(|e| format!("invalid lint configuration: {e}"))
 }
 
+/// The JSON document of `server migrate lint --json`: the same for a linted set and for a
+/// directory that is not a valid set (`valid: false`, `errors`, nothing linted).
+#[derive(Serialize)]
+struct LintView<'a> {
+    ok: bool,
+    valid: bool,
+    errors: &'a [ErrorView],
+    files: usize,
+    statements: usize,
+    deny: usize,
+    warn: usize,
+    allowed: usize,
+    config: &'a str,
+    engine_lock_timeout_off: bool,
+    severities: BTreeMap<&'static str, &'static str>,
+    findings: Vec<FindingView<'a>>,
+}
+
+#[derive(Serialize)]
+struct FindingView<'a> {
+    file: String,
+    line: usize,
+    rule: &'static str,
+    level: &'static str,
+    message: &'a str,
+    why: Option<&'static str>,
+    fix: Option<&'static str>,
+    allowed_reason: Option<&'a str>,
+}
+
+/// A reason DIR is not a valid migration set, naming the file under DIR.
+#[derive(Serialize)]
+struct ErrorView {
+    file: String,
+    message: String,
+}
+
+impl ErrorView {
+    /// `shown` is the manifest error's text; its own `migrations/` paths become `prefix`
+    /// (the directory as the user gave it).
+    fn new(prefix: &str, file: &str, shown: &str) -> Self {
+        let message = shown
+            .strip_prefix(&format!("migrations/{file}: "))
+            .or_else(|| shown.strip_prefix(&format!("{file}: ")))
+            .unwrap_or(shown)
+            .replace("migrations/", prefix);
+        Self {
+            file: format!("{prefix}{file}"),
+            message,
+        }
+    }
+}
+
+fn print_invalid(errors: &[ErrorView], json_out: bool) {
+    if json_out {
+        let view = LintView {
+            ok: false,
+            valid: false,
+            errors,
+            files: 0,
+            statements: 0,
+            deny: 0,
+            warn: 0,
+            allowed: 0,
+            config: "",
+            engine_lock_timeout_off: false,
+            severities: BTreeMap::new(),
+            findings: Vec::new(),
+        };
+        print_json(&view);
+        return;
+    }
+    for e in errors {
+        eprintln!("server: {}: {}", e.file, e.message);
+    }
+    eprintln!("server: not a valid migration set; nothing was linted");
+}
+
+fn print_json(view: &LintView<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{}",
+        serde_json::to_string_pretty(view).unwrap_or_default()
+    );
+}
+
 fn print(
     report: &Report,
     prefix: &str,
@@ -118,47 +207,41 @@ fn print(
     options: Options,
     json_out: bool,
 ) {
-    let mut stdout = std::io::stdout().lock();
     if json_out {
-        let findings: Vec<Value> = report
-            .findings
-            .iter()
-            .map(|f| {
-                let info = lint::rule(f.rule);
-                json!({
-                    "file": format!("{prefix}{}", f.file),
-                    "line": f.line,
-                    "rule": f.rule,
-                    "level": f.status(),
-                    "message": f.message,
-                    "why": info.map(|i| i.why),
-                    "fix": info.map(|i| i.fix),
-                    "allowed_reason": f.allowed,
+        let view = LintView {
+            ok: report.denies() == 0,
+            valid: true,
+            errors: &[],
+            files: report.files,
+            statements: report.statements,
+            deny: report.denies(),
+            warn: report.warnings(),
+            allowed: report.allowed(),
+            config,
+            engine_lock_timeout_off: options.engine_lock_timeout_off,
+            severities: severities.iter().map(|(id, l)| (id, l.as_str())).collect(),
+            findings: report
+                .findings
+                .iter()
+                .map(|f| {
+                    let info = lint::rule(f.rule);
+                    FindingView {
+                        file: format!("{prefix}{}", f.file),
+                        line: f.line,
+                        rule: f.rule,
+                        level: f.status(),
+                        message: &f.message,
+                        why: info.map(|i| i.why),
+                        fix: info.map(|i| i.fix),
+                        allowed_reason: f.allowed.as_deref(),
+                    }
                 })
-            })
-            .collect();
-        let levels: serde_json::Map<String, Value> = severities
-            .iter()
-            .map(|(id, level)| (id.to_string(), json!(level.as_str())))
-            .collect();
-        let doc = json!({
-            "ok": report.denies() == 0,
-            "files": report.files,
-            "deny": report.denies(),
-            "warn": report.warnings(),
-            "allowed": report.allowed(),
-            "config": config,
-            "engine_lock_timeout_off": options.engine_lock_timeout_off,
-            "severities": levels,
-            "findings": findings,
-        });
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
-        );
+                .collect(),
+        };
+        print_json(&view);
         return;
     }
+    let mut stdout = std::io::stdout().lock();
     for f in &report.findings {
         let _ = writeln!(stdout, "{:<7} {}", f.status(), f.render(prefix));
     }

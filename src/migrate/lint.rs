@@ -3,14 +3,17 @@
 //!
 //! Like `manifest.rs`, this file is compiled twice: by `build.rs` (through `#[path]`, next to
 //! `manifest`), which lints `migrations/` on every build, and by the library, which runs the same
-//! rules for `server migrate lint [DIR]`. It therefore depends on `std`, `sqlparser` and
+//! rules for `server migrate lint [DIR]`. It therefore depends on `std`, squawk's crates and
 //! `super::manifest` only, never on `crate::`.
 //!
-//! How a file is read: sqlparser's tokenizer (PostgreSQL dialect) splits it into statements at
-//! top-level `;` (so strings, `$$` bodies and comments are never cut), each statement is parsed
-//! on its own, and its line is the line of its first token. A statement sqlparser cannot parse
-//! is reported as `parse-error` (a warning by default) and the next one is linted; a file the
-//! tokenizer cannot read (an unterminated string) is reported once and skipped.
+//! Reading and detecting is squawk's: `squawk-syntax` parses each file with a PostgreSQL grammar
+//! (a lossless tree, error-tolerant: a statement it cannot read is reported and the rest is
+//! still linted), and `squawk-linter` finds the dangerous DDL its rules know. This file is the
+//! project's policy on top: it maps squawk's rules onto this project's rule ids, drops what
+//! cannot hurt production (tables created in the same file, binary-coercible type changes,
+//! non-volatile defaults, a validated NOT NULL check from an earlier migration), applies the
+//! severities of `migration-lint.toml` and the `-- lint:allow <rule>: <reason>` comments, and
+//! adds the few rules squawk has no equivalent for (see docs/migration-lint.md for the map).
 //!
 //! What is linted: the up side of every migration (`.up.sql` and simple `.sql` files), in
 //! version order. Down files are not linted: they run only in a deliberate rollback and exist to
@@ -20,19 +23,16 @@
 //! did not create itself (a table created by an earlier migration is in production and serving
 //! traffic). A table created by the same file is empty and unseen by the running release, so
 //! the rules about locks and the previous release skip it. Names are compared by their last
-//! part (`public.t` and `t` are one table), case-folded unless quoted.
+//! part (`public.t` and `t` are one table), case-folded unless quoted. Because the set is read
+//! in order, the lint also knows each column's type from the earlier files, which is what tells
+//! a binary-coercible `ALTER COLUMN … TYPE` (no rewrite) from one that rewrites the table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, BinaryOperator, ColumnOption, Expr,
-    GeneratedExpressionMode, Ident, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
-    Reset, Set, Statement, TableConstraint, TableFactor,
-};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+use squawk_linter::{Linter, Rule as Squawk, Violation};
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 
 use super::manifest::{NO_TRANSACTION_MARKER, Spec, header_settings};
 
@@ -86,13 +86,27 @@ pub const NOT_VALID: &str = "constraint-missing-not-valid";
 pub const UNIQUE: &str = "add-unique-constraint";
 pub const DROP_COLUMN: &str = "drop-column";
 pub const DROP_TABLE: &str = "drop-table";
+pub const DROP_VIEW: &str = "drop-view";
+pub const DROP_FUNCTION: &str = "drop-function";
 pub const RENAME: &str = "rename";
 pub const TRUNCATE: &str = "truncate";
 pub const VACUUM_FULL: &str = "vacuum-full";
 pub const CLUSTER: &str = "cluster";
+pub const REINDEX: &str = "reindex-not-concurrent";
+pub const TRANSACTION_NESTING: &str = "transaction-nesting";
+pub const CREATE_TRIGGER: &str = "create-trigger";
+pub const DROP_INDEX: &str = "drop-index-not-concurrent";
+pub const DETACH_PARTITION: &str = "detach-partition-not-concurrent";
+pub const REQUIRED_FIELD: &str = "add-column-required";
 pub const LOCK_TABLE: &str = "lock-table";
 pub const UNBOUNDED_DML: &str = "unbounded-dml";
 pub const LOCK_TIMEOUT: &str = "lock-timeout-missing";
+pub const IDENTIFIER_TOO_LONG: &str = "identifier-too-long";
+pub const BAN_CHAR_FIELD: &str = "ban-char-field";
+pub const PREFER_TIMESTAMPTZ: &str = "prefer-timestamptz";
+pub const PREFER_TEXT_FIELD: &str = "prefer-text-field";
+pub const PREFER_BIGINT: &str = "prefer-bigint-over-int";
+pub const PREFER_IDENTITY: &str = "prefer-identity";
 pub const PARSE_ERROR: &str = "parse-error";
 /// Not a rule that can be configured or allowed: a malformed `-- lint:allow` comment.
 pub const INVALID_ALLOW: &str = "invalid-allow";
@@ -114,13 +128,13 @@ pub const RULES: &[RuleInfo] = &[
     RuleInfo {
         id: VOLATILE_DEFAULT,
         default: Level::Deny,
-        why: "a volatile default (or serial, identity, stored generated column) rewrites the whole table under an ACCESS EXCLUSIVE lock",
-        fix: "add the column without a default (or with a constant one), set the default in a later statement, and backfill in batches",
+        why: "a volatile default (or serial, identity, stored generated column) rewrites the whole table under an ACCESS EXCLUSIVE lock; a non-volatile one (a constant, now(), to_timestamp(0)) is evaluated once and rewrites nothing",
+        fix: "add the column without a default (or with a non-volatile one), set the default in a later statement, and backfill in batches",
     },
     RuleInfo {
         id: COLUMN_TYPE,
         default: Level::Deny,
-        why: "changing a column's type rewrites the table (and its indexes) under an ACCESS EXCLUSIVE lock, and the previous release may not read the new type",
+        why: "a type change that is not binary-coercible (e.g. int → bigint, varchar(n) narrowing, anything to char(n)) rewrites the table and its indexes under an ACCESS EXCLUSIVE lock, and the previous release may not read the new type",
         fix: "add a new column, write both from the application, backfill in batches, then switch reads and drop the old column (expand/contract)",
     },
     RuleInfo {
@@ -138,7 +152,7 @@ pub const RULES: &[RuleInfo] = &[
     RuleInfo {
         id: UNIQUE,
         default: Level::Deny,
-        why: "adding a UNIQUE or PRIMARY KEY constraint builds its index under an ACCESS EXCLUSIVE lock, blocking reads and writes for the whole build",
+        why: "adding a UNIQUE, PRIMARY KEY or EXCLUDE constraint builds its index under an ACCESS EXCLUSIVE lock, blocking reads and writes for the whole build",
         fix: "CREATE UNIQUE INDEX CONCURRENTLY (in a `-- no-transaction` migration), then ADD CONSTRAINT … UNIQUE USING INDEX",
     },
     RuleInfo {
@@ -152,6 +166,18 @@ pub const RULES: &[RuleInfo] = &[
         default: Level::Deny,
         why: "the release still serving during a rolling deploy uses the table and starts failing; the data is gone",
         fix: "expand/contract: stop using the table in one release, drop it in a migration of a later one (then allow this rule with that reason)",
+    },
+    RuleInfo {
+        id: DROP_VIEW,
+        default: Level::Deny,
+        why: "the release still serving during a rolling deploy may query the view and starts failing",
+        fix: "CREATE OR REPLACE VIEW (or drop and re-create it in the same transactional migration); drop it only once no release uses it, with an allow comment saying so",
+    },
+    RuleInfo {
+        id: DROP_FUNCTION,
+        default: Level::Deny,
+        why: "the release still serving during a rolling deploy (or a trigger, default or view) may call the function and starts failing",
+        fix: "CREATE OR REPLACE FUNCTION (or drop and re-create it in the same transactional migration); drop it only once nothing calls it, with an allow comment saying so",
     },
     RuleInfo {
         id: RENAME,
@@ -178,6 +204,42 @@ pub const RULES: &[RuleInfo] = &[
         fix: "use pg_repack --order-by outside migrations, or leave the physical order alone",
     },
     RuleInfo {
+        id: REINDEX,
+        default: Level::Deny,
+        why: "REINDEX without CONCURRENTLY rebuilds the index while blocking every write to the table (and reads that use the index) for the whole rebuild",
+        fix: "REINDEX … CONCURRENTLY, alone in a `-- no-transaction` migration",
+    },
+    RuleInfo {
+        id: TRANSACTION_NESTING,
+        default: Level::Deny,
+        why: "the engine runs a migration and its bookkeeping row in one transaction (or, for `-- no-transaction`, none): a BEGIN/COMMIT/ROLLBACK in the file ends that transaction early or leaves one open",
+        fix: "remove the transaction control statements; use `-- no-transaction` for a statement that must run outside a transaction",
+    },
+    RuleInfo {
+        id: CREATE_TRIGGER,
+        default: Level::Warn,
+        why: "CREATE TRIGGER on a live table takes a SHARE ROW EXCLUSIVE lock (brief, but it blocks writes while it waits behind a long transaction), and the new trigger runs on every write of the release still serving",
+        fix: "keep the engine's lock_timeout on, and make sure the trigger function copes with rows written by the previous release",
+    },
+    RuleInfo {
+        id: DROP_INDEX,
+        default: Level::Warn,
+        why: "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table (brief, but reads and writes queue behind it while it waits)",
+        fix: "DROP INDEX CONCURRENTLY, alone in a `-- no-transaction` migration",
+    },
+    RuleInfo {
+        id: DETACH_PARTITION,
+        default: Level::Warn,
+        why: "DETACH PARTITION without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the partitioned table",
+        fix: "DETACH PARTITION … CONCURRENTLY, alone in a `-- no-transaction` migration (PostgreSQL 14+)",
+    },
+    RuleInfo {
+        id: REQUIRED_FIELD,
+        default: Level::Warn,
+        why: "ADD COLUMN … NOT NULL without a default fails on a table that has rows: the migration fails at deploy time",
+        fix: "add the column nullable (or with a non-volatile default), backfill, then add the NOT NULL the safe way",
+    },
+    RuleInfo {
         id: LOCK_TABLE,
         default: Level::Warn,
         why: "an explicit LOCK TABLE on a live table queues all traffic behind it for the rest of the migration's transaction",
@@ -196,12 +258,89 @@ pub const RULES: &[RuleInfo] = &[
         fix: "give the file a header `-- lock_timeout: 5s` (or SET lock_timeout before the statement), or keep the engine's default on",
     },
     RuleInfo {
+        id: IDENTIFIER_TOO_LONG,
+        default: Level::Warn,
+        why: "PostgreSQL silently truncates identifiers to 63 bytes, so the object gets another name than the one written (and two long names can collide)",
+        fix: "use a name of at most 63 bytes",
+    },
+    RuleInfo {
+        id: BAN_CHAR_FIELD,
+        default: Level::Warn,
+        why: "char(n) pads with spaces, compares surprisingly, and every later change of its length rewrites the table",
+        fix: "use text (or varchar(n), which can be widened without a rewrite)",
+    },
+    RuleInfo {
+        id: PREFER_TIMESTAMPTZ,
+        default: Level::Warn,
+        why: "timestamp without time zone stores a wall-clock time whose meaning depends on the session's TimeZone",
+        fix: "use timestamptz",
+    },
+    RuleInfo {
+        id: PREFER_TEXT_FIELD,
+        default: Level::Off,
+        why: "a varchar(n) limit is a schema change every time it must grow (cheap since widening is binary-coercible, but still a migration)",
+        fix: "use text, with a CHECK constraint on length where a limit matters",
+    },
+    RuleInfo {
+        id: PREFER_BIGINT,
+        default: Level::Off,
+        why: "an int key can run out of values, and int → bigint later rewrites the table",
+        fix: "use bigint for keys and counters that grow",
+    },
+    RuleInfo {
+        id: PREFER_IDENTITY,
+        default: Level::Off,
+        why: "serial creates a sequence with loose ownership and permissions; identity columns are the SQL-standard replacement",
+        fix: "use GENERATED BY DEFAULT AS IDENTITY",
+    },
+    RuleInfo {
         id: PARSE_ERROR,
         default: Level::Warn,
-        why: "the lint's SQL parser could not read the statement, so no rule checked it",
+        why: "the lint's PostgreSQL parser could not read the statement, so no rule checked it",
         fix: "review the statement by hand, or allow this rule in the file with the reason",
     },
 ];
+
+/// The project rule each squawk-linter rule reports as, for the squawk rules this lint runs.
+/// Squawk rules not listed are not run; docs/migration-lint.md says why for each.
+pub const SQUAWK_RULES: &[(Squawk, &str)] = &[
+    (Squawk::RequireConcurrentIndexCreation, CREATE_INDEX),
+    (Squawk::AddingFieldWithDefault, VOLATILE_DEFAULT),
+    (Squawk::ChangingColumnType, COLUMN_TYPE),
+    (Squawk::AddingNotNullableField, SET_NOT_NULL),
+    (Squawk::ConstraintMissingNotValid, NOT_VALID),
+    (Squawk::AddingForeignKeyConstraint, NOT_VALID),
+    (Squawk::DisallowedUniqueConstraint, UNIQUE),
+    (Squawk::AddingSerialPrimaryKeyField, UNIQUE),
+    (Squawk::BanDropColumn, DROP_COLUMN),
+    (Squawk::BanDropTable, DROP_TABLE),
+    (Squawk::BanDropView, DROP_VIEW),
+    (Squawk::BanDropFunction, DROP_FUNCTION),
+    (Squawk::RenamingColumn, RENAME),
+    (Squawk::RenamingTable, RENAME),
+    (Squawk::BanTruncateCascade, TRUNCATE),
+    (Squawk::RequireConcurrentReindex, REINDEX),
+    (Squawk::TransactionNesting, TRANSACTION_NESTING),
+    (Squawk::BanUncommittedTransaction, TRANSACTION_NESTING),
+    (Squawk::RequireConcurrentIndexDeletion, DROP_INDEX),
+    (Squawk::RequireConcurrentPartitionDetach, DETACH_PARTITION),
+    (Squawk::AddingRequiredField, REQUIRED_FIELD),
+    (Squawk::IdentifierTooLong, IDENTIFIER_TOO_LONG),
+    (Squawk::BanCharField, BAN_CHAR_FIELD),
+    (Squawk::PreferTimestampTz, PREFER_TIMESTAMPTZ),
+    (Squawk::PreferTextField, PREFER_TEXT_FIELD),
+    (Squawk::PreferBigintOverInt, PREFER_BIGINT),
+    (Squawk::PreferIdentity, PREFER_IDENTITY),
+];
+
+/// The squawk rules a project rule builds on (for the docs and `--json`).
+pub fn squawk_rules_of(id: &str) -> Vec<String> {
+    SQUAWK_RULES
+        .iter()
+        .filter(|(_, ours)| *ours == id)
+        .map(|(sq, _)| sq.to_string())
+        .collect()
+}
 
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
     RULES.iter().find(|r| r.id == id)
@@ -381,6 +520,8 @@ impl Finding {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub files: usize,
+    /// Statements read, over all files.
+    pub statements: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -426,9 +567,9 @@ pub fn lint_set(sources: &[Source<'_>], severities: &Severities, options: Option
             continue;
         }
         report.files += 1;
-        report
-            .findings
-            .extend(lint_file(source, severities, options, &mut state));
+        let (findings, statements) = lint_file(source, severities, options, &mut state);
+        report.findings.extend(findings);
+        report.statements += statements;
     }
     report
 }
@@ -440,21 +581,49 @@ struct SetState {
     validated_not_null: BTreeSet<(String, String)>,
     /// Constraint name → (table, column) of a `CHECK (column IS NOT NULL) NOT VALID`.
     not_valid_not_null: BTreeMap<String, (String, String)>,
+    /// (table, column) → the column's type as the set declared it.
+    columns: BTreeMap<(String, String), SqlType>,
+    /// Index → its table.
+    indexes: BTreeMap<String, String>,
 }
 
-/// A raw finding before severities and allows are applied.
+/// A raw finding before severities and allows are applied. `uncertain` caps a deny rule at
+/// warn: the lint suspects but cannot know (e.g. a default calling a function it does not know).
 struct Hit {
     line: usize,
     rule: &'static str,
     message: String,
+    uncertain: bool,
+}
+
+/// Byte offset → 1-based line.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self(starts)
+    }
+
+    fn line(&self, offset: impl Into<u32>) -> usize {
+        let offset = offset.into() as usize;
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 struct FileLint<'s> {
     hits: Vec<Hit>,
-    /// Tables created by this file (exempt from the live-traffic rules).
+    /// Tables, views and materialized views created by this file (exempt from the live-traffic
+    /// rules).
     created: BTreeSet<String>,
-    /// Constraints this file added NOT VALID (validating them here holds the add's lock).
-    added_not_valid: BTreeSet<String>,
+    /// Functions created by this file.
+    created_functions: BTreeSet<String>,
+    /// Indexes created by this file.
+    created_indexes: BTreeSet<String>,
+    /// Views and functions created by a later statement of this file, with its index: dropping
+    /// one and re-creating it in the same transaction is a replacement, not a removal.
+    recreated: Vec<(usize, String)>,
     transactional: bool,
     statements: usize,
     lock_timeout_off: bool,
@@ -468,94 +637,150 @@ fn lint_file(
     severities: &Severities,
     options: Options,
     state: &mut SetState,
-) -> Vec<Finding> {
-    let finish = |hits: Vec<Hit>, allows: &BTreeMap<&'static str, String>| {
-        let mut out: Vec<Finding> = hits
-            .into_iter()
-            .filter_map(|h| {
-                let level = severities.level(h.rule);
-                (level != Level::Off).then(|| Finding {
-                    file: source.file.to_string(),
-                    line: h.line,
-                    rule: h.rule,
-                    level,
-                    message: h.message,
-                    allowed: allows.get(h.rule).cloned(),
-                })
-            })
-            .collect();
-        out.sort_by_key(|f| f.line);
-        out
-    };
-
-    let dialect = PostgreSqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, source.sql).tokenize_with_location() {
-        Ok(tokens) => tokens,
-        Err(e) => {
-            let hit = Hit {
-                line: e.location.line as usize,
-                rule: PARSE_ERROR,
-                message: format!("cannot tokenize the file ({}); file not linted", e.message),
-            };
-            return finish(vec![hit], &BTreeMap::new());
-        }
-    };
+) -> (Vec<Finding>, usize) {
+    let parse = SourceFile::parse(source.sql);
+    let root = parse.syntax_node();
+    let lines = Lines::new(source.sql);
 
     let mut hits = Vec::new();
-    let allows = read_allows(&tokens, &mut hits);
+    let allows = read_allows(&root, &lines, &mut hits);
+    let mut error_lines = BTreeSet::new();
+    for e in parse.errors() {
+        let line = lines.line(e.range().start());
+        if error_lines.insert(line) {
+            hits.push(Hit {
+                line,
+                rule: PARSE_ERROR,
+                message: format!("{}; the statement was not fully read", e.message()),
+                uncertain: false,
+            });
+        }
+    }
+
+    let transactional = !source.sql.starts_with(NO_TRANSACTION_MARKER);
+    let mut linter = Linter::from(
+        SQUAWK_RULES
+            .iter()
+            .filter(|(_, id)| severities.level(id) != Level::Off)
+            .map(|(rule, _)| *rule),
+    );
+    // squawk's default PostgreSQL version (15): the rules used here read alike from 12 on.
+    linter.settings.assume_in_transaction = transactional;
+    let violations = linter.lint(&parse, source.sql);
+
+    let stmts: Vec<ast::Stmt> = parse.tree().stmts().collect();
+    let mut by_stmt: Vec<Vec<Violation>> = vec![Vec::new(); stmts.len()];
+    for v in violations {
+        let at = v.text_range.start();
+        if let Some(i) = stmts
+            .iter()
+            .position(|s| s.syntax().text_range().contains_inclusive(at))
+        {
+            by_stmt[i].push(v);
+        }
+    }
+
     let header_timeout = header_settings(source.sql)
         .unwrap_or_default()
         .into_iter()
         .find(|(k, _)| k == "lock_timeout")
         .map(|(_, v)| is_zero_duration(&v));
-    let statements = split_statements(&tokens);
     let mut lint = FileLint {
         hits,
         created: BTreeSet::new(),
-        added_not_valid: BTreeSet::new(),
-        transactional: !source.sql.starts_with(NO_TRANSACTION_MARKER),
-        statements: statements.len(),
+        created_functions: BTreeSet::new(),
+        created_indexes: BTreeSet::new(),
+        recreated: stmts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| created_view_or_function(s).map(|name| (i, name)))
+            .collect(),
+        transactional,
+        statements: stmts.len(),
         lock_timeout_off: header_timeout.unwrap_or(options.engine_lock_timeout_off),
         engine_lock_timeout_off: options.engine_lock_timeout_off,
         lock_timeout_reported: false,
         state,
     };
-    for stmt in statements {
-        lint.statement(stmt);
+    for (i, (stmt, violations)) in stmts.iter().zip(by_stmt).enumerate() {
+        let line = stmt_line(stmt, &lines);
+        lint.concurrently(line, stmt);
+        for v in &violations {
+            lint.squawk(i, stmt, &root, &lines, v);
+        }
+        lint.statement(i, line, stmt);
     }
-    finish(lint.hits, &allows)
+
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Finding> = lint
+        .hits
+        .into_iter()
+        .filter(|h| seen.insert((h.line, h.rule, h.message.clone())))
+        .filter_map(|h| {
+            let mut level = severities.level(h.rule);
+            if h.uncertain {
+                level = level.min(Level::Warn);
+            }
+            (level != Level::Off).then(|| Finding {
+                file: source.file.to_string(),
+                line: h.line,
+                rule: h.rule,
+                level,
+                message: h.message,
+                allowed: allows.get(h.rule).cloned(),
+            })
+        })
+        .collect();
+    out.sort_by_key(|f| f.line);
+    (out, stmts.len())
 }
 
 /// `-- lint:allow <rule>: <reason>` comments: rule → reason. A comment without a reason, or
-/// naming an unknown rule, is an `invalid-allow` hit (always an error).
-fn read_allows(tokens: &[TokenWithSpan], hits: &mut Vec<Hit>) -> BTreeMap<&'static str, String> {
+/// naming an unknown rule, is an `invalid-allow` hit (always an error); so is squawk's own
+/// `-- squawk-ignore`, which squawk would honour without a reason.
+fn read_allows(
+    root: &SyntaxNode,
+    lines: &Lines,
+    hits: &mut Vec<Hit>,
+) -> BTreeMap<&'static str, String> {
     let mut allows = BTreeMap::new();
-    for t in tokens {
-        let Token::Whitespace(Whitespace::SingleLineComment { comment, .. }) = &t.token else {
+    for token in root
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| t.kind() == SyntaxKind::COMMENT)
+    {
+        let Some(comment) = token.text().strip_prefix("--").map(str::trim) else {
             continue;
         };
-        let Some(rest) = comment.trim().strip_prefix("lint:allow") else {
+        let line = lines.line(token.text_range().start());
+        let mut invalid = |message: String| {
+            hits.push(Hit {
+                line,
+                rule: INVALID_ALLOW,
+                message,
+                uncertain: false,
+            })
+        };
+        if comment.starts_with("squawk-ignore") {
+            invalid(
+                "squawk's ignore comments are not read here (they carry no reason); write `-- lint:allow <rule>: <reason>`"
+                    .to_string(),
+            );
+            continue;
+        }
+        let Some(rest) = comment.strip_prefix("lint:allow") else {
             continue;
         };
-        let line = t.span.start.line as usize;
         let (id, reason) = rest.split_once(':').unwrap_or((rest, ""));
         let (id, reason) = (id.trim(), reason.trim());
         match rule(id) {
-            None => hits.push(Hit {
-                line,
-                rule: INVALID_ALLOW,
-                message: format!(
-                    "`lint:allow` names unknown rule {id:?}; write `-- lint:allow <rule>: <reason>` with one of: {}",
-                    RULES.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
-                ),
-            }),
-            Some(_) if reason.is_empty() => hits.push(Hit {
-                line,
-                rule: INVALID_ALLOW,
-                message: format!(
-                    "`lint:allow {id}` without a reason; write `-- lint:allow {id}: <why it is safe here>`"
-                ),
-            }),
+            None => invalid(format!(
+                "`lint:allow` names unknown rule {id:?}; write `-- lint:allow <rule>: <reason>` with one of: {}",
+                RULES.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+            )),
+            Some(_) if reason.is_empty() => invalid(format!(
+                "`lint:allow {id}` without a reason; write `-- lint:allow {id}: <why it is safe here>`"
+            )),
             Some(info) => {
                 allows.insert(info.id, reason.to_string());
             }
@@ -564,68 +789,60 @@ fn read_allows(tokens: &[TokenWithSpan], hits: &mut Vec<Hit>) -> BTreeMap<&'stat
     allows
 }
 
-/// One statement's tokens (no whitespace or comments) and its first line.
-struct Stmt {
-    line: usize,
-    tokens: Vec<TokenWithSpan>,
+/// The line of a statement's first token (not of the comments before it).
+fn stmt_line(stmt: &ast::Stmt, lines: &Lines) -> usize {
+    first_line(stmt.syntax(), lines)
 }
 
-impl Stmt {
-    fn word(&self, i: usize) -> Option<String> {
-        match self.tokens.get(i).map(|t| &t.token) {
-            Some(Token::Word(w)) => Some(w.value.to_ascii_uppercase()),
-            _ => None,
-        }
-    }
-
-    fn has_word(&self, word: &str) -> bool {
-        self.tokens
-            .iter()
-            .any(|t| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word)))
-    }
+/// The line of a node's first token that is not whitespace or a comment.
+fn first_line(node: &SyntaxNode, lines: &Lines) -> usize {
+    let start = node
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| !t.kind().is_trivia())
+        .map_or(node.text_range().start(), |t| t.text_range().start());
+    lines.line(start)
 }
 
-/// Splits at top-level `;` tokens; the tokenizer has already kept strings, `$$` bodies and
-/// comments whole.
-fn split_statements(tokens: &[TokenWithSpan]) -> Vec<Stmt> {
-    let mut out = Vec::new();
-    let mut current: Vec<TokenWithSpan> = Vec::new();
-    for t in tokens {
-        match &t.token {
-            Token::Whitespace(_) => {}
-            Token::SemiColon | Token::EOF => {
-                if let Some(first) = current.first() {
-                    out.push(Stmt {
-                        line: first.span.start.line as usize,
-                        tokens: std::mem::take(&mut current),
-                    });
-                }
-            }
-            _ => current.push(t.clone()),
-        }
-    }
-    if let Some(first) = current.first() {
-        out.push(Stmt {
-            line: first.span.start.line as usize,
-            tokens: current,
-        });
-    }
-    out
-}
-
-/// Last part of a name, case-folded unless quoted.
-fn ident_key(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
+/// A name's last part, case-folded unless quoted (`public."Users"` → `Users`).
+fn name_key(node: &SyntaxNode) -> String {
+    let text = node.text().to_string();
+    let last = text.rsplit('.').next().unwrap_or("").trim();
+    match last.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => last.to_lowercase(),
     }
 }
 
-fn table_key(name: &ObjectName) -> String {
-    match name.0.last() {
-        Some(ObjectNamePart::Identifier(ident)) => ident_key(ident),
-        _ => name.to_string().to_lowercase(),
+fn key_of<N: AstNode>(node: Option<N>) -> Option<String> {
+    node.map(|n| name_key(n.syntax()))
+}
+
+/// One line of SQL for a message: whitespace collapsed, long text cut.
+fn snippet(node: &SyntaxNode) -> String {
+    let text = node.text().to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut s = words.join(" ");
+    if s.chars().count() > 90 {
+        s = s.chars().take(87).collect::<String>() + "…";
+    }
+    s.trim_end_matches(';').to_string()
+}
+
+fn table_of_alter(at: &ast::AlterTable) -> Option<String> {
+    key_of(
+        at.table_relation_name()
+            .and_then(|r| r.table_name_ref())
+            .and_then(|t| t.path_ref()),
+    )
+}
+
+fn created_view_or_function(stmt: &ast::Stmt) -> Option<String> {
+    match stmt {
+        ast::Stmt::CreateView(v) => key_of(v.view().and_then(|v| v.path())),
+        ast::Stmt::CreateMaterializedView(v) => key_of(v.view().and_then(|v| v.path())),
+        ast::Stmt::CreateFunction(f) => key_of(f.name().and_then(|n| n.path())),
+        _ => None,
     }
 }
 
@@ -635,6 +852,7 @@ impl FileLint<'_> {
             line,
             rule,
             message,
+            uncertain: false,
         });
     }
 
@@ -655,16 +873,110 @@ impl FileLint<'_> {
         }
     }
 
-    fn statement(&mut self, stmt: Stmt) {
-        let line = stmt.line;
-        let first = stmt.word(0).unwrap_or_default();
+    /// The live tables a statement works on (empty: none, or not a table statement).
+    fn live_tables(&self, stmt: &ast::Stmt) -> Vec<String> {
+        let tables: Vec<String> = match stmt {
+            ast::Stmt::AlterTable(at) => table_of_alter(at).into_iter().collect(),
+            ast::Stmt::CreateIndex(ci) => key_of(
+                ci.table_relation_name()
+                    .and_then(|r| r.table_name_ref())
+                    .and_then(|t| t.path_ref()),
+            )
+            .into_iter()
+            .collect(),
+            ast::Stmt::DropTable(dt) => dt
+                .table_name_refs()
+                .filter_map(|t| key_of(t.path_ref()))
+                .collect(),
+            ast::Stmt::Truncate(t) => t
+                .table_list()
+                .map(|l| {
+                    l.table_relation_names()
+                        .filter_map(|r| key_of(r.table_name_ref().and_then(|t| t.path_ref())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ast::Stmt::DropIndex(di) => {
+                return di
+                    .index_refs()
+                    .filter_map(|i| key_of(i.path_ref()))
+                    .filter(|i| !self.created_indexes.contains(i))
+                    // An index the set does not know: its table is taken as live.
+                    .map(|i| self.state.indexes.get(&i).cloned().unwrap_or(i))
+                    .filter(|t| self.is_live(t))
+                    .collect();
+            }
+            ast::Stmt::Reindex(r) => match r.reindex_target() {
+                Some(ast::ReindexTarget::ReindexTargetTable(t)) => {
+                    key_of(t.table_name_ref().and_then(|t| t.path_ref()))
+                        .into_iter()
+                        .collect()
+                }
+                Some(ast::ReindexTarget::ReindexTargetIndex(i)) => {
+                    key_of(i.index_ref().and_then(|i| i.path_ref()))
+                        .map(|i| self.state.indexes.get(&i).cloned().unwrap_or(i))
+                        .into_iter()
+                        .collect()
+                }
+                // A schema, the database, the system catalogs: live by definition.
+                _ => vec!["(every table)".to_string()],
+            },
+            _ => return Vec::new(),
+        };
+        tables.into_iter().filter(|t| self.is_live(t)).collect()
+    }
 
-        // Rules read from tokens, whether or not the parser knows the statement.
-        if stmt.has_word("CONCURRENTLY")
-            && (matches!(first.as_str(), "CREATE" | "DROP" | "REINDEX")
-                || (first == "ALTER" && stmt.has_word("DETACH")))
-            && (self.transactional || self.statements > 1)
-        {
+    /// Views or functions a DROP removes that the release still serving may use: created
+    /// before this file, and not re-created later in this (transactional) file.
+    fn live_objects(&self, index: usize, stmt: &ast::Stmt) -> Vec<String> {
+        let (names, created): (Vec<String>, &BTreeSet<String>) = match stmt {
+            ast::Stmt::DropView(d) => (
+                d.view_refs().filter_map(|v| key_of(v.path_ref())).collect(),
+                &self.created,
+            ),
+            ast::Stmt::DropMaterializedView(d) => (
+                d.view_refs().filter_map(|v| key_of(v.path_ref())).collect(),
+                &self.created,
+            ),
+            ast::Stmt::DropFunction(d) => (
+                d.function_sig_list()
+                    .map(|l| {
+                        l.function_sigs()
+                            .filter_map(|s| {
+                                key_of(s.function_name_ref().and_then(|n| n.path_ref()))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                &self.created_functions,
+            ),
+            _ => return Vec::new(),
+        };
+        names
+            .into_iter()
+            .filter(|n| !created.contains(n))
+            .filter(|n| {
+                !(self.transactional && self.recreated.iter().any(|(i, r)| *i > index && r == n))
+            })
+            .collect()
+    }
+
+    /// CONCURRENTLY inside a transaction: PostgreSQL refuses it. Not squawk's
+    /// `ban-concurrent-index-creation-in-transaction`, which takes a one-statement file as
+    /// running outside a transaction; sqlx wraps every file without `-- no-transaction` in one.
+    fn concurrently(&mut self, line: usize, stmt: &ast::Stmt) {
+        let kind = match stmt {
+            ast::Stmt::CreateIndex(_) => "CREATE INDEX",
+            ast::Stmt::DropIndex(_) => "DROP INDEX",
+            ast::Stmt::Reindex(_) => "REINDEX",
+            ast::Stmt::AlterTable(_) => "DETACH PARTITION",
+            _ => return,
+        };
+        let concurrently = stmt
+            .syntax()
+            .descendants_with_tokens()
+            .any(|e| e.kind() == SyntaxKind::CONCURRENTLY_KW);
+        if concurrently && (self.transactional || self.statements > 1) {
             let why = if self.transactional {
                 "the file runs in a transaction (it does not start with `-- no-transaction`)"
             } else {
@@ -673,484 +985,611 @@ impl FileLint<'_> {
             self.hit(
                 line,
                 CONCURRENTLY_IN_TX,
-                format!("{first} … CONCURRENTLY will fail: {why}"),
+                format!("{kind} … CONCURRENTLY will fail: {why}"),
             );
         }
-        match first.as_str() {
-            "VACUUM" => return self.vacuum(&stmt),
-            "CLUSTER" => return self.cluster(&stmt),
-            "REINDEX" => return self.takes_lock(line, "REINDEX"),
-            "DROP" if stmt.word(1).as_deref() == Some("INDEX") && stmt.has_word("CONCURRENTLY") => {
-                return self.takes_lock(line, "DROP INDEX CONCURRENTLY");
-            }
-            _ => {}
-        }
-
-        let mut parser =
-            Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(stmt.tokens.clone());
-        let parsed = parser.parse_statement().and_then(|s| {
-            if parser.peek_token().token == Token::EOF {
-                Ok(s)
-            } else {
-                parser.expected("end of statement", parser.peek_token())
-            }
-        });
-        match parsed {
-            Ok(s) => self.parsed(line, &s),
-            Err(e) => self.hit(
-                line,
-                PARSE_ERROR,
-                format!("{first} statement not understood by the lint's parser ({e}); not checked"),
-            ),
-        }
     }
 
-    fn vacuum(&mut self, stmt: &Stmt) {
-        if !stmt.has_word("FULL") {
+    /// A squawk finding, mapped to this project's rule and judged with what the set knows.
+    /// Reported at the line of the clause it is about (one action of an ALTER TABLE, one
+    /// column of a CREATE TABLE), so that a long statement points at the right line.
+    fn squawk(
+        &mut self,
+        index: usize,
+        stmt: &ast::Stmt,
+        root: &SyntaxNode,
+        lines: &Lines,
+        v: &Violation,
+    ) {
+        let Some(&(_, rule)) = SQUAWK_RULES.iter().find(|(r, _)| *r == v.code) else {
             return;
-        }
-        let table = last_name_word(stmt);
-        if table.as_ref().is_some_and(|t| !self.is_live(t)) {
-            return;
-        }
-        let target = table.map_or("every table of the database".to_string(), |t| {
-            format!("live table {t}")
-        });
-        self.hit(stmt.line, VACUUM_FULL, format!("VACUUM FULL on {target}"));
-        self.takes_lock(stmt.line, "VACUUM FULL");
-    }
-
-    fn cluster(&mut self, stmt: &Stmt) {
-        // CLUSTER [VERBOSE] [table [USING index]]
-        let at = if stmt.word(1).as_deref() == Some("VERBOSE") {
-            2
-        } else {
-            1
         };
-        let table = match stmt.tokens.get(at).map(|t| &t.token) {
-            Some(Token::Word(_)) => {
-                // The last part of a dotted name.
-                let mut i = at;
-                while matches!(
-                    stmt.tokens.get(i + 1).map(|t| &t.token),
-                    Some(Token::Period)
-                ) {
-                    i += 2;
-                }
-                match stmt.tokens.get(i).map(|t| &t.token) {
-                    Some(Token::Word(w)) => Some(word_key(w)),
-                    _ => None,
+        let covering = root.covering_element(v.text_range);
+        let Some(node) = covering
+            .as_node()
+            .cloned()
+            .or_else(|| covering.as_token().and_then(|t| t.parent()))
+        else {
+            return;
+        };
+        // The statement's clause the finding is about (e.g. one action of an ALTER TABLE).
+        let clause = node
+            .ancestors()
+            .find(|n| n.parent().as_ref() == Some(stmt.syntax()))
+            .unwrap_or_else(|| stmt.syntax().clone());
+        let what = snippet(&clause);
+        let line = first_line(&clause, lines);
+
+        match rule {
+            // Not about a table's traffic: reported wherever they are.
+            TRANSACTION_NESTING | IDENTIFIER_TOO_LONG | BAN_CHAR_FIELD | PREFER_TIMESTAMPTZ
+            | PREFER_TEXT_FIELD | PREFER_BIGINT | PREFER_IDENTITY => {
+                let what = snippet(&node);
+                self.hit(first_line(&node, lines), rule, what);
+            }
+            DROP_VIEW | DROP_FUNCTION => {
+                let live = self.live_objects(index, stmt);
+                if !live.is_empty() {
+                    let kind = if rule == DROP_VIEW {
+                        "view"
+                    } else {
+                        "function"
+                    };
+                    self.hit(
+                        line,
+                        rule,
+                        format!(
+                            "{} drops {kind} {} created before this migration",
+                            snippet(stmt.syntax()),
+                            live.join(", ")
+                        ),
+                    );
                 }
             }
-            _ => None,
-        };
-        if table.as_ref().is_some_and(|t| !self.is_live(t)) {
-            return;
+            _ => {
+                let live = self.live_tables(stmt);
+                let Some(table) = live.first().cloned() else {
+                    return;
+                };
+                let on = format!("on live table {}", live.join(", "));
+                match rule {
+                    VOLATILE_DEFAULT => {
+                        let Some(add) = node.ancestors().find_map(ast::AddColumn::cast) else {
+                            return;
+                        };
+                        if let Some((why, certain)) = default_rewrite(&add) {
+                            self.hits.push(Hit {
+                                line,
+                                rule,
+                                message: format!("{what} {on}: {why}"),
+                                uncertain: !certain,
+                            });
+                        }
+                    }
+                    COLUMN_TYPE => {
+                        let Some(alter) = node.ancestors().find_map(ast::AlterColumn::cast) else {
+                            // ALTER TYPE … ALTER ATTRIBUTE of a composite type.
+                            return self.hit(line, rule, what);
+                        };
+                        let column = key_of(alter.column_name_ref()).unwrap_or_default();
+                        let Some(ast::AlterColumnOption::SetType(set)) = alter.option() else {
+                            return;
+                        };
+                        let to = set
+                            .ty()
+                            .map(|t| SqlType::parse(&t.syntax().text().to_string()));
+                        let from = self.state.columns.get(&(table.clone(), column.clone()));
+                        let message = match (from, &to) {
+                            (Some(from), Some(to))
+                                if set.using_expr().is_none() && from.binary_coercible_to(to) =>
+                            {
+                                return;
+                            }
+                            (Some(from), Some(to)) => format!(
+                                "{what} {on}: {from} → {to} is not binary-coercible, so PostgreSQL rewrites the table and its indexes"
+                            ),
+                            _ => format!(
+                                "{what} {on}: the lint does not know {column}'s type before the change (not declared by an earlier migration of this set), so it assumes a rewrite"
+                            ),
+                        };
+                        self.hit(line, rule, message);
+                    }
+                    SET_NOT_NULL => {
+                        let column = node
+                            .ancestors()
+                            .find_map(ast::AlterColumn::cast)
+                            .and_then(|a| key_of(a.column_name_ref()))
+                            .unwrap_or_default();
+                        if !self
+                            .state
+                            .validated_not_null
+                            .contains(&(table.clone(), column.clone()))
+                        {
+                            self.hit(
+                                line,
+                                rule,
+                                format!(
+                                    "{what} {on} without a validated CHECK ({column} IS NOT NULL)"
+                                ),
+                            );
+                        }
+                    }
+                    NOT_VALID => {
+                        let mut kinds = node.ancestors().chain(node.descendants());
+                        let index_backed = kinds.any(|n| {
+                            matches!(
+                                n.kind(),
+                                SyntaxKind::UNIQUE_CONSTRAINT
+                                    | SyntaxKind::PRIMARY_KEY_CONSTRAINT
+                                    | SyntaxKind::EXCLUDE_CONSTRAINT
+                            )
+                        });
+                        if !index_backed {
+                            self.hit(line, rule, format!("{what} {on} without NOT VALID"));
+                        } else if clause
+                            .descendants()
+                            .any(|n| n.kind() == SyntaxKind::EXCLUDE_CONSTRAINT)
+                        {
+                            // squawk has no rule of its own for EXCLUDE: it builds an index too.
+                            self.hit(line, UNIQUE, format!("{what} {on}"));
+                        }
+                    }
+                    _ => self.hit(line, rule, format!("{what} {on}")),
+                }
+            }
         }
-        let target = table.map_or("every clustered table".to_string(), |t| {
-            format!("live table {t}")
-        });
-        self.hit(stmt.line, CLUSTER, format!("CLUSTER on {target}"));
-        self.takes_lock(stmt.line, "CLUSTER");
     }
 
-    fn parsed(&mut self, line: usize, s: &Statement) {
-        match s {
-            Statement::CreateTable(ct) => {
-                let table = table_key(&ct.name);
+    /// This project's own rules, and what the statement tells later statements and files.
+    fn statement(&mut self, index: usize, line: usize, stmt: &ast::Stmt) {
+        match stmt {
+            ast::Stmt::CreateTable(ct) => {
+                let Some(table) = key_of(ct.table_name().and_then(|t| t.path())) else {
+                    return;
+                };
                 self.created.insert(table.clone());
-                // A validated NOT NULL check written in CREATE TABLE counts like any other.
-                for c in &ct.constraints {
-                    if let TableConstraint::Check(check) = c
-                        && let Some(col) = not_null_check_column(&check.expr)
+                self.state.columns.retain(|(t, _), _| *t != table);
+                let mut references_live = false;
+                for arg in ct.table_arg_list().into_iter().flat_map(|l| l.args()) {
+                    if let ast::TableArg::Column(col) = &arg
+                        && let (Some(name), Some(ty)) = (key_of(col.name()), col.ty())
+                    {
+                        let ty = SqlType::parse(&ty.syntax().text().to_string());
+                        self.state.columns.insert((table.clone(), name), ty);
+                    }
+                    if let ast::TableArg::TableConstraint(ast::TableConstraint::CheckConstraint(
+                        check,
+                    )) = &arg
+                        && let Some(col) = check.expr().as_ref().and_then(not_null_check_column)
                     {
                         self.state.validated_not_null.insert((table.clone(), col));
                     }
+                    for n in arg.syntax().descendants() {
+                        let target = ast::ForeignKeyConstraint::cast(n.clone())
+                            .and_then(|fk| key_of(fk.table_name_ref()))
+                            .or_else(|| {
+                                ast::ReferencesConstraint::cast(n).and_then(|r| key_of(r.table()))
+                            });
+                        if target.is_some_and(|t| t != table && self.is_live(&t)) {
+                            references_live = true;
+                        }
+                    }
                 }
-                let references_live = ct.constraints.iter().any(|c| {
-                    matches!(c, TableConstraint::ForeignKey(fk) if self.is_live(&table_key(&fk.foreign_table)))
-                }) || ct.columns.iter().any(|col| {
-                    col.options.iter().any(|o| {
-                        matches!(&o.option, ColumnOption::ForeignKey(fk) if self.is_live(&table_key(&fk.foreign_table)))
-                    })
-                });
                 if references_live {
                     self.takes_lock(line, "CREATE TABLE with a foreign key to a live table");
                 }
             }
-            Statement::CreateIndex(ci) => {
-                let table = table_key(&ci.table_name);
-                if !self.is_live(&table) {
-                    return;
-                }
-                if !ci.concurrently {
-                    let name = ci.name.as_ref().map_or(String::new(), |n| format!(" {n}"));
-                    self.hit(
-                        line,
-                        CREATE_INDEX,
-                        format!("CREATE INDEX{name} on live table {table} without CONCURRENTLY"),
-                    );
-                }
-                self.takes_lock(line, "CREATE INDEX");
-            }
-            Statement::AlterTable(at) => {
-                let table = table_key(&at.name);
-                if !self.is_live(&table) {
-                    // Still track constraints: a later file may rely on them.
-                    for op in &at.operations {
-                        if let AlterTableOperation::AddConstraint {
-                            constraint: TableConstraint::Check(check),
-                            ..
-                        } = op
-                            && let Some(col) = not_null_check_column(&check.expr)
-                        {
-                            self.state.validated_not_null.insert((table.clone(), col));
-                        }
-                        if let AlterTableOperation::RenameTable {
-                            table_name: RenameTableNameKind::As(new) | RenameTableNameKind::To(new),
-                        } = op
-                        {
-                            self.created.insert(table_key(new));
-                        }
-                    }
-                    return;
-                }
-                for op in &at.operations {
-                    self.alter_op(line, &table, op);
-                }
-                self.takes_lock(line, "ALTER TABLE");
-            }
-            Statement::Drop {
-                object_type, names, ..
-            } => match object_type {
-                ObjectType::Table => {
-                    for name in names {
-                        let table = table_key(name);
-                        if self.is_live(&table) {
-                            self.hit(line, DROP_TABLE, format!("DROP TABLE {table}"));
-                            self.takes_lock(line, "DROP TABLE");
-                        }
-                    }
-                }
-                ObjectType::Index => self.takes_lock(line, "DROP INDEX"),
-                _ => {}
-            },
-            Statement::RenameTable(renames) => {
-                for r in renames {
-                    let table = table_key(&r.old_name);
-                    if self.is_live(&table) {
-                        self.hit(
-                            line,
-                            RENAME,
-                            format!("RENAME TABLE {table} to {}", r.new_name),
-                        );
-                    }
+            ast::Stmt::CreateTableAs(c) => {
+                if let Some(t) = key_of(c.table_name().and_then(|t| t.path())) {
+                    self.created.insert(t);
                 }
             }
-            Statement::Truncate(t) => {
-                for target in &t.table_names {
-                    let table = table_key(&target.name);
-                    if self.is_live(&table) {
-                        self.hit(line, TRUNCATE, format!("TRUNCATE live table {table}"));
-                        self.takes_lock(line, "TRUNCATE");
-                    }
+            ast::Stmt::CreateView(_) | ast::Stmt::CreateMaterializedView(_) => {
+                if let Some(v) = created_view_or_function(stmt) {
+                    self.created.insert(v);
                 }
             }
-            Statement::Lock(lock) => {
-                for target in &lock.tables {
-                    let table = table_key(&target.name);
-                    if self.is_live(&table) {
-                        self.hit(line, LOCK_TABLE, format!("LOCK TABLE {table}"));
-                        self.takes_lock(line, "LOCK TABLE");
-                    }
+            ast::Stmt::CreateFunction(_) => {
+                if let Some(f) = created_view_or_function(stmt) {
+                    self.created_functions.insert(f);
                 }
             }
-            Statement::Update(u) => {
-                if let TableFactor::Table { name, .. } = &u.table.relation {
-                    let table = table_key(name);
-                    if self.is_live(&table)
-                        && is_unbounded(u.selection.as_ref())
-                        && u.from.is_none()
-                    {
-                        self.hit(
-                            line,
-                            UNBOUNDED_DML,
-                            format!("UPDATE {table} {}", bound_text(u.selection.as_ref())),
-                        );
-                    }
-                }
-            }
-            Statement::Delete(d) => {
-                let tables = match &d.from {
-                    sqlparser::ast::FromTable::WithFromKeyword(t)
-                    | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
-                };
-                for t in tables {
-                    if let TableFactor::Table { name, .. } = &t.relation {
-                        let table = table_key(name);
-                        if self.is_live(&table)
-                            && is_unbounded(d.selection.as_ref())
-                            && d.using.is_none()
-                        {
-                            self.hit(
-                                line,
-                                UNBOUNDED_DML,
-                                format!("DELETE FROM {table} {}", bound_text(d.selection.as_ref())),
-                            );
-                        }
-                    }
-                }
-            }
-            Statement::Set(Set::SingleAssignment {
-                variable, values, ..
-            }) if table_key(variable) == "lock_timeout" => {
-                self.lock_timeout_off = values
-                    .first()
-                    .is_some_and(|v| is_zero_duration(&v.to_string()));
-            }
-            Statement::Reset(r) => {
-                if let Reset::ConfigurationParameter(name) = &r.reset
-                    && table_key(name) == "lock_timeout"
+            ast::Stmt::CreateIndex(ci) => {
+                let table = key_of(
+                    ci.table_relation_name()
+                        .and_then(|r| r.table_name_ref())
+                        .and_then(|t| t.path_ref()),
+                );
+                if let (Some(index), Some(table)) =
+                    (key_of(ci.index().and_then(|i| i.path())), table.clone())
                 {
-                    self.lock_timeout_off = self.engine_lock_timeout_off;
+                    self.state.indexes.insert(index.clone(), table);
+                    self.created_indexes.insert(index);
                 }
-                if matches!(r.reset, Reset::ALL) {
-                    self.lock_timeout_off = self.engine_lock_timeout_off;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn alter_op(&mut self, line: usize, table: &str, op: &AlterTableOperation) {
-        match op {
-            AlterTableOperation::AddColumn { column_def, .. } => {
-                if let Some(what) = rewriting_column(column_def) {
-                    self.hit(
-                        line,
-                        VOLATILE_DEFAULT,
-                        format!(
-                            "ADD COLUMN {} on live table {table} with {what}",
-                            column_def.name
-                        ),
-                    );
+                if table.is_some_and(|t| self.is_live(&t)) {
+                    self.takes_lock(line, "CREATE INDEX");
                 }
             }
-            AlterTableOperation::AlterColumn {
-                column_name,
-                op: AlterColumnOperation::SetDataType { data_type, .. },
-            } => self.hit(
-                line,
-                COLUMN_TYPE,
-                format!("ALTER COLUMN {column_name} TYPE {data_type} on live table {table}"),
-            ),
-            AlterTableOperation::AlterColumn {
-                column_name,
-                op: AlterColumnOperation::SetNotNull,
-            } => {
-                let key = (table.to_string(), ident_key(column_name));
-                if !self.state.validated_not_null.contains(&key) {
-                    self.hit(
-                        line,
-                        SET_NOT_NULL,
-                        format!(
-                            "SET NOT NULL on {table}.{column_name} without a validated CHECK ({column_name} IS NOT NULL)"
-                        ),
-                    );
+            ast::Stmt::AlterTable(at) => self.alter_table(line, at),
+            ast::Stmt::DropTable(_) => {
+                let live = self.live_tables(stmt);
+                if let ast::Stmt::DropTable(dt) = stmt {
+                    for t in dt.table_name_refs().filter_map(|t| key_of(t.path_ref())) {
+                        self.state.columns.retain(|(table, _), _| *table != t);
+                    }
+                }
+                if !live.is_empty() {
+                    self.takes_lock(line, "DROP TABLE");
                 }
             }
-            AlterTableOperation::AddConstraint {
-                constraint,
-                not_valid,
-            } => self.add_constraint(line, table, constraint, *not_valid),
-            AlterTableOperation::ValidateConstraint { name } => {
-                let key = ident_key(name);
-                if self.transactional && self.added_not_valid.contains(&key) {
-                    self.hit(
-                        line,
-                        NOT_VALID,
-                        format!(
-                            "VALIDATE CONSTRAINT {name} in the same transaction that added it NOT VALID keeps the add's lock through the validation scan"
-                        ),
-                    );
-                }
-                if let Some(col) = self.state.not_valid_not_null.remove(&key) {
-                    self.state.validated_not_null.insert(col);
+            ast::Stmt::DropIndex(_) | ast::Stmt::Reindex(_)
+                if !self.live_tables(stmt).is_empty() =>
+            {
+                self.takes_lock(line, "DROP INDEX / REINDEX");
+            }
+            ast::Stmt::Truncate(_) => {
+                let live = self.live_tables(stmt);
+                if !live.is_empty() {
+                    let what = snippet(stmt.syntax());
+                    for table in &live {
+                        self.hit(line, TRUNCATE, format!("{what} on live table {table}"));
+                    }
+                    self.takes_lock(line, "TRUNCATE");
                 }
             }
-            AlterTableOperation::DropColumn { column_names, .. } => {
-                let names: Vec<String> = column_names.iter().map(ToString::to_string).collect();
-                self.hit(
+            ast::Stmt::Lock(lock) => {
+                let tables: Vec<String> = lock
+                    .relation_list()
+                    .into_iter()
+                    .flat_map(|l| l.relation_names())
+                    .filter_map(|r| key_of(r.relation_name_ref().and_then(|r| r.path_ref())))
+                    .filter(|t| self.is_live(t))
+                    .collect();
+                for table in &tables {
+                    self.hit(line, LOCK_TABLE, format!("LOCK TABLE {table}"));
+                }
+                if !tables.is_empty() {
+                    self.takes_lock(line, "LOCK TABLE");
+                }
+            }
+            ast::Stmt::Vacuum(vacuum) if vacuum.is_full() => {
+                let tables: Vec<String> = vacuum
+                    .table_and_columns_list()
+                    .into_iter()
+                    .flat_map(|l| l.table_and_columnss())
+                    .filter_map(|t| {
+                        key_of(
+                            t.table_relation_name()
+                                .and_then(|r| r.table_name_ref())
+                                .and_then(|t| t.path_ref()),
+                        )
+                    })
+                    .collect();
+                self.rewrite_all(
                     line,
-                    DROP_COLUMN,
-                    format!("DROP COLUMN {} on live table {table}", names.join(", ")),
+                    VACUUM_FULL,
+                    "VACUUM FULL",
+                    &tables,
+                    "every table of the database",
                 );
             }
-            AlterTableOperation::RenameColumn {
-                old_column_name,
-                new_column_name,
-            } => self.hit(
-                line,
-                RENAME,
-                format!(
-                    "RENAME COLUMN {old_column_name} TO {new_column_name} on live table {table}"
-                ),
-            ),
-            AlterTableOperation::RenameTable { table_name } => self.hit(
-                line,
-                RENAME,
-                format!("RENAME live table {table} {table_name}"),
-            ),
+            ast::Stmt::Cluster(cluster) => {
+                let table =
+                    key_of(cluster.table_name_ref().and_then(|t| t.path_ref())).or_else(|| {
+                        key_of(
+                            cluster
+                                .cluster_legacy()
+                                .and_then(|l| l.on_path())
+                                .and_then(|p| p.table_name_ref())
+                                .and_then(|t| t.path_ref()),
+                        )
+                    });
+                self.rewrite_all(
+                    line,
+                    CLUSTER,
+                    "CLUSTER",
+                    &table.into_iter().collect::<Vec<_>>(),
+                    "every clustered table",
+                );
+            }
+            ast::Stmt::CreateTrigger(trigger) => {
+                let Some(table) = key_of(
+                    trigger
+                        .on_relation()
+                        .and_then(|r| r.relation_name_ref())
+                        .and_then(|r| r.path_ref()),
+                ) else {
+                    return;
+                };
+                if self.is_live(&table) {
+                    let name = key_of(trigger.trigger()).unwrap_or_default();
+                    self.hit(
+                        line,
+                        CREATE_TRIGGER,
+                        format!("CREATE TRIGGER {name} on live table {table}"),
+                    );
+                    self.takes_lock(line, "CREATE TRIGGER");
+                }
+            }
+            ast::Stmt::DropView(_)
+            | ast::Stmt::DropMaterializedView(_)
+            | ast::Stmt::DropFunction(_)
+                if !self.live_objects(index, stmt).is_empty() =>
+            {
+                self.takes_lock(line, "DROP VIEW / FUNCTION");
+            }
+            ast::Stmt::Update(u) => {
+                let table = key_of(
+                    u.relation_name()
+                        .and_then(|r| r.relation_name_ref())
+                        .and_then(|r| r.path_ref()),
+                );
+                if let Some(table) = table
+                    && self.is_live(&table)
+                    && u.from_clause().is_none()
+                {
+                    self.unbounded(line, "UPDATE", &table, u.where_clause_or_current_of());
+                }
+            }
+            ast::Stmt::Delete(d) => {
+                let table = key_of(
+                    d.relation_name()
+                        .and_then(|r| r.relation_name_ref())
+                        .and_then(|r| r.path_ref()),
+                );
+                if let Some(table) = table
+                    && self.is_live(&table)
+                    && d.using_clause().is_none()
+                {
+                    self.unbounded(line, "DELETE FROM", &table, d.where_clause_or_current_of());
+                }
+            }
+            ast::Stmt::Set(_) | ast::Stmt::Reset(_) => self.lock_timeout_setting(stmt),
             _ => {}
         }
     }
 
-    fn add_constraint(
+    /// VACUUM FULL and CLUSTER: a rewrite of the named tables (or of all of them).
+    fn rewrite_all(
         &mut self,
         line: usize,
-        table: &str,
-        constraint: &TableConstraint,
-        not_valid: bool,
+        rule: &'static str,
+        what: &str,
+        tables: &[String],
+        all: &str,
     ) {
-        let name = constraint_name(constraint).map(|n| ident_key(&n));
-        let label = name.clone().map_or(String::new(), |n| format!(" {n}"));
-        match constraint {
-            TableConstraint::ForeignKey(_) | TableConstraint::Check(_) => {
-                let kind = if matches!(constraint, TableConstraint::ForeignKey(_)) {
-                    "FOREIGN KEY"
-                } else {
-                    "CHECK"
+        let live: Vec<&String> = tables.iter().filter(|t| self.is_live(t)).collect();
+        if !tables.is_empty() && live.is_empty() {
+            return;
+        }
+        let target = if tables.is_empty() {
+            all.to_string()
+        } else {
+            format!(
+                "live table {}",
+                live.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        self.hit(line, rule, format!("{what} on {target}"));
+        self.takes_lock(line, what);
+    }
+
+    fn unbounded(
+        &mut self,
+        line: usize,
+        verb: &str,
+        table: &str,
+        bound: Option<ast::WhereClauseOrCurrentOf>,
+    ) {
+        let message = match bound {
+            None => format!("{verb} {table} without WHERE (every row of a live table)"),
+            Some(ast::WhereClauseOrCurrentOf::WhereClause(w)) => match w.expr() {
+                Some(e) if null_only(&e) => format!(
+                    "{verb} {table} WHERE {} (only tests NULL-ness: every row of a live table)",
+                    snippet(e.syntax())
+                ),
+                _ => return,
+            },
+            Some(_) => return,
+        };
+        self.hit(line, UNBOUNDED_DML, message);
+    }
+
+    /// `SET [SESSION|LOCAL] lock_timeout …` / `RESET lock_timeout` / `RESET ALL`.
+    fn lock_timeout_setting(&mut self, stmt: &ast::Stmt) {
+        let text = stmt.syntax().text().to_string().to_lowercase();
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '=' || c == ';')
+            .filter(|w| !w.is_empty())
+            .collect();
+        match words.as_slice() {
+            ["set", rest @ ..] => {
+                let rest = match rest {
+                    ["session" | "local", rest @ ..] => rest,
+                    rest => rest,
                 };
-                if not_valid {
-                    if let Some(n) = &name {
-                        self.added_not_valid.insert(n.clone());
-                    }
-                } else {
-                    self.hit(
-                        line,
-                        NOT_VALID,
-                        format!(
-                            "ADD CONSTRAINT{label} {kind} on live table {table} without NOT VALID"
-                        ),
-                    );
-                }
-                if let TableConstraint::Check(check) = constraint
-                    && let Some(col) = not_null_check_column(&check.expr)
-                {
-                    let key = (table.to_string(), col);
-                    match (not_valid, name) {
-                        (false, _) => {
-                            self.state.validated_not_null.insert(key);
-                        }
-                        (true, Some(n)) => {
-                            self.state.not_valid_not_null.insert(n, key);
-                        }
-                        (true, None) => {}
-                    }
+                if let ["lock_timeout", rest @ ..] = rest {
+                    let value = match rest {
+                        ["to", v, ..] | [v, ..] => *v,
+                        [] => return,
+                    };
+                    self.lock_timeout_off = is_zero_duration(value)
+                        || (value == "default" && self.engine_lock_timeout_off);
                 }
             }
-            TableConstraint::Unique(_) | TableConstraint::PrimaryKey(_) => {
-                let kind = if matches!(constraint, TableConstraint::Unique(_)) {
-                    "UNIQUE"
-                } else {
-                    "PRIMARY KEY"
-                };
-                self.hit(
-                    line,
-                    UNIQUE,
-                    format!(
-                        "ADD CONSTRAINT{label} {kind} on live table {table} builds its index under the lock (no USING INDEX)"
-                    ),
-                );
+            ["reset", "lock_timeout" | "all", ..] => {
+                self.lock_timeout_off = self.engine_lock_timeout_off;
             }
             _ => {}
         }
     }
-}
 
-fn word_key(w: &sqlparser::tokenizer::Word) -> String {
-    if w.quote_style.is_some() {
-        w.value.clone()
-    } else {
-        w.value.to_lowercase()
-    }
-}
-
-/// The table of `VACUUM [FULL] [(options)] [table]`: the last word, if it is not an option.
-fn last_name_word(stmt: &Stmt) -> Option<String> {
-    match stmt.tokens.last().map(|t| &t.token) {
-        Some(Token::Word(w))
-            if w.quote_style.is_some()
-                || !["FULL", "VACUUM", "FREEZE", "VERBOSE", "ANALYZE"]
-                    .contains(&w.value.to_ascii_uppercase().as_str()) =>
-        {
-            Some(word_key(w))
+    fn alter_table(&mut self, line: usize, at: &ast::AlterTable) {
+        let Some(table) = table_of_alter(at) else {
+            return;
+        };
+        let live = self.is_live(&table);
+        for action in at.actions() {
+            match action {
+                ast::AlterTableAction::AddColumn(add) => {
+                    let (Some(col), Some(ty)) = (key_of(add.column_name()), add.ty()) else {
+                        continue;
+                    };
+                    let ty = SqlType::parse(&ty.syntax().text().to_string());
+                    if live && ty.is_serial() {
+                        self.hit(
+                            line,
+                            VOLATILE_DEFAULT,
+                            format!(
+                                "{} on live table {table}: type {ty} is a nextval() default for every row",
+                                snippet(add.syntax())
+                            ),
+                        );
+                    }
+                    self.state.columns.insert((table.clone(), col), ty);
+                }
+                ast::AlterTableAction::AlterColumn(alter) => {
+                    if let (Some(col), Some(ast::AlterColumnOption::SetType(set))) =
+                        (key_of(alter.column_name_ref()), alter.option())
+                        && let Some(ty) = set.ty()
+                    {
+                        let ty = SqlType::parse(&ty.syntax().text().to_string());
+                        self.state.columns.insert((table.clone(), col), ty);
+                    }
+                }
+                ast::AlterTableAction::DropColumn(drop) => {
+                    if let Some(col) = key_of(drop.column_name_ref()) {
+                        self.state.columns.remove(&(table.clone(), col));
+                    }
+                }
+                ast::AlterTableAction::RenameColumn(rename) => {
+                    if let (Some(old), Some(new)) = (
+                        key_of(rename.column_name_ref()),
+                        key_of(rename.column_name()),
+                    ) && let Some(ty) = self.state.columns.remove(&(table.clone(), old))
+                    {
+                        self.state.columns.insert((table.clone(), new), ty);
+                    }
+                }
+                ast::AlterTableAction::TableRenameTo(rename) => {
+                    if let Some(new) = key_of(rename.table_name().and_then(|t| t.path())) {
+                        let moved: Vec<_> = self
+                            .state
+                            .columns
+                            .iter()
+                            .filter(|((t, _), _)| *t == table)
+                            .map(|((_, c), ty)| (c.clone(), ty.clone()))
+                            .collect();
+                        self.state.columns.retain(|(t, _), _| *t != table);
+                        for (c, ty) in moved {
+                            self.state.columns.insert((new.clone(), c), ty);
+                        }
+                        if !live {
+                            // A new table renamed keeps its exemption under the new name.
+                            self.created.insert(new);
+                        }
+                    }
+                }
+                ast::AlterTableAction::AddConstraint(add) => {
+                    if let Some(ast::Constraint::CheckConstraint(check)) = add.constraint()
+                        && let Some(col) = check.expr().as_ref().and_then(not_null_check_column)
+                    {
+                        let key = (table.clone(), col);
+                        let not_valid = add.constraint().is_some_and(|c| c.is_not_valid());
+                        let name = key_of(
+                            check
+                                .constraint_name_clause()
+                                .and_then(|c| c.constraint_name()),
+                        );
+                        match (not_valid, name) {
+                            (false, _) => {
+                                self.state.validated_not_null.insert(key);
+                            }
+                            (true, Some(n)) => {
+                                self.state.not_valid_not_null.insert(n, key);
+                            }
+                            (true, None) => {}
+                        }
+                    }
+                }
+                ast::AlterTableAction::ValidateConstraint(validate) => {
+                    if let Some(name) =
+                        key_of(validate.constraint_name_ref().and_then(|c| c.path_ref()))
+                        && let Some(col) = self.state.not_valid_not_null.remove(&name)
+                    {
+                        self.state.validated_not_null.insert(col);
+                    }
+                }
+                _ => {}
+            }
         }
-        _ => None,
-    }
-}
-
-fn constraint_name(c: &TableConstraint) -> Option<Ident> {
-    match c {
-        TableConstraint::Unique(u) => u.name.clone(),
-        TableConstraint::PrimaryKey(p) => p.name.clone(),
-        TableConstraint::ForeignKey(f) => f.name.clone(),
-        TableConstraint::Check(c) => c.name.clone(),
-        _ => None,
+        if live {
+            self.takes_lock(line, "ALTER TABLE");
+        }
     }
 }
 
 /// `col IS NOT NULL` (parentheses allowed): the column.
-fn not_null_check_column(expr: &Expr) -> Option<String> {
+fn not_null_check_column(expr: &ast::Expr) -> Option<String> {
     match expr {
-        Expr::Nested(inner) => not_null_check_column(inner),
-        Expr::IsNotNull(inner) => match inner.as_ref() {
-            Expr::Identifier(ident) => Some(ident_key(ident)),
-            Expr::CompoundIdentifier(parts) => parts.last().map(ident_key),
-            _ => None,
-        },
+        ast::Expr::ParenExpr(p) => p.expr().as_ref().and_then(not_null_check_column),
+        ast::Expr::BinExpr(b) if matches!(b.op(), Some(ast::BinOp::IsNot(_))) => {
+            let is_null = matches!(b.rhs(), Some(ast::Expr::Literal(l)) if l.syntax().text() == "null" || l.syntax().text().to_string().eq_ignore_ascii_case("null"));
+            match b.lhs() {
+                Some(ast::Expr::NameRef(n)) if is_null => Some(n.text()),
+                _ => None,
+            }
+        }
+        ast::Expr::PostfixExpr(p)
+            if p.syntax()
+                .text()
+                .to_string()
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .ends_with(&["is", "not", "null"]) =>
+        {
+            match p.expr() {
+                Some(ast::Expr::NameRef(n)) => Some(n.text()),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
 
-/// No WHERE, or one whose every AND-ed term only tests NULL-ness or a boolean column: the
-/// classic backfill `UPDATE t SET c = … WHERE c IS NULL`, which touches every row.
-fn is_unbounded(selection: Option<&Expr>) -> bool {
-    fn null_only(e: &Expr) -> bool {
-        match e {
-            Expr::Nested(inner) => null_only(inner),
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::And,
-                right,
-            } => null_only(left) && null_only(right),
-            Expr::IsNull(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsNotFalse(_)
-            | Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
-            | Expr::Value(_) => true,
-            Expr::UnaryOp { expr, .. } => null_only(expr),
+/// A WHERE whose every AND-ed term only tests NULL-ness or a boolean column: the classic
+/// backfill `UPDATE t SET c = … WHERE c IS NULL`, which touches every row.
+fn null_only(e: &ast::Expr) -> bool {
+    match e {
+        ast::Expr::ParenExpr(p) => p.expr().as_ref().is_some_and(null_only),
+        ast::Expr::BinExpr(b) => match b.op() {
+            Some(ast::BinOp::And(_)) => {
+                b.lhs().as_ref().is_some_and(null_only) && b.rhs().as_ref().is_some_and(null_only)
+            }
+            Some(ast::BinOp::Is(_) | ast::BinOp::IsNot(_)) => {
+                matches!(b.rhs(), Some(ast::Expr::Literal(_)))
+                    && b.lhs().as_ref().is_some_and(null_only)
+            }
             _ => false,
-        }
-    }
-    selection.is_none_or(null_only)
-}
-
-fn bound_text(selection: Option<&Expr>) -> String {
-    match selection {
-        None => "without WHERE (every row of a live table)".to_string(),
-        Some(e) => format!("WHERE {e} (only tests NULL-ness: every row of a live table)"),
+        },
+        ast::Expr::PostfixExpr(p) => p.expr().as_ref().is_some_and(null_only),
+        ast::Expr::PrefixExpr(p) => p.expr().as_ref().is_some_and(null_only),
+        ast::Expr::NameRef(_) | ast::Expr::FieldExpr(_) | ast::Expr::Literal(_) => true,
+        _ => false,
     }
 }
 
-/// Functions PostgreSQL marks VOLATILE that show up in defaults.
+/// Functions PostgreSQL marks VOLATILE that show up in defaults: a default calling one is
+/// evaluated per row, so adding the column rewrites the table.
 const VOLATILE_FUNCTIONS: &[&str] = &[
     "random",
+    "random_normal",
     "gen_random_uuid",
+    "gen_random_bytes",
     "uuid_generate_v1",
     "uuid_generate_v1mc",
     "uuid_generate_v4",
@@ -1159,24 +1598,33 @@ const VOLATILE_FUNCTIONS: &[&str] = &[
     "clock_timestamp",
     "timeofday",
     "nextval",
+    "currval",
+    "lastval",
     "txid_current",
     "pg_current_xact_id",
     "setseed",
 ];
 
-/// Functions and function-like keywords known to be STABLE or IMMUTABLE: a default using only
-/// these is evaluated once for the table (no rewrite). Anything else is treated as possibly
-/// volatile and named in the message.
+/// Functions known to be STABLE or IMMUTABLE that show up in defaults: evaluated once when the
+/// column is added (PostgreSQL 11+), no rewrite. A function on neither list is unknown: the
+/// finding is a warning (it may be volatile), never a deny.
 const NON_VOLATILE_FUNCTIONS: &[&str] = &[
     "now",
-    "current_timestamp",
-    "current_date",
-    "current_time",
-    "localtimestamp",
-    "localtime",
     "transaction_timestamp",
     "statement_timestamp",
-    "cast",
+    "to_timestamp",
+    "to_date",
+    "to_char",
+    "to_number",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "timezone",
     "coalesce",
     "nullif",
     "greatest",
@@ -1185,87 +1633,206 @@ const NON_VOLATILE_FUNCTIONS: &[&str] = &[
     "upper",
     "length",
     "concat",
-    "array",
-    "row",
+    "concat_ws",
+    "format",
+    "replace",
+    "substring",
+    "trim",
+    "md5",
+    "encode",
+    "decode",
+    "abs",
+    "round",
     "to_jsonb",
     "to_json",
     "jsonb_build_object",
     "jsonb_build_array",
     "json_build_object",
     "json_build_array",
-    "make_interval",
-    "date_trunc",
-    "timezone",
-    "extract",
-    "abs",
-    "interval",
+    "array_fill",
+    "current_setting",
+    "current_database",
+    "current_schema",
+    "uuid_nil",
+    "inet_client_addr",
 ];
 
-/// Why adding this column rewrites the table, if it does.
-fn rewriting_column(col: &sqlparser::ast::ColumnDef) -> Option<String> {
-    let ty = col.data_type.to_string().to_lowercase();
-    if [
-        "serial",
-        "bigserial",
-        "smallserial",
-        "serial2",
-        "serial4",
-        "serial8",
-    ]
-    .contains(&ty.as_str())
-    {
-        return Some(format!("type {ty} (a nextval() default for every row)"));
-    }
-    for o in &col.options {
-        match &o.option {
-            ColumnOption::Default(expr) => {
-                let sql = expr.to_string();
-                if let Some(f) = functions_in(&sql)
-                    .into_iter()
-                    .find(|f| !NON_VOLATILE_FUNCTIONS.contains(&f.as_str()))
-                {
-                    let kind = if VOLATILE_FUNCTIONS.contains(&f.as_str()) {
-                        "volatile"
-                    } else {
-                        "possibly volatile (unknown)"
-                    };
-                    return Some(format!("DEFAULT {sql}: {f}() is {kind}"));
+/// Why adding this column rewrites the table (PostgreSQL 11+), and whether the lint is sure.
+fn default_rewrite(add: &ast::AddColumn) -> Option<(String, bool)> {
+    for constraint in add.constraints() {
+        match constraint {
+            ast::Constraint::DefaultConstraint(d) => {
+                let expr = d.expr()?;
+                let mut unknown = None;
+                for call in expr.syntax().descendants().filter_map(ast::CallExpr::cast) {
+                    let name = call
+                        .expr()
+                        .map(|e| name_key(e.syntax()))
+                        .or_else(|| call.syntax().first_token().map(|t| t.text().to_lowercase()))
+                        .unwrap_or_default();
+                    if VOLATILE_FUNCTIONS.contains(&name.as_str()) {
+                        return Some((
+                            format!("{name}() is volatile: evaluated for every row"),
+                            true,
+                        ));
+                    }
+                    if !NON_VOLATILE_FUNCTIONS.contains(&name.as_str()) {
+                        unknown.get_or_insert(name);
+                    }
+                }
+                if let Some(name) = unknown {
+                    return Some((
+                        format!(
+                            "the lint does not know whether {name}() is volatile; if it is, the table is rewritten"
+                        ),
+                        false,
+                    ));
                 }
             }
-            ColumnOption::Generated {
-                generation_expr: Some(_),
-                generation_expr_mode,
-                ..
-            } if *generation_expr_mode != Some(GeneratedExpressionMode::Virtual) => {
-                return Some("a stored generated expression".to_string());
+            ast::Constraint::GeneratedConstraint(g) => {
+                let text = g.syntax().text().to_string().to_lowercase();
+                if text.contains("identity") {
+                    return Some((
+                        "an identity column gets one value per row".to_string(),
+                        true,
+                    ));
+                }
+                if text.contains("stored") {
+                    return Some((
+                        "a stored generated column is computed for every row".to_string(),
+                        true,
+                    ));
+                }
+                // VIRTUAL (PostgreSQL 18): computed on read, nothing is written.
             }
-            ColumnOption::Generated {
-                generation_expr: None,
-                ..
-            }
-            | ColumnOption::Identity(_) => return Some("an identity (one value per row)".into()),
             _ => {}
         }
     }
     None
 }
 
-/// Names followed by `(` in an expression's SQL: the functions it calls.
-fn functions_in(sql: &str) -> Vec<String> {
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
-        return vec!["(unreadable expression)".to_string()];
-    };
-    let tokens: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
-    tokens
-        .windows(2)
-        .filter_map(|w| match (w[0], w[1]) {
-            (Token::Word(word), Token::LParen) => Some(word.value.to_lowercase()),
-            _ => None,
-        })
-        .collect()
+/// A column type as far as rewrites go: canonical name, type modifiers, array or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SqlType {
+    name: String,
+    mods: Vec<u32>,
+    array: bool,
+}
+
+impl SqlType {
+    fn parse(text: &str) -> Self {
+        let mut t = text
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut array = false;
+        if let Some(i) = t.find('[') {
+            array = true;
+            t.truncate(i);
+        }
+        if let Some(stripped) = t.strip_suffix(" array") {
+            array = true;
+            t = stripped.to_string();
+        }
+        let mut mods = Vec::new();
+        if let (Some(a), Some(b)) = (t.find('('), t.find(')'))
+            && a < b
+        {
+            mods = t[a + 1..b]
+                .split(',')
+                .filter_map(|m| m.trim().parse().ok())
+                .collect();
+            t = format!("{} {}", &t[..a], &t[b + 1..]);
+        }
+        let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        let t = t.trim_start_matches("pg_catalog.").trim_matches('"');
+        let name = match t {
+            "character varying" | "varchar" => "varchar",
+            "character" | "char" | "bpchar" => "bpchar",
+            "int" | "integer" | "int4" => "int4",
+            "smallint" | "int2" => "int2",
+            "bigint" | "int8" => "int8",
+            "decimal" | "numeric" => "numeric",
+            "timestamp" | "timestamp without time zone" => "timestamp",
+            "timestamptz" | "timestamp with time zone" => "timestamptz",
+            "time" | "time without time zone" => "time",
+            "timetz" | "time with time zone" => "timetz",
+            "bit varying" | "varbit" => "varbit",
+            "double precision" | "float8" => "float8",
+            "real" | "float4" => "float4",
+            "boolean" | "bool" => "bool",
+            "serial" | "serial4" => "serial",
+            "bigserial" | "serial8" => "bigserial",
+            "smallserial" | "serial2" => "smallserial",
+            other => other,
+        };
+        Self {
+            name: name.to_string(),
+            mods,
+            array,
+        }
+    }
+
+    fn is_serial(&self) -> bool {
+        matches!(self.name.as_str(), "serial" | "bigserial" | "smallserial")
+    }
+
+    /// Whether `ALTER COLUMN … TYPE to` keeps the table and its indexes as they are
+    /// (binary-coercible, or a widened type modifier). Each case was checked on PostgreSQL:
+    /// `pg_relation_filenode` of the table and of an index on the column unchanged.
+    fn binary_coercible_to(&self, to: &SqlType) -> bool {
+        if self == to {
+            return true;
+        }
+        if self.array || to.array {
+            return false;
+        }
+        // A length or precision limit that only grows (or goes away).
+        let widened = |from: &[u32], to: &[u32], unlimited: u32| match (from.first(), to.first()) {
+            (_, None) => true,
+            (Some(a), Some(b)) => b >= a,
+            (None, Some(b)) => *b >= unlimited,
+        };
+        match (self.name.as_str(), to.name.as_str()) {
+            ("varchar", "varchar") | ("varbit", "varbit") => {
+                widened(&self.mods, &to.mods, u32::MAX)
+            }
+            ("varchar", "text") | ("cidr", "inet") | ("xml", "text") => true,
+            ("text", "varchar") => to.mods.is_empty(),
+            ("numeric", "numeric") => match (self.mods.as_slice(), to.mods.as_slice()) {
+                (_, []) => true,
+                ([p, rest @ ..], [p2, rest2 @ ..]) => {
+                    p2 >= p && rest.first().unwrap_or(&0) == rest2.first().unwrap_or(&0)
+                }
+                _ => false,
+            },
+            (a, b)
+                if a == b
+                    && matches!(
+                        a,
+                        "timestamp" | "timestamptz" | "time" | "timetz" | "interval"
+                    ) =>
+            {
+                widened(&self.mods, &to.mods, 6)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for SqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.mods.is_empty() {
+            let mods: Vec<String> = self.mods.iter().map(u32::to_string).collect();
+            write!(f, "({})", mods.join(","))?;
+        }
+        if self.array {
+            f.write_str("[]")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1360,12 +1927,28 @@ mod tests {
             "ALTER TABLE t ADD COLUMN c bigserial;",
             "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a + 1) STORED;",
             "ALTER TABLE t ADD COLUMN c bigint GENERATED ALWAYS AS IDENTITY;",
-            "ALTER TABLE t ADD COLUMN c int DEFAULT my_counter();",
+            "ALTER TABLE t ADD COLUMN c uuid DEFAULT uuid_generate_v4();",
+            "ALTER TABLE t ADD COLUMN c bigint DEFAULT nextval('s');",
         ] {
             assert_eq!(rules(sql), [VOLATILE_DEFAULT], "{sql}");
+            assert_eq!(lint(&[("1_x.sql", sql)]).denies(), 1, "{sql}");
         }
+        // A function the lint does not know may be volatile: a warning, never a deny.
+        let report = lint(&[(
+            "1_x.sql",
+            "ALTER TABLE t ADD COLUMN c int DEFAULT my_counter();",
+        )]);
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].rule, VOLATILE_DEFAULT);
+        assert_eq!(report.findings[0].level, Level::Warn);
         for sql in [
             "ALTER TABLE t ADD COLUMN c timestamptz NOT NULL DEFAULT now();",
+            "ALTER TABLE t ADD COLUMN created_at timestamptz NOT NULL DEFAULT to_timestamp(0);",
+            "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT CURRENT_TIMESTAMP;",
+            "ALTER TABLE t ADD COLUMN c timestamptz DEFAULT now() + interval '1 day';",
+            "ALTER TABLE t ADD COLUMN c date DEFAULT CAST('2026-01-01' AS date);",
+            "ALTER TABLE t ADD COLUMN c text DEFAULT lower('X');",
+            "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a + 1) VIRTUAL;",
             "ALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 0;",
             "ALTER TABLE t ADD COLUMN c jsonb NOT NULL DEFAULT '{}'::jsonb;",
             "ALTER TABLE t ADD COLUMN c text;",
@@ -1388,6 +1971,147 @@ mod tests {
         assert!(rules("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;").is_empty());
         assert!(
             rules("CREATE TABLE t (c int);\nALTER TABLE t ALTER COLUMN c TYPE bigint;").is_empty()
+        );
+    }
+
+    /// The type before the change comes from the earlier files of the set.
+    #[test]
+    fn binary_coercible_type_changes_are_not_findings() {
+        let create = "CREATE TABLE t (a varchar(64), b varchar(50), c numeric(10,2), d cidr, e xml, f int, g timestamp, h char(10), i text, j timestamptz(3), k varchar(64)[]);";
+        let changes = |sql: &str| -> Vec<&'static str> {
+            lint(&[("1_a.sql", create), ("2_b.sql", sql)])
+                .findings
+                .iter()
+                .filter(|f| f.file == "2_b.sql")
+                .map(|f| f.rule)
+                .collect()
+        };
+        for sql in [
+            "ALTER TABLE t ALTER COLUMN a TYPE text;",
+            "ALTER TABLE t ALTER COLUMN b TYPE varchar(255);",
+            "ALTER TABLE t ALTER COLUMN b TYPE character varying;",
+            "ALTER TABLE t ALTER COLUMN c TYPE numeric(12,2);",
+            "ALTER TABLE t ALTER COLUMN c TYPE numeric;",
+            "ALTER TABLE t ALTER COLUMN d SET DATA TYPE inet;",
+            "ALTER TABLE t ALTER COLUMN e TYPE text;",
+            "ALTER TABLE t ALTER COLUMN i TYPE varchar;",
+            "ALTER TABLE t ALTER COLUMN j TYPE timestamp with time zone;",
+            "ALTER TABLE public.t ALTER COLUMN a TYPE varchar(64);",
+        ] {
+            assert!(changes(sql).is_empty(), "{sql}: {:?}", changes(sql));
+        }
+        for sql in [
+            "ALTER TABLE t ALTER COLUMN b TYPE varchar(20);",
+            "ALTER TABLE t ALTER COLUMN c TYPE numeric(12,4);",
+            "ALTER TABLE t ALTER COLUMN c TYPE numeric(8,2);",
+            "ALTER TABLE t ALTER COLUMN f TYPE bigint;",
+            "ALTER TABLE t ALTER COLUMN g TYPE timestamptz;",
+            "ALTER TABLE t ALTER COLUMN h TYPE text;",
+            "ALTER TABLE t ALTER COLUMN i TYPE varchar(100);",
+            "ALTER TABLE t ALTER COLUMN k TYPE text[];",
+            "ALTER TABLE t ALTER COLUMN a TYPE text USING a || '';",
+            // A column the set did not declare: assumed to rewrite.
+            "ALTER TABLE t ALTER COLUMN zz TYPE text;",
+        ] {
+            assert_eq!(changes(sql), [COLUMN_TYPE], "{sql}");
+        }
+        // The type is followed through changes and renames.
+        let report = lint(&[
+            ("1_a.sql", create),
+            ("2_b.sql", "ALTER TABLE t ALTER COLUMN b TYPE varchar(100);"),
+            (
+                "3_c.sql",
+                "ALTER TABLE t RENAME COLUMN b TO bb;\n-- lint:allow rename: test",
+            ),
+            ("4_d.sql", "ALTER TABLE t ALTER COLUMN bb TYPE varchar(80);"),
+        ]);
+        let found: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.file != "1_a.sql")
+            .map(|f| (f.file.as_str(), f.rule))
+            .collect();
+        assert_eq!(found, [("3_c.sql", RENAME), ("4_d.sql", COLUMN_TYPE)]);
+    }
+
+    #[test]
+    fn sql_type_widening_matches_postgresql() {
+        let ok = |a: &str, b: &str| SqlType::parse(a).binary_coercible_to(&SqlType::parse(b));
+        // Each checked on PostgreSQL 15: table and index filenodes unchanged.
+        assert!(ok("varchar(64)", "text"));
+        assert!(ok("character varying(50)", "varchar(255)"));
+        assert!(ok("varchar(50)", "varchar"));
+        assert!(ok("text", "varchar"));
+        assert!(ok("numeric(10, 2)", "numeric(12,2)"));
+        assert!(ok("numeric(10,2)", "numeric"));
+        assert!(ok("varbit(8)", "bit varying(16)"));
+        assert!(ok("cidr", "inet"));
+        assert!(ok("xml", "text"));
+        assert!(ok("timestamp(3)", "timestamp(6)"));
+        assert!(ok("time(3) without time zone", "time"));
+        assert!(ok("interval(3)", "interval(6)"));
+        // Each rewrote the table or rebuilt its index there.
+        assert!(!ok("varchar(255)", "varchar(50)"));
+        assert!(!ok("text", "varchar(100)"));
+        assert!(!ok("char(10)", "char(20)"));
+        assert!(!ok("char(10)", "text"));
+        assert!(!ok("numeric", "numeric(10,2)"));
+        assert!(!ok("numeric(10,2)", "numeric(12,4)"));
+        assert!(!ok("timestamp", "timestamptz"));
+        assert!(!ok("timestamptz", "timestamp"));
+        assert!(!ok("timestamp(6)", "timestamp(3)"));
+        assert!(!ok("inet", "cidr"));
+        assert!(!ok("int", "bigint"));
+        assert!(!ok("varchar(64)[]", "text[]"));
+        assert!(!ok("json", "jsonb"));
+    }
+
+    #[test]
+    fn dropping_views_and_functions_the_serving_release_may_use() {
+        let earlier = (
+            "1_a.sql",
+            "CREATE VIEW v AS SELECT 1 AS x;\nCREATE MATERIALIZED VIEW m AS SELECT 1 AS x;\nCREATE FUNCTION f(a int) RETURNS int LANGUAGE sql AS $$ SELECT a $$;",
+        );
+        let found = |sql: &str| -> Vec<&'static str> {
+            lint(&[earlier, ("2_b.sql", sql)])
+                .findings
+                .iter()
+                .map(|f| f.rule)
+                .collect()
+        };
+        assert_eq!(found("DROP VIEW v;"), [DROP_VIEW]);
+        assert_eq!(found("DROP MATERIALIZED VIEW IF EXISTS m;"), [DROP_VIEW]);
+        assert_eq!(found("DROP FUNCTION f(int);"), [DROP_FUNCTION]);
+        // Re-created in the same transaction: a replacement, never missing for the old release.
+        assert!(found("DROP VIEW v;\nCREATE VIEW v AS SELECT 2 AS x, 3 AS y;").is_empty());
+        assert!(
+            found("DROP FUNCTION f(int);\nCREATE FUNCTION f(a int) RETURNS bigint LANGUAGE sql AS $$ SELECT a $$;")
+                .is_empty()
+        );
+        // Created in the same file: nobody uses it yet.
+        assert!(found("CREATE VIEW w AS SELECT 1;\nDROP VIEW w;").is_empty());
+    }
+
+    #[test]
+    fn triggers_on_live_tables_and_transaction_control() {
+        let trigger =
+            "CREATE TRIGGER t_touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION touch();";
+        assert_eq!(rules(trigger), [CREATE_TRIGGER]);
+        assert_eq!(lint(&[("1_x.sql", trigger)]).warnings(), 1);
+        assert!(rules(&format!("CREATE TABLE t (c int);\n{trigger}")).is_empty());
+        assert_eq!(
+            rules("BEGIN;\nALTER TABLE t ADD COLUMN c text;\nCOMMIT;"),
+            [TRANSACTION_NESTING, TRANSACTION_NESTING]
+        );
+        assert_eq!(rules("REINDEX TABLE t;"), [REINDEX]);
+        assert!(rules("CREATE TABLE t (c int);\nREINDEX TABLE t;").is_empty());
+    }
+
+    #[test]
+    fn squawk_ignore_comments_are_refused() {
+        assert_eq!(
+            rules("-- squawk-ignore ban-drop-table\nDROP TABLE t;"),
+            [INVALID_ALLOW]
         );
     }
 
@@ -1470,7 +2194,11 @@ mod tests {
         assert_eq!(rules("DROP TABLE IF EXISTS t;"), [DROP_TABLE]);
         assert!(rules("CREATE TABLE t (c int, d int);\nALTER TABLE t DROP COLUMN d;").is_empty());
         assert!(rules("CREATE TABLE t (c int);\nDROP TABLE t;").is_empty());
-        assert!(rules("DROP INDEX i;").is_empty());
+        // Dropping an index is brief: a warning, and none for an index made in the same file.
+        assert_eq!(rules("DROP INDEX i;"), [DROP_INDEX]);
+        assert!(
+            rules("CREATE TABLE t (c int);\nCREATE INDEX i ON t (c);\nDROP INDEX i;").is_empty()
+        );
     }
 
     #[test]
@@ -1596,19 +2324,32 @@ mod tests {
         assert_eq!(found, [(PARSE_ERROR, 1), (DROP_TABLE, 2)]);
         let report = lint(&[("1_x.sql", "FROBNICATE t;")]);
         assert_eq!(report.findings[0].level, Level::Warn);
-        // A file the tokenizer cannot read is reported once and skipped.
+        // The parser reads on after an unterminated string: what came before is still linted.
         assert_eq!(
             hits("DROP TABLE t;\nSELECT 'unterminated"),
-            [(PARSE_ERROR, 2)]
+            [(DROP_TABLE, 1), (PARSE_ERROR, 2)]
         );
         // A $$ body with semicolons is one statement, not cut at its `;`.
         assert!(
             rules(
                 "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; SELECT 2; $$;\nCREATE TABLE t (c int);"
             )
-            .iter()
-            .all(|r| *r == PARSE_ERROR)
+            .is_empty()
         );
+        // Statements the previous (general-purpose) parser could not read.
+        for sql in [
+            "ALTER SEQUENCE t_id_seq OWNED BY t.id;",
+            "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql VOLATILE COST 100 AS $$ BEGIN NEW.x := 1; RETURN NEW; END; $$;",
+            "CREATE FUNCTION g(a int) RETURNS int LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN a + 1;",
+            "DO $do$ BEGIN PERFORM 1; END $do$;",
+            "CREATE POLICY p ON t USING (owner = current_user);",
+            "ALTER TYPE mood ADD VALUE IF NOT EXISTS 'meh' BEFORE 'sad';",
+            "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (1) TO (10);",
+            "COMMENT ON COLUMN t.c IS $$it's here$$;",
+            "GRANT USAGE, SELECT ON SEQUENCE s TO reporting;",
+        ] {
+            assert!(rules(sql).is_empty(), "{sql}: {:?}", rules(sql));
+        }
         assert!(rules("CREATE TABLE t (c int);\nSELECT 1;").is_empty());
     }
 
@@ -1699,7 +2440,7 @@ mod tests {
         let line = report.findings[0].render("migrations/");
         assert!(
             line.starts_with(
-                "migrations/7_x.sql:2: create-index-not-concurrent: CREATE INDEX i on live table t"
+                "migrations/7_x.sql:2: create-index-not-concurrent: CREATE INDEX i ON t (c) on live table t"
             ),
             "{line}"
         );

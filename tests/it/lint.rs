@@ -1,7 +1,10 @@
 //! `server migrate lint` as a process: no database, the report names file:line, exit 10 on a
 //! deny finding, the severity file beside the directory, `--json` parses.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+
+use agent_backend::migrate::lint::{self, Options, Severities, Source};
 
 use crate::support::{json, run_server};
 
@@ -60,7 +63,7 @@ async fn unsafe_set_exits_10_naming_file_and_line() {
     assert_eq!(out.code, Some(10), "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(&format!(
-            "deny    {dir}/2_index_items.sql:2: create-index-not-concurrent: CREATE INDEX items_name_idx2 on live table items"
+            "deny    {dir}/2_index_items.sql:2: create-index-not-concurrent: CREATE INDEX items_name_idx2 ON items (name) on live table items"
         )),
         "{}",
         out.stdout
@@ -224,4 +227,170 @@ fn lints_without_a_loadable_configuration() {
     assert!(stderr.contains("note: "), "{stderr}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], true);
+}
+
+/// `tests/lint_corpus/`: realistic PostgreSQL migrations (functions with volatility and COST,
+/// triggers, DO blocks, sequences, policies, partitions, enums, views, extensions, comments,
+/// dollar quoting, grants, generated and identity columns, exclusion constraints), each file
+/// stating its expected findings as `-- expect: <rule>[, <rule>]` on the line before the
+/// statement or clause. Linted as one set in version order: every statement parses, every
+/// expected finding is reported at its line, and nothing else is (so no false deny).
+#[test]
+fn corpus_findings_are_exactly_the_expected_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_corpus");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    let sources: Vec<Source<'_>> = files
+        .iter()
+        .map(|(file, sql)| Source { file, sql })
+        .collect();
+    let report = lint::lint_set(&sources, &Severities::default(), Options::default());
+
+    let mut expected = BTreeSet::new();
+    for (file, sql) in &files {
+        let lines: Vec<&str> = sql.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(rules) = line.trim().strip_prefix("-- expect:") else {
+                continue;
+            };
+            let target = (i + 1..lines.len())
+                .find(|&j| {
+                    let t = lines[j].trim();
+                    !t.is_empty() && !t.starts_with("--")
+                })
+                .unwrap_or_else(|| panic!("{file}:{}: `-- expect:` with nothing after it", i + 1));
+            for rule in rules.split(',') {
+                let rule = rule.trim();
+                assert!(
+                    lint::rule(rule).is_some(),
+                    "{file}:{}: unknown rule {rule}",
+                    i + 1
+                );
+                expected.insert((file.clone(), target + 1, rule.to_string()));
+            }
+        }
+    }
+    let found: BTreeSet<(String, usize, String)> = report
+        .findings
+        .iter()
+        .map(|f| (f.file.clone(), f.line, f.rule.to_string()))
+        .collect();
+
+    assert!(
+        report.findings.iter().all(|f| f.rule != lint::PARSE_ERROR),
+        "parse errors:\n{report}"
+    );
+    let missing: Vec<_> = expected.difference(&found).collect();
+    let unexpected: Vec<_> = found.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "missing: {missing:#?}\nunexpected: {unexpected:#?}\nreport:\n{report}"
+    );
+    assert_eq!(report.files, files.len());
+    assert!(report.statements >= 100, "{} statements", report.statements);
+    assert!(report.denies() > 0 && report.allowed() == 2, "{report}");
+}
+
+/// `server migrate lint DIR` run from `cwd`, DIR as the user typed it.
+fn lint_in(cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(cwd)
+        .args(["migrate", "lint"])
+        .args(args)
+        .env("DATABASE_URL", NO_DB)
+        .env(
+            "CONFIG_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn paths_are_shown_under_the_directory_given() {
+    let root = set(UNSAFE, None);
+    let (code, stdout, stderr) = lint_in(root.path(), &["migrations"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("deny    migrations/2_index_items.sql:2: create-index-not-concurrent"),
+        "{stdout}"
+    );
+    std::fs::rename(root.path().join("migrations"), root.path().join("db")).unwrap();
+    let (code, stdout, _) = lint_in(root.path(), &["db/", "--json"]);
+    assert_eq!(code, Some(10));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["findings"][0]["file"], "db/2_index_items.sql");
+}
+
+/// A directory the build would refuse: the reasons name DIR's files, and `--json` still prints
+/// one JSON document (exit 10 either way).
+#[test]
+fn an_invalid_set_is_reported_under_its_directory_and_as_json() {
+    let root = set(
+        &[
+            ("1_a.sql", "CREATE TABLE a (c int);\n"),
+            ("1_b.sql", "CREATE TABLE b (c int);\n"),
+            ("v2_c.sql", "DROP TABLE c;\n"),
+        ],
+        None,
+    );
+    let (code, stdout, stderr) = lint_in(root.path(), &["migrations"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    assert!(stderr.contains("server: migrations/1_"), "{stderr}");
+    assert!(stderr.contains("server: migrations/v2_c.sql: "), "{stderr}");
+    assert!(stderr.contains("nothing was linted"), "{stderr}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dir = root.path().join("migrations").display().to_string();
+    let (code, stdout, stderr) = lint_in(elsewhere.path(), &[&dir, "--json"]);
+    assert_eq!(code, Some(10), "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["valid"], false);
+    let errors = doc["errors"].as_array().unwrap();
+    assert!(errors.len() >= 2, "{doc}");
+    for e in errors {
+        let file = e["file"].as_str().unwrap();
+        assert!(file.starts_with(&format!("{dir}/")), "{doc}");
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["file"] == format!("{dir}/v2_c.sql")),
+        "{doc}"
+    );
+}
+
+/// The corpus through the binary: the report a user sees, exit 10 for its deny findings.
+#[test]
+fn the_corpus_through_server_migrate_lint() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, stdout, stderr) = lint_in(repo, &["tests/lint_corpus", "--json"]);
+    assert_eq!(code, Some(10), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert!(doc["statements"].as_u64().unwrap() >= 100);
+    let findings = doc["findings"].as_array().unwrap();
+    assert!(findings.iter().all(|f| f["rule"] != "parse-error"));
+    assert!(findings.iter().all(|f| {
+        f["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("tests/lint_corpus/2026")
+    }));
 }

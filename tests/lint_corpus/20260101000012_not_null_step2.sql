@@ -1,0 +1,2 @@
+ALTER TABLE users VALIDATE CONSTRAINT users_display_name_nn;
+ALTER TABLE projects VALIDATE CONSTRAINT projects_account_fk;

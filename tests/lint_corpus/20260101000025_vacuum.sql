@@ -1,0 +1,3 @@
+-- no-transaction
+-- expect: vacuum-full
+VACUUM (FULL, ANALYZE) users;

@@ -1,0 +1,10 @@
+GRANT SELECT, INSERT, UPDATE ON users, accounts TO reporting;
+REVOKE UPDATE ON accounts FROM reporting;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO reporting;
+COMMENT ON COLUMN accounts.balance IS $c$Cents are stored as numeric(14,2); see 'billing'$c$;
+COMMENT ON FUNCTION touch_updated_at() IS 'Sets updated_at on every UPDATE';
+ALTER FUNCTION touch_updated_at() SET search_path = public;
+ALTER TABLE users ALTER COLUMN language SET DEFAULT 'en-GB';
+ALTER TABLE users ALTER COLUMN seen_count SET STATISTICS 500;
+ANALYZE users;
+SELECT pg_notify('schema_changed', 'users');
