@@ -136,6 +136,19 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// A new connection must deliver its first request head within this long, and a kept-alive
+    /// one each later head within this long of its first byte; otherwise it is closed.
+    #[serde(with = "duration_str")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    #[serde(with = "duration_str")]
+    pub keep_alive_timeout: Duration,
+    /// A request body must arrive whole within this long of its head; otherwise 408.
+    #[serde(with = "duration_str")]
+    pub body_read_timeout: Duration,
+    /// Open client connections at most; one more is answered 503 (with `Retry-After`) and
+    /// closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +319,19 @@ impl Settings {
         }
         if self.server.body_limit_bytes == 0 {
             return bad("server.body_limit_bytes", "must be greater than 0");
+        }
+        let server = &self.server;
+        for (key, value) in [
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.keep_alive_timeout", server.keep_alive_timeout),
+            ("server.body_read_timeout", server.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(key, "must be greater than 0");
+            }
+        }
+        if server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(

@@ -57,10 +57,15 @@ impl Problem {
         }
     }
 
+    /// The document as JSON text.
+    pub fn to_json_string(&self) -> String {
+        self.to_json().map(|v| v.to_string()).unwrap_or_default()
+    }
+
     /// A plain poem response, for errors raised outside the typed handlers.
     pub fn into_response(self) -> poem::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.to_json().map(|v| v.to_string()).unwrap_or_default();
+        let body = self.to_json_string();
         poem::Response::builder()
             .status(status)
             .content_type(PROBLEM_JSON)
@@ -212,6 +217,9 @@ pub enum ErrorResponse {
     /// The update names no version (neither `If-Match` nor `version`).
     #[oai(status = 428, content_type = "application/problem+json")]
     PreconditionRequired(Json<Problem>),
+    /// The body did not arrive whole within `server.body_read_timeout`.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
     /// The body is larger than the configured limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
