@@ -252,11 +252,16 @@ pub async fn end_busy_sessions(
     let (pids, starts): (Vec<i32>, Vec<_>) = sessions.list().iter().copied().unzip();
     let work = async {
         let mut conn = base_options(db, SERVE_APP_NAME).connect().await?;
+        // MATERIALIZED: the targets are chosen first. A plain join would let the planner push
+        // `pg_terminate_backend` down to the scan of pg_stat_activity, ending every session.
         let ended: Vec<i32> = sqlx::query_scalar(
-            "SELECT a.pid FROM pg_stat_activity a \
-             JOIN unnest($1::int4[], $2::timestamptz[]) s(pid, started) \
-               ON a.pid = s.pid AND a.backend_start = s.started \
-             WHERE a.state IS DISTINCT FROM 'idle' AND pg_terminate_backend(a.pid)",
+            "WITH targets AS MATERIALIZED ( \
+               SELECT a.pid FROM pg_stat_activity a \
+               JOIN unnest($1::int4[], $2::timestamptz[]) s(pid, started) \
+                 ON a.pid = s.pid AND a.backend_start = s.started \
+               WHERE a.state IS DISTINCT FROM 'idle' \
+             ) \
+             SELECT pid FROM targets WHERE pg_terminate_backend(pid)",
         )
         .bind(pids)
         .bind(starts)
