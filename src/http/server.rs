@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -188,15 +188,11 @@ impl Connection {
                         Scheme::HTTP,
                     ));
                     let resp: hyper::Response<_> = app.get_response(req).await.into();
-                    // The request stays in progress until hyper has taken its whole response
-                    // body: the guard lives in the body's frame mapper and goes with the body.
-                    let resp = resp.map(|body| {
-                        body.map_frame(move |frame| {
-                            let _in_progress = &in_progress;
-                            frame
-                        })
-                    });
-                    Ok::<_, Infallible>(resp)
+                    // The request stays in progress until hyper is done with its response body.
+                    Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                        inner,
+                        _in_progress: in_progress,
+                    }))
                 }
             }
         });
@@ -343,6 +339,32 @@ impl Drop for InProgress {
         }
         drop(state);
         self.0.changed.notify_waiters();
+    }
+}
+
+/// A response body carrying its request's [`InProgress`]: dropped with the body.
+struct Tracked<B> {
+    inner: B,
+    _in_progress: InProgress,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
