@@ -17,6 +17,13 @@ hits all alike), prints a table and writes docs/benchmarks.md with the machine, 
 7. `server migrate drift` (schema from the catalogs, compared with the embedded snapshot) beside
    the no-op check, on this project's schema and with 200 extra tables
 
+and, only when asked for (`--only soak`, by hand: it restarts the local PostgreSQL cluster):
+
+soak. mixed reads and writes with wrk at 64 connections for --soak-seconds (default 180) against
+   `server` in production mode, with `pg_ctlcluster … restart` half-way through; reports the
+   answers by status, wrk's socket errors, p50/p99 latency and RSS before and after, and fails
+   on any 500. Loopback only. Writes its own section of docs/benchmarks.md.
+
 The engine runs generated sets through `examples/bench_migrate.rs`, which calls the same
 `app::pre_serve_with` as `server --migrate-only`; the server binary never reads migrations from
 disk. Needs PostgreSQL at BENCH_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres,
@@ -267,7 +274,10 @@ def start_server(db_url: str, **extra: str):
     port = free_port()
     env = server_env(db_url, PORT=str(port), HOST="127.0.0.1", **extra)
     start = time.perf_counter()
-    proc = subprocess.Popen([str(SERVER)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # BENCH_SERVER_LOG=path keeps the server's log (JSON lines) for a look afterwards.
+    log_path = os.environ.get("BENCH_SERVER_LOG")
+    stderr = open(log_path, "a") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([str(SERVER)], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = start + 30
     while True:
         try:
@@ -343,6 +353,181 @@ def bench_http(runs: int, seconds: int, connections: int) -> dict:
     return {"wrk GET /api/v1/conversations/{id}": Stat(wrk), "pgbench -S": Stat(pgb)}
 
 
+# --- soak ---------------------------------------------------------------------------------
+
+SOAK_LUA = r"""
+-- Mixed traffic over a fixed set of conversations; counts answers by status per thread.
+local conversations = {%(conversations)s}
+local artifacts = {%(artifacts)s}
+local auth = "Bearer %(key)s"
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  counts = {}
+  math.randomseed(os.time() + math.random(1, 100000))
+end
+
+local function pick(list) return list[math.random(#list)] end
+
+function request()
+  local h = { ["Authorization"] = auth, ["Content-Type"] = "application/json" }
+  local r = math.random(100)
+  local c = pick(conversations)
+  if r <= 45 then
+    return wrk.format("GET", "/api/v1/conversations/" .. c, h)
+  elseif r <= 60 then
+    return wrk.format("GET", "/api/v1/conversations/" .. c .. "/messages?limit=20", h)
+  elseif r <= 65 then
+    return wrk.format("GET", "/api/v1/conversations?limit=20", h)
+  elseif r <= 85 then
+    return wrk.format("POST", "/api/v1/conversations/" .. c .. "/messages", h,
+      '{"role":"user","content":"soak message"}')
+  elseif r <= 90 then
+    return wrk.format("POST", "/api/v1/conversations", h, '{"title":"soak"}')
+  else
+    h["If-Match"] = "*"
+    return wrk.format("PATCH", "/api/v1/artifacts/" .. pick(artifacts), h,
+      '{"spec":{"soak":true}}')
+  end
+end
+
+function response(status, headers, body)
+  counts[status] = (counts[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("counts")) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do
+    io.write(string.format("SOAK status %%d %%d\n", status, n))
+  end
+  local e = summary.errors
+  io.write(string.format("SOAK errors connect=%%d read=%%d write=%%d timeout=%%d\n",
+    e.connect, e.read, e.write, e.timeout))
+  io.write(string.format("SOAK latency_us p50=%%d p99=%%d max=%%d\n",
+    latency:percentile(50), latency:percentile(99), latency.max))
+  io.write(string.format("SOAK total requests=%%d seconds=%%.1f\n",
+    summary.requests, summary.duration / 1e6))
+end
+"""
+
+
+def restart_postgres() -> float:
+    """Restarts every local cluster (fast mode: sessions are terminated); wall time in s."""
+    start = time.perf_counter()
+    for version in sorted(os.listdir("/etc/postgresql")):
+        sh("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart")
+    return time.perf_counter() - start
+
+
+def bench_soak(seconds: int, connections: int, restart: bool) -> dict:
+    host = re.match(r"postgres(?:ql)?://[^@/]*@?([^:/?]+)", ADMIN)
+    if restart and (host is None or host.group(1) not in ("127.0.0.1", "localhost", "::1")):
+        raise SystemExit("the soak restarts PostgreSQL: only against a local cluster (BENCH_ADMIN_URL)")
+    db_url = recreate("bench_soak")
+    sh(str(SERVER), "--migrate-only", env=server_env(db_url))
+    proc, port, _ = start_server(db_url)
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    conversations, artifacts = [], []
+    for i in range(50):
+        status, body = http_status(port, "/api/v1/conversations", auth, "POST", json.dumps({"title": f"soak {i}"}))
+        cid = json.loads(body)["id"]
+        conversations.append(cid)
+        status, body = http_status(port, f"/api/v1/conversations/{cid}/artifacts", auth, "POST",
+                                   json.dumps({"kind": "chart", "title": "soak", "spec": {"n": i}}))
+        artifacts.append(json.loads(body)["id"])
+    rss_before = rss_kib(proc.pid) / 1024
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(SOAK_LUA % {
+            "conversations": ",".join(f'"{c}"' for c in conversations),
+            "artifacts": ",".join(f'"{a}"' for a in artifacts),
+            "key": API_KEY,
+        })
+        script = f.name
+    threads = str(min(4, os.cpu_count() or 1))
+    wrk = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script,
+         f"http://127.0.0.1:{port}/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    restart_s = None
+    try:
+        if restart:
+            time.sleep(seconds / 2)
+            log(f"soak: restarting PostgreSQL at {seconds // 2}s")
+            restart_s = restart_postgres()
+        out, err = wrk.communicate(timeout=seconds + 60)
+        if wrk.returncode != 0:
+            raise SystemExit(f"wrk exited {wrk.returncode}: {err}")
+        rss_after = rss_kib(proc.pid) / 1024
+        # The same process serves again without a restart of its own.
+        ready, _ = http_status(port, "/health/ready")
+    finally:
+        os.unlink(script)
+        stop_server(proc)
+        drop("bench_soak")
+    statuses = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"SOAK status (\d+) (\d+)", out)}
+    errors = dict(re.findall(r"(\w+)=(\d+)", re.search(r"SOAK errors (.*)", out).group(1)))
+    lat = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", re.search(r"SOAK latency_us (.*)", out).group(1))}
+    total = re.search(r"SOAK total requests=(\d+) seconds=([\d.]+)", out)
+    return {
+        "statuses": dict(sorted(statuses.items())),
+        "errors": {k: int(v) for k, v in errors.items()},
+        "p50_ms": lat["p50"] / 1000, "p99_ms": lat["p99"] / 1000, "max_ms": lat["max"] / 1000,
+        "requests": int(total.group(1)), "seconds": float(total.group(2)),
+        "rss_before": rss_before, "rss_after": rss_after, "restart_s": restart_s, "ready_after": ready,
+    }
+
+
+def soak_section(res: dict, args, started: datetime) -> str:
+    statuses = ", ".join(f"{code}: {n}" for code, n in res["statuses"].items())
+    errors = ", ".join(f"{k} {v}" for k, v in res["errors"].items())
+    restart = (f"`pg_ctlcluster … main restart` half-way (took {res['restart_s']:.1f} s)"
+               if res["restart_s"] is not None else "no PostgreSQL restart (--soak-no-restart)")
+    return "\n".join([
+        "## Soak",
+        "",
+        f"`python3 bench/run.py --only soak --soak-seconds {args.soak_seconds}` on {started:%Y-%m-%d %H:%M} UTC, "
+        "same machine as above: `server` (release, production mode: JSON logs, API key, default pool of "
+        f"10) under wrk at {args.soak_connections} connections for {res['seconds']:.0f} s of mixed traffic over 50 "
+        "conversations (45 % GET conversation, 15 % GET messages page, 5 % GET conversations page, 20 % POST "
+        "message, 5 % POST conversation, 10 % PATCH artifact with `If-Match: *`), with " + restart + ".",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| requests | {res['requests']} ({res['requests'] / res['seconds']:.0f}/s) |",
+        f"| answers by status | {statuses} |",
+        f"| 500s | {res['statuses'].get(500, 0)} |",
+        f"| wrk socket errors | {errors} |",
+        f"| latency p50 / p99 / max | {res['p50_ms']:.1f} ms / {res['p99_ms']:.1f} ms / {res['max_ms']:.0f} ms |",
+        f"| RSS before / after | {res['rss_before']:.1f} MB / {res['rss_after']:.1f} MB |",
+        f"| `/health/ready` after, same process | {res['ready_after']} |",
+        "",
+        "The 503s (problem+json, `Retry-After: 1`) are the requests that met the restart: sessions "
+        "terminated under them (57P01) or no connection while PostgreSQL was down. The server then served "
+        "again without a restart of its own.",
+        "",
+    ])
+
+
+def write_section(path: Path, title: str, text: str) -> None:
+    """Replaces (or appends) the `## title` section of path, leaving the rest as it is."""
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: text, doc)
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    path.write_text(doc)
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -378,14 +563,33 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--only", default="1,2,3,4,5,6,7",
-                    help="comma-separated benchmark numbers (a partial run does not write --out)")
+                    help="comma-separated benchmark numbers, or `soak` (a partial run does not write --out; "
+                         "the soak writes its own section)")
+    ap.add_argument("--soak-seconds", type=int, default=180, help="duration of the soak")
+    ap.add_argument("--soak-connections", type=int, default=64, help="wrk connections in the soak")
+    ap.add_argument("--soak-no-restart", action="store_true", help="soak without restarting PostgreSQL")
     args = ap.parse_args()
     if args.runs < 5:
         ap.error("--runs must be at least 5")
 
-    only = {int(n) for n in args.only.split(",")}
     ensure_tools()
     started = datetime.now(timezone.utc)
+    if args.only == "soak":
+        if not 10 <= args.soak_seconds <= 1800:
+            ap.error("--soak-seconds must be between 10 and 1800")
+        log(f"soak: {args.soak_connections} connections, {args.soak_seconds}s")
+        res = bench_soak(args.soak_seconds, args.soak_connections, not args.soak_no_restart)
+        section = soak_section(res, args, started)
+        print(section)
+        write_section(Path(args.out), "Soak", section)
+        log(f"wrote the Soak section of {args.out}")
+        fives = res["statuses"].get(500, 0)
+        if fives:
+            log(f"{fives} answers were 500")
+            return 1
+        return 0
+
+    only = {int(n) for n in args.only.split(",")}
     rows = []  # (benchmark, ours, peers text, ratio text, target text, ok)
 
     if 1 in only:
@@ -495,7 +699,10 @@ def main() -> int:
     if only == {1, 2, 3, 4, 5, 6, 7}:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(doc))
+        # The soak's section comes from its own (manual) run: keep it.
+        old = out.read_text() if out.exists() else ""
+        soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", old, re.S | re.M)
+        out.write_text("\n".join(doc) + ("\n" + soak.group(0) if soak else ""))
         log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     missed = [r[0] for r in rows if not r[5]]
     if missed:

@@ -114,6 +114,9 @@ pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
     pre_serve(settings).await.map(|_| ())
 }
 
+/// Longest `serve` waits for the pool to close after the server stopped.
+const POOL_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// `server`: the stage, then serve until SIGTERM/SIGINT, then close the pool.
 pub async fn serve(settings: &Settings) -> Result<(), AppError> {
     serve_with(settings, embedded::migrations()).await
@@ -125,10 +128,20 @@ pub async fn serve_with(
     migrations: &'static MigrationSet,
 ) -> Result<(), AppError> {
     pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
-    let pool = db::pool(settings);
-    let state = AppState::new(settings, pool.clone(), migrations);
+    let (pool, sessions) = db::pool_with_sessions(settings);
+    let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);
     let served = http::serve(settings, state).await;
-    pool.close().await;
+    // Bounded: a connection still out (its session ended, its request dropped) is not waited
+    // for; the process exit closes it.
+    if tokio::time::timeout(POOL_CLOSE_BUDGET, pool.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Closing the database pool took over {} ms; exiting anyway",
+            POOL_CLOSE_BUDGET.as_millis()
+        );
+    }
     served.map_err(AppError::Serve)?;
     tracing::info!("Server stopped");
     Ok(())

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::postgres::PgConnectOptions;
 
@@ -136,6 +136,19 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// A new connection must deliver its first request head within this long, and a kept-alive
+    /// one each later head within this long of its first byte; otherwise it is closed.
+    #[serde(with = "duration_str")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    #[serde(with = "duration_str")]
+    pub keep_alive_timeout: Duration,
+    /// A request body must arrive whole within this long of its head; otherwise 408.
+    #[serde(with = "duration_str")]
+    pub body_read_timeout: Duration,
+    /// Open client connections at most; one more is answered 503 (with `Retry-After`) and
+    /// closed.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,6 +247,15 @@ impl Settings {
         ("API_KEYS", "auth.api_keys"),
     ];
 
+    /// Secrets, read as written: figment's value parsing would turn an all-digit key into a
+    /// number (and refuse it) and unwrap one written in quotes or brackets.
+    const LITERAL_ENV: [(&'static str, &'static str); 4] = [
+        ("DATABASE_URL", "database.url"),
+        ("APP_DATABASE__URL", "database.url"),
+        ("API_KEYS", "auth.api_keys"),
+        ("APP_AUTH__API_KEYS", "auth.api_keys"),
+    ];
+
     /// Whether the configuration (or, for `RUST_LOG`, the log filter) reads the environment
     /// variable `name`.
     pub fn reads_env_var(name: &str) -> bool {
@@ -257,9 +279,27 @@ impl Settings {
             .merge(Toml::file(
                 config_dir.join(format!("{}.toml", environment.as_str())),
             ))
-            .merge(Env::prefixed("APP_").split("__"));
+            .merge(
+                Env::prefixed("APP_")
+                    .split("__")
+                    .ignore(&Self::LITERAL_ENV.map(|(_, key)| key)),
+            );
+        let literal = |figment: Figment, var: &str, key: &str| match std::env::var_os(var) {
+            Some(v) => figment.merge(Serialized::default(key, v.to_string_lossy().into_owned())),
+            None => figment,
+        };
+        for &(var, key) in Self::LITERAL_ENV
+            .iter()
+            .filter(|(v, _)| v.starts_with("APP_"))
+        {
+            figment = literal(figment, var, key);
+        }
         for &(var, key) in Self::NAMED_ENV {
-            figment = figment.merge(Env::raw().only(&[var]).map(move |_| key.into()));
+            figment = if Self::LITERAL_ENV.iter().any(|(v, _)| *v == var) {
+                literal(figment, var, key)
+            } else {
+                figment.merge(Env::raw().only(&[var]).map(move |_| key.into()))
+            };
         }
         let figment = figment.merge(("environment", environment));
         let settings: Settings = figment.extract().map_err(|e| {
@@ -326,6 +366,19 @@ impl Settings {
         if self.server.body_limit_bytes == 0 {
             return bad("server.body_limit_bytes", "must be greater than 0");
         }
+        let server = &self.server;
+        for (key, value) in [
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.keep_alive_timeout", server.keep_alive_timeout),
+            ("server.body_read_timeout", server.body_read_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(key, "must be greater than 0");
+            }
+        }
+        if server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
+        }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(
                 "server.host",
@@ -356,13 +409,13 @@ impl DatabaseUrl {
         if !scheme_ok {
             return Err(format!(
                 "database.url ({}): must start with postgres:// or postgresql://",
-                mask_url(raw)
+                unparsed(raw)
             ));
         }
-        let options = PgConnectOptions::from_str(raw).map_err(|e| {
-            // sqlx's message never echoes the URL, but mask anyway: it is ours to show.
-            format!("database.url ({}): {e}", mask_url(raw))
-        })?;
+        // sqlx's message never echoes the URL; ours shows only its scheme, since in a URL that
+        // does not parse no other part can be told apart from a password.
+        let options = PgConnectOptions::from_str(raw)
+            .map_err(|e| format!("database.url ({}): {e}", unparsed(raw)))?;
         Ok(Self {
             raw: raw.to_string(),
             options,
@@ -408,6 +461,20 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         DatabaseUrl::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What may be shown of a URL that does not parse: its scheme, when it has a plausible one.
+fn unparsed(raw: &str) -> String {
+    let scheme = raw.split_once("://").map(|(scheme, _)| scheme).filter(|s| {
+        !s.is_empty()
+            && s.len() <= 16
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    match scheme {
+        Some(scheme) => format!("{scheme}://… not shown: it does not parse"),
+        None => "not shown: it does not parse".to_string(),
     }
 }
 
@@ -532,7 +599,13 @@ mod tests {
 
     #[test]
     fn bad_urls_are_errors_without_the_password() {
-        for raw in ["mysql://u:pw123@h/db", "postgres://u:pw123@h:notaport/db"] {
+        for raw in [
+            "mysql://u:pw123@h/db",
+            "postgres://u:pw123@h:notaport/db",
+            "postgres://u:pw123",
+            "mysql://u:pw123",
+            "pw123",
+        ] {
             let err = DatabaseUrl::parse(raw).expect_err(raw);
             assert!(!err.contains("pw123"), "{err}");
             assert!(err.contains("database.url"), "{err}");

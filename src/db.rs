@@ -1,6 +1,7 @@
 //! Connections: one dedicated session for migrations (with its guards and its own
 //! `application_name`), connecting with retries, and the request pool.
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -40,15 +41,21 @@ fn base_options(db: &DatabaseSettings, application_name: &str) -> PgConnectOptio
 
 /// Options for the migration session: `lock_timeout` and `statement_timeout` from
 /// `[migrations]` as session defaults (set in the start-up packet: no extra round trip).
+///
+/// No "slow statement" warnings on this session: its long waits (for the migration lock, for a
+/// busy table) are bounded by the engine and reported in its own words, and each migration's
+/// duration is logged when it is applied.
 pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
     let m = &settings.migrations;
-    base_options(&settings.database, MIGRATE_APP_NAME).options([
-        ("lock_timeout", format!("{}ms", m.lock_timeout.as_millis())),
-        (
-            "statement_timeout",
-            format!("{}ms", m.statement_timeout.as_millis()),
-        ),
-    ])
+    base_options(&settings.database, MIGRATE_APP_NAME)
+        .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
+        .options([
+            ("lock_timeout", format!("{}ms", m.lock_timeout.as_millis())),
+            (
+                "statement_timeout",
+                format!("{}ms", m.statement_timeout.as_millis()),
+            ),
+        ])
 }
 
 /// Errors not worth retrying: bad credentials, unknown database, bad TLS set-up.
@@ -177,10 +184,118 @@ async fn create_database(settings: &Settings) -> Result<(), DbError> {
 /// The request pool. Lazy: connections open on first use, so start-up does not wait on them;
 /// a request that cannot get one within `acquire_timeout` gets a 503.
 pub fn pool(settings: &Settings) -> PgPool {
+    pool_with_sessions(settings).0
+}
+
+/// [`pool`], and the registry of its server sessions, which shutdown needs to end the ones still
+/// working when its grace is over.
+pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
     let db = &settings.database;
-    PgPoolOptions::new()
+    let sessions = Sessions::default();
+    let keep = 2 * db.max_connections as usize + 8;
+    let pool = PgPoolOptions::new()
         .max_connections(db.max_connections)
         .min_connections(db.min_connections)
         .acquire_timeout(db.acquire_timeout)
-        .connect_lazy_with(base_options(db, SERVE_APP_NAME))
+        .after_connect({
+            let sessions = sessions.clone();
+            move |conn, _| {
+                let sessions = sessions.clone();
+                Box::pin(async move { sessions.record(conn, keep).await })
+            }
+        })
+        .connect_lazy_with(base_options(db, SERVE_APP_NAME));
+    (pool, sessions)
+}
+
+/// One server session: its process id and start time (a pid alone may be reused).
+type Session = (i32, time::OffsetDateTime);
+
+/// The request pool's server sessions, recorded as each connection opens. Entries of closed
+/// connections are pruned once the list outgrows twice the pool; they never match anyway, since
+/// a session is named by pid and start time together.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<Mutex<Vec<Session>>>);
+
+impl Sessions {
+    fn list(&self) -> MutexGuard<'_, Vec<Session>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn record(&self, conn: &mut PgConnection, keep: usize) -> Result<(), sqlx::Error> {
+        let me: Session = sqlx::query_as(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let known = {
+            let mut list = self.list();
+            list.push(me);
+            (list.len() > keep).then(|| list.clone())
+        };
+        if let Some(known) = known {
+            let (pids, starts): (Vec<i32>, Vec<_>) = known.iter().copied().unzip();
+            let alive: Vec<Session> = sqlx::query_as(
+                "SELECT a.pid, a.backend_start FROM pg_stat_activity a \
+                 JOIN unnest($1::int4[], $2::timestamptz[]) s(pid, started) \
+                   ON a.pid = s.pid AND a.backend_start = s.started",
+            )
+            .bind(pids)
+            .bind(starts)
+            .fetch_all(&mut *conn)
+            .await?;
+            self.list()
+                .retain(|s| !known.contains(s) || alive.contains(s));
+        }
+        Ok(())
+    }
+}
+
+/// Ends (`pg_terminate_backend`) the pool's sessions that are not idle, so that the queries of
+/// requests cut by shutdown stop and their transactions roll back, and waits until they are
+/// gone; all within `budget`, over a connection of its own (the pool may be exhausted). Returns
+/// how many sessions were ended.
+pub async fn end_busy_sessions(
+    db: &DatabaseSettings,
+    sessions: &Sessions,
+    budget: Duration,
+) -> Result<i64, String> {
+    let (pids, starts): (Vec<i32>, Vec<_>) = sessions.list().iter().copied().unzip();
+    let work = async {
+        let mut conn = base_options(db, SERVE_APP_NAME).connect().await?;
+        // MATERIALIZED: the targets are chosen first. A plain join would let the planner push
+        // `pg_terminate_backend` down to the scan of pg_stat_activity, ending every session.
+        let ended: Vec<i32> = sqlx::query_scalar(
+            "WITH targets AS MATERIALIZED ( \
+               SELECT a.pid FROM pg_stat_activity a \
+               JOIN unnest($1::int4[], $2::timestamptz[]) s(pid, started) \
+                 ON a.pid = s.pid AND a.backend_start = s.started \
+               WHERE a.state IS DISTINCT FROM 'idle' \
+             ) \
+             SELECT pid FROM targets WHERE pg_terminate_backend(pid)",
+        )
+        .bind(pids)
+        .bind(starts)
+        .fetch_all(&mut conn)
+        .await?;
+        // pg_terminate_backend only signals: wait until the sessions have rolled back and gone.
+        while !ended.is_empty() {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&ended)
+                    .fetch_one(&mut conn)
+                    .await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = conn.close().await;
+        Ok::<_, sqlx::Error>(ended.len() as i64)
+    };
+    match tokio::time::timeout(budget, work).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(cause(&e)),
+        Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+    }
 }

@@ -239,7 +239,18 @@ impl ArtifactsApi {
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
         body: Json<ArtifactUpdate>,
+        req: &poem::Request,
     ) -> Result<Current> {
+        // A value that is not visible ASCII never reaches `if_match`: refuse it rather than
+        // update as if no precondition had been sent.
+        if req
+            .headers()
+            .get_all(poem::http::header::IF_MATCH)
+            .iter()
+            .any(|v| v.to_str().is_err())
+        {
+            return Err(ApiError::BadIfMatch.into());
+        }
         // An empty If-Match is no precondition at all.
         let if_match = if_match.0.filter(|v| !v.trim().is_empty());
         let via_if_match = if_match.is_some();

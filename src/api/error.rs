@@ -57,10 +57,15 @@ impl Problem {
         }
     }
 
+    /// The document as JSON text.
+    pub fn to_json_string(&self) -> String {
+        self.to_json().map(|v| v.to_string()).unwrap_or_default()
+    }
+
     /// A plain poem response, for errors raised outside the typed handlers.
     pub fn into_response(self) -> poem::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.to_json().map(|v| v.to_string()).unwrap_or_default();
+        let body = self.to_json_string();
         poem::Response::builder()
             .status(status)
             .content_type(PROBLEM_JSON)
@@ -88,15 +93,58 @@ pub enum ApiError {
     )]
     VersionConflict { current: i32, via_if_match: bool },
     #[error("the database is busy: no connection became free in time; retry shortly")]
-    Unavailable,
+    Busy,
+    /// The connection to PostgreSQL failed under the request (a restart, a failover, a network
+    /// cut, a terminated session, shutdown), or PostgreSQL aborted it to resolve a conflict.
+    #[error("the database is unavailable ({0}); retry shortly")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] sqlx::Error),
+}
+
+/// Seconds a client should wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// SQLSTATEs that say the session or the server went away, or that a transaction lost a race
+/// PostgreSQL resolves by aborting one side: the request changed nothing and may be retried.
+fn is_transient(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || matches!(
+            code,
+            "57P01" // admin_shutdown (restart, pg_terminate_backend)
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now (starting up, shutting down)
+                | "57014" // query_canceled
+                | "53300" // too_many_connections
+                | "40001" // serialization_failure
+                | "40P01" // deadlock_detected
+        )
+}
+
+/// The parent named by a foreign key whose row vanished under the write (23503): a concurrent
+/// delete, so the answer is the parent's 404, as it would have been a moment later.
+fn vanished_parent(constraint: Option<&str>) -> &'static str {
+    match constraint {
+        Some(c) if c.contains("artifact_id") => "artifact",
+        Some(c) if c.contains("conversation_id") => "conversation",
+        _ => "parent resource",
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable,
+            sqlx::Error::PoolTimedOut => ApiError::Busy,
+            sqlx::Error::PoolClosed => ApiError::Unavailable("the server is shutting down".into()),
+            sqlx::Error::Io(io) => ApiError::Unavailable(io.kind().to_string()),
+            sqlx::Error::Tls(_) => ApiError::Unavailable("TLS handshake failed".into()),
+            sqlx::Error::WorkerCrashed => ApiError::Unavailable("connection worker stopped".into()),
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_transient(&c)) => {
+                ApiError::Unavailable(format!("SQLSTATE {}", db.code().unwrap_or_default()))
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                ApiError::NotFound(vanished_parent(db.constraint()))
+            }
             // Class 22 (data exception): a value PostgreSQL cannot take. The domain types keep
             // known cases out; should one slip through, it is still the input's fault.
             sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")) => {
@@ -121,7 +169,7 @@ impl ApiError {
             } => StatusCode::PRECONDITION_FAILED,
             ApiError::VersionConflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +186,9 @@ impl ApiError {
             ApiError::VersionConflict { current, .. } => problem.current_version = Some(*current),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "internal error while handling a request");
+            }
+            ApiError::Unavailable(why) => {
+                tracing::warn!(cause = %why, "database unavailable while handling a request");
             }
             _ => {}
         }
@@ -166,6 +217,9 @@ pub enum ErrorResponse {
     /// The update names no version (neither `If-Match` nor `version`).
     #[oai(status = 428, content_type = "application/problem+json")]
     PreconditionRequired(Json<Problem>),
+    /// The body did not arrive whole within `server.body_read_timeout`.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
     /// The body is larger than the configured limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -178,9 +232,10 @@ pub enum ErrorResponse {
     /// Unexpected server error (never caused by input).
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// The database is unreachable or its pool exhausted; retry.
+    /// The database is unreachable, its connection was lost under the request, or its pool is
+    /// exhausted: nothing was changed; retry after `Retry-After` seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
 }
 
 impl From<ApiError> for ErrorResponse {
@@ -193,7 +248,9 @@ impl From<ApiError> for ErrorResponse {
             StatusCode::PRECONDITION_FAILED => ErrorResponse::PreconditionFailed(problem),
             StatusCode::PRECONDITION_REQUIRED => ErrorResponse::PreconditionRequired(problem),
             StatusCode::UNPROCESSABLE_ENTITY => ErrorResponse::Unprocessable(problem),
-            StatusCode::SERVICE_UNAVAILABLE => ErrorResponse::Unavailable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                ErrorResponse::Unavailable(problem, RETRY_AFTER_SECS)
+            }
             _ => ErrorResponse::Internal(problem),
         }
     }

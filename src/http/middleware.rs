@@ -1,9 +1,12 @@
-//! Request middleware: request ids and access logs, the body-size bound, API-key auth, and the
-//! `Allow` header of 405 answers.
+//! Request middleware: request ids and access logs, the request body's bounds (size, time,
+//! well-formedness), single-valued query parameters, API-key auth, and the `Allow` header of 405
+//! answers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use sha2::{Digest, Sha256};
@@ -71,25 +74,39 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
     }
 }
 
-/// Rejects bodies over `limit` bytes with 413: by `Content-Length` before reading, and by
-/// counting for chunked bodies, so memory per request stays bounded.
-pub struct BodyLimit(pub usize);
+/// Reads the request body whole before the handler runs, within bounds: over `limit` bytes
+/// is 413 (by `Content-Length` before reading, by counting for chunked bodies), a body that has
+/// not arrived within `timeout` of the head is 408, and a malformed or cut-short body (bad
+/// chunked encoding, fewer bytes than announced) is 400. Memory and time per request stay
+/// bounded; a client that stalls mid-body does not hold its connection.
+pub struct ReadBody {
+    pub limit: usize,
+    pub timeout: Duration,
+}
 
-impl<E: Endpoint> Middleware<E> for BodyLimit {
-    type Output = BodyLimitEndpoint<E>;
+impl<E: Endpoint> Middleware<E> for ReadBody {
+    type Output = ReadBodyEndpoint<E>;
     fn transform(&self, ep: E) -> Self::Output {
-        BodyLimitEndpoint(ep, self.0)
+        ReadBodyEndpoint {
+            inner: ep,
+            limit: self.limit,
+            timeout: self.timeout,
+        }
     }
 }
 
-pub struct BodyLimitEndpoint<E>(E, usize);
+pub struct ReadBodyEndpoint<E> {
+    inner: E,
+    limit: usize,
+    timeout: Duration,
+}
 
-impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+impl<E: Endpoint> Endpoint for ReadBodyEndpoint<E> {
     type Output = E::Output;
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
-        let limit = self.1;
-        let too_large = |size: String| {
+        let limit = self.limit;
+        let too_large = |size: &str| {
             poem::Error::from_string(
                 format!("the request body is {size} bytes; the limit is {limit}"),
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,18 +117,70 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        match declared {
-            Some(len) if len > limit as u64 => return Err(too_large(len.to_string())),
-            Some(_) => {}
-            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-                let body = req
-                    .take_body()
-                    .into_bytes_limit(limit)
-                    .await
-                    .map_err(|_| too_large("more than".to_string() + &format!(" {limit}")))?;
-                req.set_body(body);
+        if let Some(len) = declared
+            && len > limit as u64
+        {
+            return Err(too_large(&len.to_string()));
+        }
+        let has_body = declared.is_some_and(|len| len > 0)
+            || req.headers().contains_key(header::TRANSFER_ENCODING);
+        if has_body {
+            let read = tokio::time::timeout(self.timeout, req.take_body().into_bytes_limit(limit));
+            match read.await {
+                Ok(Ok(body)) => req.set_body(body),
+                Ok(Err(ReadBodyError::PayloadTooLarge)) => {
+                    return Err(too_large(&format!("more than {limit}")));
+                }
+                Ok(Err(_)) => {
+                    return Err(poem::Error::from_string(
+                        "the request body is malformed or cut short (bad chunked encoding, or \
+                         fewer bytes than Content-Length announced)",
+                        StatusCode::BAD_REQUEST,
+                    ));
+                }
+                Err(_) => {
+                    return Err(poem::Error::from_string(
+                        format!(
+                            "the request body did not arrive within {} ms (server.body_read_timeout)",
+                            self.timeout.as_millis()
+                        ),
+                        StatusCode::REQUEST_TIMEOUT,
+                    ));
+                }
             }
-            None => {}
+        }
+        self.inner.call(req).await
+    }
+}
+
+/// Refuses (400) a query string that names a parameter more than once: `?limit=5&limit=100`
+/// has no single meaning, and taking either silently hides a client's bug.
+pub struct SingleQuery;
+
+impl<E: Endpoint> Middleware<E> for SingleQuery {
+    type Output = SingleQueryEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        SingleQueryEndpoint(ep)
+    }
+}
+
+pub struct SingleQueryEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for SingleQueryEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        if let Some(query) = req.uri().query() {
+            let mut seen = HashSet::new();
+            for (name, _) in form_urlencoded::parse(query.as_bytes()) {
+                if !seen.insert(name.clone()) {
+                    let name: String = name.chars().take(64).collect();
+                    return Err(poem::Error::from_string(
+                        format!("query parameter `{name}` is given more than once"),
+                        StatusCode::BAD_REQUEST,
+                    ));
+                }
+            }
         }
         self.0.call(req).await
     }

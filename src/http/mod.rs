@@ -2,11 +2,15 @@
 //!
 //! The port opens only after the pre-serve stage succeeded (`app::serve`). On SIGTERM/SIGINT
 //! the server marks itself as shutting down (readiness turns 503 at once), stops accepting,
-//! lets in-flight requests finish within `server.shutdown_grace`, then returns.
+//! lets in-flight requests finish within `server.shutdown_grace`, then ends the database
+//! sessions of the requests still running (their transactions roll back), drops their
+//! connections and returns: never later than the grace plus about half a second.
+//! Connections are served by [`server`] (timeouts, connection cap).
 
 pub mod health;
 pub mod middleware;
 pub mod probe;
+pub mod server;
 mod shutdown;
 
 use std::future::Future;
@@ -15,14 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
-use poem::{EndpointExt, Route, Server, get};
+use poem::{EndpointExt, Route, get};
 use sqlx::PgPool;
 
 use crate::config::Settings;
+use crate::db::{self, Sessions};
 use crate::migrate::{MigrationSet, UnknownPolicy};
-use middleware::{AllowHeader, BearerAuth, BodyLimit, RequestContext};
+use middleware::{AllowHeader, BearerAuth, ReadBody, RequestContext, SingleQuery};
+
+/// The part of the shutdown tail spent ending the database sessions of cut requests.
+const END_SESSIONS_BUDGET: Duration = Duration::from_millis(400);
 
 pub use shutdown::Signals;
 
@@ -38,6 +45,8 @@ pub struct AppState {
     pub on_drift: UnknownPolicy,
     pub drift_ignore: crate::migrate::snapshot::Ignore,
     drift_cache: Arc<std::sync::Mutex<Option<(Instant, health::DriftCheck)>>>,
+    /// The pool's server sessions, ended when shutdown's grace is over.
+    pub sessions: Sessions,
     shutting_down: Arc<AtomicBool>,
 }
 
@@ -53,8 +62,14 @@ impl AppState {
             on_drift: settings.migrations.on_drift,
             drift_ignore: settings.migrations.drift_ignore(),
             drift_cache: Arc::default(),
+            sessions: Sessions::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The registry of `pool`'s sessions (see [`db::pool_with_sessions`]).
+    pub fn with_sessions(self, sessions: Sessions) -> Self {
+        Self { sessions, ..self }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -77,11 +92,15 @@ pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use
     Route::new()
         .nest(
             "/api/v1",
-            api.with(BodyLimit(settings.server.body_limit_bytes))
-                .with(BearerAuth::new(&settings.auth.api_keys)),
+            api.with(ReadBody {
+                limit: settings.server.body_limit_bytes,
+                timeout: settings.server.body_read_timeout,
+            })
+            .with(SingleQuery)
+            .with(BearerAuth::new(&settings.auth.api_keys)),
         )
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at("/openapi.json", get(spec))
+        .nest("/docs", get(docs))
         .at("/health", get(health::summary))
         .at("/health/live", get(health::live))
         .at("/health/ready", get(health::ready))
@@ -107,9 +126,16 @@ fn allow_table(spec: &str) -> AllowHeader {
                 .unwrap_or_default();
             (format!("/api/v1{path}"), methods)
         });
-    let open = ["/openapi.json", "/health", "/health/live", "/health/ready"]
-        .into_iter()
-        .map(|path| (path.to_string(), vec!["get"]));
+    let open = [
+        "/openapi.json",
+        "/docs",
+        "/docs/{file}",
+        "/health",
+        "/health/live",
+        "/health/ready",
+    ]
+    .into_iter()
+    .map(|path| (path.to_string(), vec!["get"]));
     AllowHeader::new(api.chain(open).collect::<Vec<_>>())
 }
 
@@ -128,18 +154,11 @@ pub async fn serve_until(
     shutdown: impl Future<Output = &'static str> + Send,
 ) -> std::io::Result<()> {
     let addr = format!("{}:{}", settings.server.host, settings.server.port);
-    let acceptor = TcpListener::bind(addr.clone())
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-    if let Some(bound) = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-    {
-        let bound: SocketAddr = bound;
-        tracing::info!(addr = %bound, "Listening on http://{bound}");
-    }
+    let bound: SocketAddr = listener.local_addr()?;
+    tracing::info!(addr = %bound, "Listening on http://{bound}");
     let grace = settings.server.shutdown_grace;
     let flagged = state.clone();
     let signal = async move {
@@ -151,7 +170,23 @@ pub async fn serve_until(
             grace.as_secs()
         );
     };
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(settings, state), signal, Some(grace))
-        .await
+    let sessions = state.sessions.clone();
+    let cut = async move {
+        match db::end_busy_sessions(&settings.database, &sessions, END_SESSIONS_BUDGET).await {
+            Ok(n) => tracing::warn!(
+                sessions = n,
+                "Ended {n} database session(s) of cut requests: their transactions rolled back"
+            ),
+            Err(e) => tracing::warn!(
+                "Could not end the database sessions of cut requests ({e}); exiting anyway"
+            ),
+        }
+    };
+    let limits = server::Limits {
+        header_read_timeout: settings.server.header_read_timeout,
+        keep_alive_timeout: settings.server.keep_alive_timeout,
+        max_connections: settings.server.max_connections,
+    };
+    let app: server::App = Arc::new(routes(settings, state).map_to_response().boxed());
+    server::run(listener, app, limits, signal, grace, cut).await
 }

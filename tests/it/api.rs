@@ -735,7 +735,9 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
         }
         tokio::task::yield_now().await;
     }
-    let busy = problem(api.get(&format!("/conversations/{id}")).await, 503).await;
+    let busy = api.get(&format!("/conversations/{id}")).await;
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let busy = problem(busy, 503).await;
     assert!(busy["detail"].as_str().unwrap().contains("retry"), "{busy}");
     sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
     assert_eq!(

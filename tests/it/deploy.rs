@@ -62,8 +62,10 @@ async fn healthcheck_probes_live_and_ready_through_the_binary() {
     assert_eq!(out.code, Some(1), "{}", out.stderr);
 }
 
-/// A deploy's SIGTERM arrives while a request waits on the database: the server stops
-/// accepting, the request completes and is stored, and the process exits 0.
+/// A deploy's SIGTERM arrives while a request waits on the database, which answers within the
+/// grace: the server stops accepting, the request completes and is stored, and the process
+/// exits 0. (Past the grace the request is cancelled instead:
+/// `faults::sigterm_past_the_grace_cancels_a_blocked_request_and_writes_nothing`.)
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let db = TestDb::migrated().await;
