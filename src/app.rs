@@ -34,6 +34,7 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
         on_unknown_applied: settings.migrations.on_unknown_applied,
         allow_out_of_order: settings.migrations.allow_out_of_order,
         lock_retries: settings.migrations.lock_retries,
+        session_check: Some(db::session_check(settings)),
         ..MigrateOptions::default()
     }
 }
@@ -126,6 +127,7 @@ pub async fn serve_with(
 ) -> Result<(), AppError> {
     pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
     let pool = db::pool(settings);
+    db::check_budget(&pool, settings).await;
     let state = AppState::new(settings, pool.clone(), migrations);
     let served = http::serve(settings, state).await;
     pool.close().await;
