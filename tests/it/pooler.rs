@@ -420,3 +420,87 @@ async fn eight_replicas_serving_through_pgbouncer_with_a_direct_migration_url_mi
         }
     }
 }
+
+#[tokio::test]
+async fn start_up_logs_the_pool_and_warns_when_replicas_exceed_the_connection_limit() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    let max: String = sqlx::query_scalar("SELECT current_setting('max_connections')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+
+    // As many instances as PostgreSQL has slots: under one connection each, fewer than a pool
+    // of 10 plus the migration session.
+    let crowded = spawn_server(&db.url, &[("APP_SERVER__INSTANCES", &max)]).await;
+    let log = crowded.startup.join("\n");
+    assert!(
+        log.contains("Request pool: at most 10 connection(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Connection budget exceeded: {max} instance(s)")),
+        "{log}"
+    );
+
+    let alone = spawn_server(&db.url, &[]).await;
+    let log = alone.startup.join("\n");
+    assert!(
+        log.contains("Connection budget: 1 instance(s) × (10 pooled + 1 migration session) fit"),
+        "{log}"
+    );
+    assert!(!log.contains("exceeded"), "{log}");
+}
+
+#[tokio::test]
+async fn the_migration_url_is_masked_and_named_when_it_fails() {
+    let db = TestDb::empty().await;
+    let secret = "s3cr3t-migration-pw";
+    let unreachable = format!("postgres://postgres:{secret}@127.0.0.1:1/nothing");
+    let env = [
+        ("DATABASE_MIGRATION_URL", unreachable.as_str()),
+        ("APP_DATABASE__CONNECT_ATTEMPTS", "1"),
+    ];
+    let config = run_server(&db.url, &env, &["config"]).await;
+    assert_eq!(config.code, Some(0), "{}", config.stderr);
+    assert!(
+        config
+            .stdout
+            .contains("migration_url = \"postgres://postgres:***@127.0.0.1:1/nothing\""),
+        "{}",
+        config.stdout
+    );
+    // Migrations connect there, not to DATABASE_URL (which is up): exit 4, naming the variable.
+    let failed = run_server(&db.url, &env, &["--migrate-only"]).await;
+    assert_eq!(failed.code, Some(4), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("check DATABASE_MIGRATION_URL"),
+        "{}",
+        failed.stderr
+    );
+    let status = run_server(&db.url, &env, &["migrate", "status"]).await;
+    assert_eq!(status.code, Some(4), "{}", status.stderr);
+    let bad = run_server(
+        &db.url,
+        &[(
+            "DATABASE_MIGRATION_URL",
+            &format!("mysql://u:{secret}@h/db"),
+        )],
+        &["config"],
+    )
+    .await;
+    assert_eq!(bad.code, Some(3));
+    assert!(
+        bad.stderr.contains("database.migration_url"),
+        "{}",
+        bad.stderr
+    );
+    for out in [config, failed, status, bad] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
