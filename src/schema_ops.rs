@@ -178,7 +178,7 @@ pub async fn drift(
         .await?;
     if json {
         print_json(&DriftView {
-            database: settings.database.url.masked(),
+            database: settings.database.migration_url().masked(),
             ok: drift.is_clean(),
             drift: &drift,
         });

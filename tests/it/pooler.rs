@@ -20,7 +20,7 @@ use agent_backend::migrate::embedded;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::support::{
-    TestDb, admin_url, rows, run_server, schema_snapshot, spawn_server, table_exists,
+    TestDb, admin_url, json, rows, run_server, schema_snapshot, spawn_server, table_exists,
 };
 
 /// A PgBouncer process with `pool_mode = transaction`, killed on drop.
@@ -352,6 +352,15 @@ async fn migrations_through_pgbouncer_are_refused_before_the_lock() {
     .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
+    // `migrate` commands report the database they connected to: the migration URL.
+    let status = run_server(
+        &pooled,
+        &[("DATABASE_MIGRATION_URL", &db.url)],
+        &["migrate", "status", "--json"],
+    )
+    .await;
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert_eq!(json(&status)["database"], db.url.as_str());
 }
 
 #[tokio::test]
