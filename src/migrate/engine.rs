@@ -412,14 +412,28 @@ impl<'a> Migrator<'a> {
         let outcome = async {
             // PostgreSQL 14+: notice a vanished runner (kill -9, lost network) while a
             // statement runs, so its transaction and the lock go within a second instead of
-            // when the statement would have finished.
-            sqlx::raw_sql(
+            // when the statement would have finished. In the same round trip: the backend
+            // that runs this statement holds the lock just taken (a session does; a pooler
+            // may have moved the connection).
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "SELECT set_config('client_connection_check_interval', '1s', false) \
-                 WHERE current_setting('server_version_num')::int >= 140000",
-            )
-            .execute(&mut *conn)
+                 WHERE current_setting('server_version_num')::int >= 140000; {}",
+                lock::held_here_sql(key)
+            )))
+            .fetch_all(&mut *conn)
             .await
             .map_err(MigrateError::db("setting client_connection_check_interval"))?;
+            let held = rows
+                .last()
+                .and_then(|row| sqlx::Row::try_get::<bool, _>(row, 0).ok())
+                .unwrap_or(false);
+            if !held {
+                return Err(MigrateError::PooledSession {
+                    evidence: "the migration lock it had just taken is not held by the PostgreSQL \
+                               backend that ran its next statement"
+                        .to_string(),
+                });
+            }
             work(&mut *conn).await
         }
         .await;

@@ -170,6 +170,20 @@ pub async fn check_session(
     Err(MigrateError::PooledSession { evidence })
 }
 
+/// A query that answers whether the backend running it holds the lock `key`: after [`acquire`],
+/// a real session always does; through a transaction-mode pooler the next statement may run on
+/// another backend (a pooler that hands servers out round-robin can slip past
+/// [`check_session`]). Plain SQL with the key inlined (an integer), so the engine sends it in the
+/// same simple-protocol round trip as its session settings.
+pub fn held_here_sql(key: i64) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks \
+           WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid() \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND classid::bigint = ({key} >> 32) AND objid::bigint = ({key} & 4294967295))"
+    )
+}
+
 async fn backend_pid(conn: &mut PgConnection) -> Result<i32, MigrateError> {
     sqlx::raw_sql("SELECT pg_backend_pid()")
         .fetch_one(conn)

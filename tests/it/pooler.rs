@@ -513,3 +513,54 @@ async fn the_migration_url_is_masked_and_named_when_it_fails() {
         );
     }
 }
+
+/// The second guard, after the lock is taken: the statement that follows `pg_advisory_lock`
+/// must run on the backend holding the lock. Through the pooler, a client that takes the
+/// backend in between (as another runner's transaction would) moves the next statement.
+#[tokio::test]
+async fn the_lock_is_confirmed_on_the_backend_that_runs_the_next_statement() {
+    use agent_backend::migrate::lock;
+    let db = TestDb::empty().await;
+    let bouncer = PgBouncer::start().await;
+    let held_here = async |conn: &mut sqlx::PgConnection, key: i64| -> bool {
+        sqlx::Row::get(
+            &sqlx::raw_sql(sqlx::AssertSqlSafe(lock::held_here_sql(key)))
+                .fetch_one(conn)
+                .await
+                .unwrap(),
+            0,
+        )
+    };
+
+    // A session: true right after taking it, false once released.
+    let mut direct = db.connect().await;
+    let key = lock::key_for(&mut direct).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_lock({key})"
+    )))
+    .execute(&mut direct)
+    .await
+    .unwrap();
+    assert!(held_here(&mut direct, key).await);
+    lock::release(&mut direct, key).await.unwrap();
+    assert!(!held_here(&mut direct, key).await);
+
+    // Through the pooler: the lock stays on the backend that took it, which another client's
+    // transaction now occupies; this connection's next statement runs elsewhere.
+    let pooled: sqlx::postgres::PgConnectOptions = bouncer.url(&db.name).parse().unwrap();
+    let mut runner = pooled.connect().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_lock({key})"
+    )))
+    .execute(&mut runner)
+    .await
+    .unwrap();
+    let mut other = pooled.connect().await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT 1")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert!(!held_here(&mut runner, key).await);
+    let _ = other.close().await;
+    let _ = runner.close().await;
+}
