@@ -34,6 +34,7 @@ pub fn migrate_options(settings: &Settings) -> MigrateOptions {
         on_unknown_applied: settings.migrations.on_unknown_applied,
         allow_out_of_order: settings.migrations.allow_out_of_order,
         lock_retries: settings.migrations.lock_retries,
+        session_check: Some(db::session_check(settings)),
         ..MigrateOptions::default()
     }
 }
@@ -129,6 +130,7 @@ pub async fn serve_with(
 ) -> Result<(), AppError> {
     pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
     let (pool, sessions) = db::pool_with_sessions(settings);
+    db::check_budget(&pool, settings).await;
     let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);
     let served = http::serve(settings, state).await;
     // Bounded: a connection still out (its session ended, its request dropped) is not waited

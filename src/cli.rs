@@ -28,8 +28,8 @@ const AFTER_HELP: &str = "\
 With no command, `server` connects to the database (with retries), applies pending migrations
 under sqlx's advisory lock, verifies the schema, and only then serves HTTP on HOST:PORT.
 
-Environment: DATABASE_URL, HOST, PORT, ENVIRONMENT (development|test|production), DEBUG,
-API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
+Environment: DATABASE_URL, DATABASE_MIGRATION_URL (migrations; default DATABASE_URL), HOST,
+PORT, ENVIRONMENT (development|test|production), DEBUG, API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
 
 Exit codes: 0 success, 1 other failure, 2 bad command line, 3 bad configuration,
 4 database unreachable, 5 migration failed (rolled back if transactional; a -- no-transaction
@@ -39,7 +39,8 @@ verify), 9 refused: nothing changed (no confirmation, no down migration, unknown
 rollback target, a dirty row that changed before repair could act, a migration in progress),
 10 migrate lint: a finding of a rule set to deny, 11 the schema differs (drift, a stale snapshot,
 a down migration that does not restore it), 12 a migration could not take its locks within
-lock_timeout after its retries.";
+lock_timeout after its retries, 13 the migration connection goes through a transaction-mode
+pooler (set DATABASE_MIGRATION_URL to a direct connection; nothing changed).";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]

@@ -1,8 +1,9 @@
 //! Configuration: `config/default.toml`, then `config/<ENVIRONMENT>.toml`, then the environment.
 //!
-//! Environment variables: `DATABASE_URL`, `HOST`, `PORT`, `ENVIRONMENT`, `DEBUG`, and any key as
-//! `APP_<SECTION>__<KEY>` (e.g. `APP_DATABASE__MAX_CONNECTIONS=20`). Unknown keys and bad values
-//! stop start-up with the key's name. The database URL is a [`DatabaseUrl`]: it prints masked.
+//! Environment variables: `DATABASE_URL`, `DATABASE_MIGRATION_URL`, `HOST`, `PORT`, `ENVIRONMENT`,
+//! `DEBUG`, and any key as `APP_<SECTION>__<KEY>` (e.g. `APP_DATABASE__MAX_CONNECTIONS=20`).
+//! Unknown keys and bad values stop start-up with the key's name. The database URLs are
+//! [`DatabaseUrl`]s: they print masked.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -149,12 +150,26 @@ pub struct ServerSettings {
     /// Open client connections at most; one more is answered 503 (with `Retry-After`) and
     /// closed.
     pub max_connections: usize,
+    /// Instances of the service sharing the database (Render's `numInstances`; Render sets no
+    /// variable with the count, so render.yaml sets `APP_SERVER__INSTANCES` to match). Only the
+    /// connection budget uses it.
+    pub instances: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// The request pool's database (`DATABASE_URL`): may go through a transaction-mode pooler.
     pub url: DatabaseUrl,
+    /// The migration session's database (`DATABASE_MIGRATION_URL`): the pre-serve stage and
+    /// every `server migrate` command connect here, directly to PostgreSQL (the migration lock
+    /// is a session advisory lock). Unset: `url`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "migration_url"
+    )]
+    pub migration_url: Option<DatabaseUrl>,
     pub max_connections: u32,
     pub min_connections: u32,
     /// Longest wait for a pooled connection before a request gets a 503.
@@ -170,6 +185,29 @@ pub struct DatabaseSettings {
     /// Longest a readiness probe waits on the database.
     #[serde(with = "duration_str")]
     pub health_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    /// Where the migration session connects: `migration_url`, else `url`.
+    pub fn migration_url(&self) -> &DatabaseUrl {
+        self.migration_url.as_ref().unwrap_or(&self.url)
+    }
+
+    /// The variable to check when the migration session cannot connect.
+    pub fn migration_url_var(&self) -> &'static str {
+        if self.migration_url.is_some() {
+            "DATABASE_MIGRATION_URL"
+        } else {
+            "DATABASE_URL"
+        }
+    }
+}
+
+fn migration_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DatabaseUrl>, D::Error> {
+    let raw = String::deserialize(d)?;
+    DatabaseUrl::parse_as("database.migration_url", &raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,6 +279,7 @@ impl Settings {
     /// `APP_<SECTION>__<KEY>`).
     const NAMED_ENV: &'static [(&'static str, &'static str)] = &[
         ("DATABASE_URL", "database.url"),
+        ("DATABASE_MIGRATION_URL", "database.migration_url"),
         ("HOST", "server.host"),
         ("PORT", "server.port"),
         ("DEBUG", "debug"),
@@ -249,9 +288,11 @@ impl Settings {
 
     /// Secrets, read as written: figment's value parsing would turn an all-digit key into a
     /// number (and refuse it) and unwrap one written in quotes or brackets.
-    const LITERAL_ENV: [(&'static str, &'static str); 4] = [
+    const LITERAL_ENV: [(&'static str, &'static str); 6] = [
         ("DATABASE_URL", "database.url"),
         ("APP_DATABASE__URL", "database.url"),
+        ("DATABASE_MIGRATION_URL", "database.migration_url"),
+        ("APP_DATABASE__MIGRATION_URL", "database.migration_url"),
         ("API_KEYS", "auth.api_keys"),
         ("APP_AUTH__API_KEYS", "auth.api_keys"),
     ];
@@ -348,6 +389,9 @@ impl Settings {
                 "must not exceed database.max_connections",
             );
         }
+        if self.server.instances == 0 {
+            return bad("server.instances", "must be at least 1");
+        }
         if db.connect_attempts == 0 {
             return bad("database.connect_attempts", "must be at least 1");
         }
@@ -404,18 +448,23 @@ pub struct DatabaseUrl {
 
 impl DatabaseUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::parse_as("database.url", raw)
+    }
+
+    /// [`DatabaseUrl::parse`] for the key `key` (named in the error).
+    pub fn parse_as(key: &str, raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
         if !scheme_ok {
             return Err(format!(
-                "database.url ({}): must start with postgres:// or postgresql://",
+                "{key} ({}): must start with postgres:// or postgresql://",
                 unparsed(raw)
             ));
         }
         // sqlx's message never echoes the URL; ours shows only its scheme, since in a URL that
         // does not parse no other part can be told apart from a password.
         let options = PgConnectOptions::from_str(raw)
-            .map_err(|e| format!("database.url ({}): {e}", unparsed(raw)))?;
+            .map_err(|e| format!("{key} ({}): {e}", unparsed(raw)))?;
         Ok(Self {
             raw: raw.to_string(),
             options,
@@ -610,6 +659,10 @@ mod tests {
             assert!(!err.contains("pw123"), "{err}");
             assert!(err.contains("database.url"), "{err}");
         }
+        let err = DatabaseUrl::parse_as("database.migration_url", "mysql://u:pw123@h/db")
+            .expect_err("not postgres");
+        assert!(err.starts_with("database.migration_url ("), "{err}");
+        assert!(!err.contains("pw123"), "{err}");
         let url = DatabaseUrl::parse("postgresql://u:pw123@h/db?sslmode=require").expect("valid");
         assert_eq!(format!("{url} {url:?}").matches("pw123").count(), 0);
         assert_eq!(url.database_name(), "db");

@@ -1,13 +1,15 @@
 //! Connections: one dedicated session for migrations (with its guards and its own
-//! `application_name`), connecting with retries, and the request pool.
+//! `application_name`, to `database.migration_url`), connecting with retries, and the request
+//! pool (to `database.url`, which may be a transaction-mode pooler) with its connection budget.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
-use crate::config::{DatabaseSettings, Environment, Settings};
+use crate::config::{DatabaseSettings, DatabaseUrl, Environment, Settings};
+use crate::migrate::lock::Connector;
 
 /// `application_name` of the migration session, visible in `pg_stat_activity`.
 pub const MIGRATE_APP_NAME: &str = "agent-backend migrate";
@@ -18,36 +20,37 @@ pub const SERVE_APP_NAME: &str = "agent-backend";
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
-        "database unreachable after {attempts} attempt(s) at {url}: {cause}; check DATABASE_URL and \
+        "database unreachable after {attempts} attempt(s) at {url}: {cause}; check {var} and \
          that PostgreSQL is running (locally: pg_ctlcluster <version> main start)"
     )]
     Unreachable {
         attempts: u32,
         url: String,
         cause: String,
+        var: &'static str,
     },
     #[error("cannot connect to the database at {url}: {cause}")]
     Refused { url: String, cause: String },
 }
 
-fn base_options(db: &DatabaseSettings, application_name: &str) -> PgConnectOptions {
-    db.url
-        .connect_options()
+fn base_options(url: &DatabaseUrl, application_name: &str) -> PgConnectOptions {
+    url.connect_options()
         .application_name(application_name)
         // Migration SQL and request queries are not log material; slow ones still warn.
         .log_statements(log::LevelFilter::Trace)
         .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1))
 }
 
-/// Options for the migration session: `lock_timeout` and `statement_timeout` from
-/// `[migrations]` as session defaults (set in the start-up packet: no extra round trip).
+/// Options for the migration session, to `database.migration_url`: `lock_timeout` and
+/// `statement_timeout` from `[migrations]` as session defaults (set in the start-up packet: no
+/// extra round trip).
 ///
 /// No "slow statement" warnings on this session: its long waits (for the migration lock, for a
 /// busy table) are bounded by the engine and reported in its own words, and each migration's
 /// duration is logged when it is applied.
 pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
     let m = &settings.migrations;
-    base_options(&settings.database, MIGRATE_APP_NAME)
+    base_options(settings.database.migration_url(), MIGRATE_APP_NAME)
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
         .options([
             ("lock_timeout", format!("{}ms", m.lock_timeout.as_millis())),
@@ -58,12 +61,31 @@ pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
         ])
 }
 
-/// Errors not worth retrying: bad credentials, unknown database, bad TLS set-up.
+/// A second connection like the migration session's, for the pooler check before the
+/// migration lock ([`crate::migrate::lock::check_session`]): one attempt, bounded by
+/// `connect_timeout`.
+pub fn session_check(settings: &Settings) -> Connector {
+    let options = migrate_options(settings);
+    let timeout = settings.database.connect_timeout;
+    Connector::new(move || {
+        let options = options.clone();
+        Box::pin(async move {
+            tokio::time::timeout(timeout, options.connect())
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        })
+    })
+}
+
+/// Errors not worth retrying: bad credentials, unknown database, bad TLS set-up, a pooler
+/// refusing the migration session's start-up options.
 fn is_permanent(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("28") || c == "3D000"),
+        sqlx::Error::Database(db) => {
+            db.code()
+                .is_some_and(|c| c.starts_with("28") || c == "3D000")
+                || db.message().contains("unsupported startup parameter")
+        }
         sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => true,
         _ => false,
     }
@@ -73,29 +95,36 @@ fn is_missing_database(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
 }
 
-/// One line, no URL (sqlx's messages do not include it), and what to check for the refusals
-/// that have one usual cause.
-fn cause(e: &sqlx::Error) -> String {
+/// One line, no URL (sqlx's messages do not include it), and what to check in `var` for the
+/// refusals that have one usual cause.
+fn cause(e: &sqlx::Error, var: &str) -> String {
     let text = crate::migrate::error_text(e);
     let hint = match e {
         sqlx::Error::Database(db) => match db.code().as_deref() {
-            Some("28P01") => "; check the user name and password in DATABASE_URL",
-            Some("28000") => "; check the user name in DATABASE_URL (and pg_hba.conf)",
-            Some("3D000") => "; check the database name (the path) in DATABASE_URL",
-            _ => "",
+            Some("28P01") => format!("; check the user name and password in {var}"),
+            Some("28000") => format!("; check the user name in {var} (and pg_hba.conf)"),
+            Some("3D000") => format!("; check the database name (the path) in {var}"),
+            // PgBouncer's refusal of the start-up packet's `options` (the migration guards).
+            _ if text.contains("unsupported startup parameter") => format!(
+                "; {var} points at a connection pooler: migrations need a direct connection to \
+                 PostgreSQL (set DATABASE_MIGRATION_URL to it)"
+            ),
+            _ => String::new(),
         },
-        _ => "",
+        _ => String::new(),
     };
     format!("{text}{hint}")
 }
 
-/// Connects, retrying per `[database]` and logging each failed attempt. In development a
-/// missing database is created first.
+/// Connects the migration session (`options` are [`migrate_options`], possibly for another
+/// database on the same server), retrying per `[database]` and logging each failed attempt;
+/// errors name `database.migration_url`. In development a missing database is created first.
 pub async fn connect_with_retries(
     settings: &Settings,
     options: &PgConnectOptions,
 ) -> Result<PgConnection, DbError> {
     let db = &settings.database;
+    let (url, var) = (db.migration_url(), db.migration_url_var());
     let attempts = db.connect_attempts;
     let mut created = false;
     let mut attempt = 1;
@@ -119,17 +148,18 @@ pub async fn connect_with_retries(
             }
             Err(e) if is_permanent(&e) => {
                 return Err(DbError::Refused {
-                    url: db.url.masked(),
-                    cause: cause(&e),
+                    url: url.masked(),
+                    cause: cause(&e, var),
                 });
             }
-            Err(e) => cause(&e),
+            Err(e) => cause(&e, var),
         };
         if attempt >= attempts {
             return Err(DbError::Unreachable {
                 attempts,
-                url: db.url.masked(),
+                url: url.masked(),
                 cause: error,
+                var,
             });
         }
         let delay = db.connect_retry_delay;
@@ -152,19 +182,23 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Development convenience: `CREATE DATABASE` for the name in `DATABASE_URL`, through the
+/// Development convenience: `CREATE DATABASE` for the name in the migration URL, through the
 /// `postgres` maintenance database (as `createdb` and `sqlx database create` do).
 async fn create_database(settings: &Settings) -> Result<(), DbError> {
-    let name = settings.database.url.database_name();
-    let maintenance = base_options(&settings.database, MIGRATE_APP_NAME).database("postgres");
+    let (url, var) = (
+        settings.database.migration_url(),
+        settings.database.migration_url_var(),
+    );
+    let name = url.database_name();
+    let maintenance = base_options(url, MIGRATE_APP_NAME).database("postgres");
     let refused = |cause: String| DbError::Refused {
-        url: settings.database.url.masked(),
+        url: url.masked(),
         cause,
     };
     let mut conn = maintenance
         .connect()
         .await
-        .map_err(|e| refused(cause(&e)))?;
+        .map_err(|e| refused(cause(&e, var)))?;
     let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
     match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut conn)
@@ -174,7 +208,10 @@ async fn create_database(settings: &Settings) -> Result<(), DbError> {
         Ok(_) => tracing::info!(database = %name, "Created missing database {name} (development)"),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
         Err(e) => {
-            return Err(refused(format!("creating database {name}: {}", cause(&e))));
+            return Err(refused(format!(
+                "creating database {name}: {}",
+                cause(&e, var)
+            )));
         }
     }
     let _ = conn.close().await;
@@ -204,7 +241,7 @@ pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
                 Box::pin(async move { sessions.record(conn, keep).await })
             }
         })
-        .connect_lazy_with(base_options(db, SERVE_APP_NAME));
+        .connect_lazy_with(base_options(&db.url, SERVE_APP_NAME));
     (pool, sessions)
 }
 
@@ -262,7 +299,7 @@ pub async fn end_busy_sessions(
 ) -> Result<i64, String> {
     let (pids, starts): (Vec<i32>, Vec<_>) = sessions.list().iter().copied().unzip();
     let work = async {
-        let mut conn = base_options(db, SERVE_APP_NAME).connect().await?;
+        let mut conn = base_options(&db.url, SERVE_APP_NAME).connect().await?;
         // MATERIALIZED: the targets are chosen first. A plain join would let the planner push
         // `pg_terminate_backend` down to the scan of pg_stat_activity, ending every session.
         let ended: Vec<i32> = sqlx::query_scalar(
@@ -295,7 +332,140 @@ pub async fn end_busy_sessions(
     };
     match tokio::time::timeout(budget, work).await {
         Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(cause(&e)),
+        Ok(Err(e)) => Err(cause(&e, "DATABASE_URL")),
         Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+    }
+}
+
+/// PostgreSQL's connection slots for ordinary roles: `max_connections` less
+/// `superuser_reserved_connections` and (PostgreSQL 16+) `reserved_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: u32,
+    pub superuser_reserved: u32,
+    pub reserved: u32,
+}
+
+impl ConnectionLimits {
+    pub fn available(&self) -> u32 {
+        self.max_connections
+            .saturating_sub(self.superuser_reserved)
+            .saturating_sub(self.reserved)
+    }
+
+    /// The warning when `instances` instances, each with a pool of `pool_max` and one migration
+    /// session (the pre-deploy command or a `server migrate` job beside them), need more
+    /// connections than PostgreSQL allows; `None` when they fit.
+    pub fn shortfall(&self, pool_max: u32, instances: u32) -> Option<String> {
+        let available = self.available();
+        let share = available / instances.max(1);
+        let need = pool_max + 1;
+        (share < need).then(|| {
+            format!(
+                "Connection budget exceeded: {instances} instance(s) (server.instances) × ({pool_max} pooled \
+                 (database.max_connections) + 1 migration session) = {} connections, but PostgreSQL allows \
+                 {available} ({} max_connections − {} superuser_reserved_connections − {} \
+                 reserved_connections), {share} per instance; at peak, connections will fail with \
+                 \"too many clients\": set database.max_connections to at most {} or put a \
+                 transaction-mode pooler in front of DATABASE_URL (docs/operations.md)",
+                instances * need,
+                self.max_connections,
+                self.superuser_reserved,
+                self.reserved,
+                share.saturating_sub(1).max(1),
+            )
+        })
+    }
+}
+
+/// Logs the request pool's maximum and checks it against PostgreSQL's connection limit (one
+/// simple-protocol query on a pool connection, which the first request reuses). When
+/// `DATABASE_URL` is not the migration URL it is taken to be a pooler: PostgreSQL then sees the
+/// pooler's connections, not this pool's, and only the figures are logged. Never fails start-up:
+/// a database that does not answer is readiness's business.
+pub async fn check_budget(pool: &PgPool, settings: &Settings) {
+    let db = &settings.database;
+    let instances = settings.server.instances;
+    tracing::info!(
+        max_connections = db.max_connections,
+        instances,
+        "Request pool: at most {} connection(s) to {} per instance, {instances} instance(s) (server.instances)",
+        db.max_connections,
+        db.url.masked()
+    );
+    let limits = async {
+        let mut conn = pool.acquire().await?;
+        let row = sqlx::raw_sql(
+            "SELECT current_setting('max_connections')::int, \
+                    current_setting('superuser_reserved_connections')::int, \
+                    coalesce(current_setting('reserved_connections', true)::int, 0)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let get = |i: usize| row.try_get::<i32, _>(i).map(|v| v.max(0) as u32);
+        Ok::<_, sqlx::Error>(ConnectionLimits {
+            max_connections: get(0)?,
+            superuser_reserved: get(1)?,
+            reserved: get(2)?,
+        })
+    }
+    .await;
+    let limits = match limits {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(
+                "Connection budget not checked: {}",
+                crate::migrate::error_text(&e)
+            );
+            return;
+        }
+    };
+    let pooled = db.migration_url.is_some() && db.migration_url().masked() != db.url.masked();
+    match limits.shortfall(db.max_connections, instances) {
+        _ if pooled => tracing::info!(
+            available = limits.available(),
+            "Connection budget: PostgreSQL allows {} connections; DATABASE_URL is not \
+             DATABASE_MIGRATION_URL (a pooler), so PostgreSQL sees the pooler's server connections: \
+             keep its pool size plus {instances} migration session(s) within that",
+            limits.available()
+        ),
+        Some(warning) => tracing::warn!(available = limits.available(), "{warning}"),
+        None => tracing::info!(
+            available = limits.available(),
+            "Connection budget: {instances} instance(s) × ({} pooled + 1 migration session) fit in the {} \
+             connections PostgreSQL allows",
+            db.max_connections,
+            limits.available()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionLimits;
+
+    #[test]
+    fn budget_counts_reserved_slots_instances_and_the_migration_session() {
+        // Render's < 8 GB plans: max_connections 100; PostgreSQL's default 3 superuser slots.
+        let render = ConnectionLimits {
+            max_connections: 100,
+            superuser_reserved: 3,
+            reserved: 0,
+        };
+        assert_eq!(render.available(), 97);
+        assert_eq!(render.shortfall(10, 2), None);
+        assert_eq!(render.shortfall(47, 2), None); // 97 / 2 = 48 = 47 + 1
+        let warning = render.shortfall(48, 2).expect("48 + 1 > 48");
+        assert!(warning.contains("2 instance(s)"), "{warning}");
+        assert!(warning.contains("at most 47"), "{warning}");
+        assert!(render.shortfall(10, 9).is_some(), "97 / 9 = 10 < 11");
+        // PostgreSQL 16+ reserves more.
+        let pg16 = ConnectionLimits {
+            reserved: 10,
+            ..render
+        };
+        assert_eq!(pg16.available(), 87);
+        assert!(pg16.shortfall(43, 2).is_some());
+        assert_eq!(pg16.shortfall(42, 2), None);
     }
 }

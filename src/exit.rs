@@ -40,6 +40,9 @@ pub enum Exit {
     SchemaDiffers = 11,
     /// A migration could not take its table locks within `lock_timeout`, after the retries.
     LockNotAvailable = 12,
+    /// The migration connection goes through a transaction-mode pooler, where the migration
+    /// lock would not hold: refused before taking it, nothing changed (`DATABASE_MIGRATION_URL`).
+    PooledSession = 13,
 }
 
 impl From<Exit> for ExitCode {
@@ -63,6 +66,7 @@ impl From<&AppError> for Exit {
                 | MigrateError::OutOfOrder { .. } => Exit::Integrity,
                 MigrateError::LockTimeout { .. } => Exit::LockTimeout,
                 MigrateError::LockNotAvailable { .. } => Exit::LockNotAvailable,
+                MigrateError::PooledSession { .. } => Exit::PooledSession,
                 MigrateError::UnknownTarget(_)
                 | MigrateError::UnknownRollbackTarget(_)
                 | MigrateError::RepairStale { .. }

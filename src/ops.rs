@@ -215,7 +215,7 @@ async fn dispatch(
                 "Revert {} migration(s) on {}, newest first, running {} down file(s): {}? \
                  Each drops what its up file created, with the data in it{}.",
                 steps.len(),
-                settings.database.url.masked(),
+                settings.database.migration_url().masked(),
                 steps.len(),
                 steps
                     .iter()
@@ -473,7 +473,7 @@ impl Printer {
         };
         if self.json {
             return self.emit(&json!({
-                "database": settings.database.url.masked(),
+                "database": settings.database.migration_url().masked(),
                 "state": state,
                 "up_to_date": status.is_up_to_date(),
                 "applied_newest": status.newest_applied(),
@@ -489,7 +489,10 @@ impl Printer {
             }));
         }
         let none = |v: &[i64]| list_or("none", v);
-        out!("Database:           {}", settings.database.url.masked());
+        out!(
+            "Database:           {}",
+            settings.database.migration_url().masked()
+        );
         out!(
             "Applied:            {} ({} row(s))",
             status

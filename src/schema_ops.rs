@@ -108,7 +108,7 @@ pub async fn snapshot(
     let table = migrator.set().bookkeeping().table.clone();
     let taken = if fresh {
         with_scratch(conn, settings, async |scratch: &mut PgConnection| {
-            migrator.run(scratch).await?;
+            migrator.for_private_database().run(scratch).await?;
             Snapshot::take(scratch, &table).await
         })
         .await?
@@ -178,7 +178,7 @@ pub async fn drift(
         .await?;
     if json {
         print_json(&DriftView {
-            database: settings.database.url.masked(),
+            database: settings.database.migration_url().masked(),
             ok: drift.is_clean(),
             drift: &drift,
         });
@@ -221,6 +221,7 @@ pub async fn test(
     json: bool,
 ) -> Result<Exit, AppError> {
     let expected = embedded::snapshot();
+    let migrator = &migrator.for_private_database();
     let report = match database_url {
         Some(url) => {
             let url = crate::config::DatabaseUrl::parse(url)

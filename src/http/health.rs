@@ -4,8 +4,9 @@
 //! - `GET /health/ready`: the database answers within `database.health_timeout` and the schema is
 //!   at the embedded version (nothing pending, dirty or edited). 200, else 503 naming the failed
 //!   checks. 503 too once shutdown has begun, so the platform stops routing here. For traffic.
-//! - `GET /health`: the same checks plus version, uptime, migration versions and schema drift
-//!   (the live schema against the embedded snapshot), for people.
+//! - `GET /health`: the same checks plus version, uptime, the request pool (maximum, open, idle,
+//!   in use), migration versions and schema drift (the live schema against the embedded
+//!   snapshot), for people.
 //!
 //! Drift costs a catalog query, so its verdict is kept for [`DRIFT_TTL`]; readiness looks at it
 //! only with `migrations.on_drift = "error"`.
@@ -211,6 +212,12 @@ pub async fn summary(Data(state): Data<&AppState>) -> Response {
         "uptime_seconds": state.started.elapsed().as_secs(),
         "shutting_down": probe.shutting_down,
         "database": probe.database,
+        "pool": {
+            "max": state.pool.options().get_max_connections(),
+            "size": state.pool.size(),
+            "idle": state.pool.num_idle(),
+            "in_use": (state.pool.size() as usize).saturating_sub(state.pool.num_idle()),
+        },
         "migrations": {
             "embedded": state.migrations.len(),
             "embedded_newest": state.migrations.newest(),

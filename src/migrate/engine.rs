@@ -38,6 +38,10 @@ pub struct MigrateOptions {
     pub lock_retries: u32,
     /// Wait before the first retry; doubled for each next one (at most 30 s).
     pub lock_retry_backoff: Duration,
+    /// Before the lock is taken, check with a second connection from this that the migration
+    /// connection is a session of its own, not a transaction-mode pooler's
+    /// ([`lock::check_session`]). `None`: no check (a connection the caller knows is direct).
+    pub session_check: Option<lock::Connector>,
 }
 
 impl Default for MigrateOptions {
@@ -49,6 +53,7 @@ impl Default for MigrateOptions {
             allow_out_of_order: false,
             lock_retries: 3,
             lock_retry_backoff: Duration::from_secs(1),
+            session_check: None,
         }
     }
 }
@@ -262,6 +267,19 @@ impl<'a> Migrator<'a> {
         Self { set, opts }
     }
 
+    /// This migrator for a database no other runner can reach (a scratch database a command
+    /// created for itself, `migrate test`'s empty target): no session check before the lock,
+    /// which there excludes nobody.
+    pub fn for_private_database(&self) -> Self {
+        Self::new(
+            self.set,
+            MigrateOptions {
+                session_check: None,
+                ..self.opts.clone()
+            },
+        )
+    }
+
     pub fn set(&self) -> &'a MigrationSet {
         self.set
     }
@@ -380,6 +398,9 @@ impl<'a> Migrator<'a> {
         conn: &mut PgConnection,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, MigrateError>,
     ) -> Result<T, MigrateError> {
+        if let Some(connect) = &self.opts.session_check {
+            lock::check_session(conn, connect).await?;
+        }
         let key = lock::key_for(conn).await?;
         lock::acquire(
             conn,
@@ -391,14 +412,28 @@ impl<'a> Migrator<'a> {
         let outcome = async {
             // PostgreSQL 14+: notice a vanished runner (kill -9, lost network) while a
             // statement runs, so its transaction and the lock go within a second instead of
-            // when the statement would have finished.
-            sqlx::raw_sql(
+            // when the statement would have finished. In the same round trip: the backend
+            // that runs this statement holds the lock just taken (a session does; a pooler
+            // may have moved the connection).
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "SELECT set_config('client_connection_check_interval', '1s', false) \
-                 WHERE current_setting('server_version_num')::int >= 140000",
-            )
-            .execute(&mut *conn)
+                 WHERE current_setting('server_version_num')::int >= 140000; {}",
+                lock::held_here_sql(key)
+            )))
+            .fetch_all(&mut *conn)
             .await
             .map_err(MigrateError::db("setting client_connection_check_interval"))?;
+            let held = rows
+                .last()
+                .and_then(|row| sqlx::Row::try_get::<bool, _>(row, 0).ok())
+                .unwrap_or(false);
+            if !held {
+                return Err(MigrateError::PooledSession {
+                    evidence: "the migration lock it had just taken is not held by the PostgreSQL \
+                               backend that ran its next statement"
+                        .to_string(),
+                });
+            }
             work(&mut *conn).await
         }
         .await;

@@ -128,6 +128,17 @@ pub enum MigrateError {
     )]
     NoDownMigration { versions: Vec<i64> },
 
+    /// The migration connection is not a session of its own: a transaction-mode pooler hands its
+    /// PostgreSQL backend to other clients between transactions, so the session advisory lock
+    /// would not keep other runners out. Found before the lock was taken; nothing was changed.
+    #[error(
+        "the migration connection goes through a transaction-mode connection pooler ({evidence}), so the \
+         migration lock (a session advisory lock) would not keep other runners out; nothing was changed: \
+         set DATABASE_MIGRATION_URL to a direct connection to PostgreSQL, not through the pooler \
+         (DATABASE_URL may stay on it)"
+    )]
+    PooledSession { evidence: String },
+
     /// After applying, the table does not show every embedded migration applied and matching.
     #[error("verification after applying failed: {0}")]
     VerifyFailed(String),

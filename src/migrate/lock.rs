@@ -5,10 +5,18 @@
 //! holder (pid, application_name, client, since when) is logged every few seconds. The lock is
 //! session-scoped: released explicitly on every exit path, and by PostgreSQL when a killed
 //! runner's connection goes away.
+//!
+//! A session lock needs a session: through a transaction-mode pooler (PgBouncer's
+//! `pool_mode = transaction`) the PostgreSQL backend that took the lock goes back to the pool
+//! after each statement and serves other clients, which then "hold" the lock too (advisory locks
+//! are re-entrant per backend). [`check_session`] finds that out before the lock is taken.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection, Row};
 
 use super::MigrateError;
 
@@ -103,6 +111,85 @@ pub async fn release(conn: &mut PgConnection, key: i64) -> Result<(), MigrateErr
         .await
         .map_err(MigrateError::db("releasing the migration lock"))?;
     Ok(())
+}
+
+/// Opens another connection to the migration connection's endpoint (same URL and options), for
+/// [`check_session`]. The caller that connects makes it; the engine only calls it.
+#[derive(Clone)]
+pub struct Connector(Arc<dyn Fn() -> ConnectFuture + Send + Sync>);
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<PgConnection, sqlx::Error>> + Send>>;
+
+impl Connector {
+    pub fn new(connect: impl Fn() -> ConnectFuture + Send + Sync + 'static) -> Self {
+        Self(Arc::new(connect))
+    }
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector")
+    }
+}
+
+/// Refuses a migration connection that is not a PostgreSQL session of its own (a
+/// transaction-mode pooler), before the lock is taken: while `conn` sits idle outside a
+/// transaction, a second connection opens a transaction, then `conn` asks for its backend again.
+/// A real session keeps its backend and never lends it; a pooler lends it (PgBouncer reuses the
+/// most recently released server first, so the second connection gets it) or moves `conn`.
+/// Costs one connection and three round trips (simple-protocol statements, which any pooler
+/// passes through), and only runs when the lock is about to be taken.
+pub async fn check_session(
+    conn: &mut PgConnection,
+    connect: &Connector,
+) -> Result<(), MigrateError> {
+    const ACTION: &str = "checking the migration connection for a transaction-mode pooler";
+    let first = backend_pid(conn).await?;
+    let mut other = (connect.0)().await.map_err(MigrateError::db(ACTION))?;
+    let lent = async {
+        sqlx::raw_sql("BEGIN; SELECT pg_backend_pid()")
+            .fetch_one(&mut other)
+            .await?
+            .try_get::<i32, _>(0)
+    }
+    .await;
+    let again = backend_pid(conn).await;
+    // Ends its transaction with it.
+    let _ = other.close().await;
+    let lent = lent.map_err(MigrateError::db(ACTION))?;
+    let again = again?;
+    let evidence = if lent == first {
+        format!("its PostgreSQL backend, pid {first}, served another connection while it sat idle")
+    } else if again != first {
+        format!(
+            "its statements ran on PostgreSQL backend pid {first}, then on pid {again}, outside a transaction"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(MigrateError::PooledSession { evidence })
+}
+
+/// A query that answers whether the backend running it holds the lock `key`: after [`acquire`],
+/// a real session always does; through a transaction-mode pooler the next statement may run on
+/// another backend (a pooler that hands servers out round-robin can slip past
+/// [`check_session`]). Plain SQL with the key inlined (an integer), so the engine sends it in the
+/// same simple-protocol round trip as its session settings.
+pub fn held_here_sql(key: i64) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks \
+           WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid() \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND classid::bigint = ({key} >> 32) AND objid::bigint = ({key} & 4294967295))"
+    )
+}
+
+async fn backend_pid(conn: &mut PgConnection) -> Result<i32, MigrateError> {
+    sqlx::raw_sql("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .and_then(|row| row.try_get::<i32, _>(0))
+        .map_err(MigrateError::db("reading pg_backend_pid()"))
 }
 
 /// A session holding the lock, as `pg_stat_activity` shows it.

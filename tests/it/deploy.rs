@@ -479,11 +479,13 @@ fn render_yaml() -> Yaml {
 fn render_yaml_uses_blueprint_field_names_and_the_required_settings() {
     let doc = render_yaml();
     assert_known("root", &doc, ROOT_KEYS);
-    let service = &doc["services"][0];
-    assert_known("service", service, SERVICE_KEYS);
-    for var in service["envVars"].as_vec().unwrap() {
-        assert_known("envVars entry", var, ENV_VAR_KEYS);
+    for service in doc["services"].as_vec().unwrap() {
+        assert_known("service", service, SERVICE_KEYS);
+        for var in service["envVars"].as_vec().unwrap() {
+            assert_known("envVars entry", var, ENV_VAR_KEYS);
+        }
     }
+    let service = &doc["services"][0];
     let database = &doc["databases"][0];
     assert_known("database", database, DATABASE_KEYS);
 
@@ -512,6 +514,18 @@ fn render_yaml_uses_blueprint_field_names_and_the_required_settings() {
     let from = &vars["DATABASE_URL"]["fromDatabase"];
     assert_eq!(from["property"].as_str(), Some("connectionString"));
     assert_eq!(from["name"].as_str(), database["name"].as_str());
+    // Migrations connect to the database itself, whatever DATABASE_URL points at.
+    let migration = &vars["DATABASE_MIGRATION_URL"]["fromDatabase"];
+    assert_eq!(migration["property"].as_str(), Some("connectionString"));
+    assert_eq!(migration["name"].as_str(), database["name"].as_str());
+    // The connection budget counts the instances Render runs.
+    assert_eq!(
+        vars["APP_SERVER__INSTANCES"]["value"]
+            .as_str()
+            .and_then(|v| v.parse::<i64>().ok()),
+        service["numInstances"].as_i64(),
+        "APP_SERVER__INSTANCES must equal numInstances"
+    );
     assert_eq!(vars["API_KEYS"]["sync"].as_bool(), Some(false));
     assert!(
         vars["API_KEYS"]["value"].is_badvalue(),
@@ -537,7 +551,7 @@ async fn render_yaml_commands_path_and_variables_work_with_the_binary() {
         let value = match (var["value"].as_str(), var["sync"].as_bool()) {
             (Some(v), _) => v.to_string(),
             (None, Some(false)) => "render-dashboard-secret-0123456789".to_string(),
-            _ if key == "DATABASE_URL" => db.url.clone(),
+            _ if !var["fromDatabase"].is_badvalue() => db.url.clone(),
             _ => panic!("{key}: no value, no sync: false, not fromDatabase"),
         };
         env.push((key.to_string(), value));
@@ -556,6 +570,7 @@ async fn render_yaml_commands_path_and_variables_work_with_the_binary() {
         out.stdout
     );
     assert!(!out.stdout.contains("render-dashboard-secret"), "masked");
+    assert!(out.stdout.contains("instances = 2"), "{}", out.stdout);
 
     let pre_deploy = service["preDeployCommand"].as_str().unwrap();
     let args: Vec<&str> = pre_deploy

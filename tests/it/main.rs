@@ -16,6 +16,7 @@ mod guide;
 mod inflight;
 mod lint;
 mod ops;
+mod pooler;
 mod process;
 mod release;
 mod schema;

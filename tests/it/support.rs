@@ -232,6 +232,8 @@ pub async fn run_server(database_url: &str, env: &[(&str, &str)], args: &[&str])
 pub struct Running {
     pub child: Child,
     pub base: String,
+    /// The log lines up to and including "Listening on".
+    pub startup: Vec<String>,
     pub stderr: tokio::task::JoinHandle<Vec<String>>,
 }
 
@@ -248,6 +250,7 @@ pub async fn spawn_serving(mut cmd: Command) -> Running {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     let base = tokio::time::timeout(Duration::from_secs(60), async {
+        let seen = &mut seen;
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("Listening on ").nth(1) {
                 // Text logs end the URL with a space, JSON logs with a quote.
@@ -276,6 +279,7 @@ pub async fn spawn_serving(mut cmd: Command) -> Running {
     Running {
         child,
         base,
+        startup: seen,
         stderr,
     }
 }
