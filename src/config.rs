@@ -188,6 +188,12 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// Whether requests go through another URL than migrations (a connection pooler, as the
+    /// operations guide sets it up).
+    pub fn is_pooled(&self) -> bool {
+        self.migration_url.is_some() && self.migration_url().masked() != self.url.masked()
+    }
+
     /// Where the migration session connects: `migration_url`, else `url`.
     pub fn migration_url(&self) -> &DatabaseUrl {
         self.migration_url.as_ref().unwrap_or(&self.url)

@@ -230,18 +230,26 @@ pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
     let db = &settings.database;
     let sessions = Sessions::default();
     let keep = 2 * db.max_connections as usize + 8;
-    let pool = PgPoolOptions::new()
+    let options = PgPoolOptions::new()
         .max_connections(db.max_connections)
         .min_connections(db.min_connections)
-        .acquire_timeout(db.acquire_timeout)
-        .after_connect({
+        .acquire_timeout(db.acquire_timeout);
+    // Behind a transaction-mode pooler a connection has no server session of its own: the pid
+    // it saw at connect time serves other clients (other replicas) later, and ending it at
+    // shutdown could cut their queries. There, closing the client connection is the cancel:
+    // the pooler drops the server connection of a transaction left open.
+    let options = if db.is_pooled() {
+        options
+    } else {
+        options.after_connect({
             let sessions = sessions.clone();
             move |conn, _| {
                 let sessions = sessions.clone();
                 Box::pin(async move { sessions.record(conn, keep).await })
             }
         })
-        .connect_lazy_with(base_options(&db.url, SERVE_APP_NAME));
+    };
+    let pool = options.connect_lazy_with(base_options(&db.url, SERVE_APP_NAME));
     (pool, sessions)
 }
 
@@ -420,7 +428,7 @@ pub async fn check_budget(pool: &PgPool, settings: &Settings) {
             return;
         }
     };
-    let pooled = db.migration_url.is_some() && db.migration_url().masked() != db.url.masked();
+    let pooled = db.is_pooled();
     match limits.shortfall(db.max_connections, instances) {
         _ if pooled => tracing::info!(
             available = limits.available(),
