@@ -13,7 +13,7 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiTags, object};
+use super::{ApiKey, ApiTags, object};
 use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
 
 /// A UI artifact at its current version.
@@ -127,7 +127,12 @@ impl ArtifactsApi {
         method = "post",
         operation_id = "createArtifact"
     )]
-    async fn create(&self, id: Path<Uuid>, body: Json<NewArtifact>) -> Result<Created> {
+    async fn create(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        body: Json<NewArtifact>,
+    ) -> Result<Created> {
         let kind = Kind::parse(&body.kind)?;
         let title = Title::parse(&body.title)?;
         let spec = Spec::parse(object(body.0.spec))?;
@@ -165,6 +170,7 @@ impl ArtifactsApi {
     )]
     async fn list(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -211,7 +217,7 @@ impl ArtifactsApi {
 
     /// Get an artifact at its current version (`ETag` carries the version).
     #[oai(path = "/artifacts/:id", method = "get", operation_id = "getArtifact")]
-    async fn get(&self, id: Path<Uuid>) -> Result<Current> {
+    async fn get(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Current> {
         let row = sqlx::query_as!(
             Artifact,
             "SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
@@ -234,6 +240,7 @@ impl ArtifactsApi {
     )]
     async fn update(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// The version the update is based on, e.g. `"3"` (the `ETag` of a previous read).
         #[oai(name = "If-Match")]
@@ -297,6 +304,7 @@ impl ArtifactsApi {
     )]
     async fn versions(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -343,7 +351,12 @@ impl ArtifactsApi {
         method = "get",
         operation_id = "getArtifactVersion"
     )]
-    async fn version(&self, id: Path<Uuid>, version: Path<i32>) -> Result<Json<ArtifactVersion>> {
+    async fn version(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        version: Path<i32>,
+    ) -> Result<Json<ArtifactVersion>> {
         sqlx::query_as!(
             ArtifactVersion,
             "SELECT artifact_id, version, title, spec, created_at FROM ui_artifact_versions

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiTags;
 use super::error::{ApiError, ErrorResponse};
+use super::{ApiKey, ApiTags};
 use crate::domain::{Limit, NewMessage, parse_seq_cursor};
 
 /// A message in a conversation.
@@ -79,7 +79,12 @@ impl MessagesApi {
         method = "post",
         operation_id = "appendMessage"
     )]
-    async fn append(&self, id: Path<Uuid>, body: Json<AppendMessage>) -> Result<Appended> {
+    async fn append(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        body: Json<AppendMessage>,
+    ) -> Result<Appended> {
         let AppendMessage {
             role,
             content,
@@ -121,6 +126,7 @@ impl MessagesApi {
     )]
     async fn list(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -170,7 +176,12 @@ impl MessagesApi {
         method = "get",
         operation_id = "getMessage"
     )]
-    async fn get(&self, id: Path<Uuid>, message_id: Path<Uuid>) -> Result<Json<Message>> {
+    async fn get(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        message_id: Path<Uuid>,
+    ) -> Result<Json<Message>> {
         sqlx::query_as!(
             Message,
             r#"SELECT id, conversation_id, seq, role, content, parts, tool_call_id, created_at

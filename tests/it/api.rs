@@ -803,3 +803,38 @@ async fn openapi_document_lists_every_operation_and_its_errors() {
         .unwrap();
     assert_eq!(docs.status(), 200);
 }
+
+#[tokio::test]
+async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
+    let key = "test-key-0123456789abcdef";
+    let api = Api::start(&[("API_KEYS", key)]).await;
+    let open = |path: &str| api.http.get(format!("{}{path}", api.server.base)).send();
+    // The document and the UI that reads it stay open while the API needs the key.
+    let doc: Value = ok(open("/openapi.json").await.unwrap(), 200).await;
+    assert_eq!(open("/docs").await.unwrap().status(), 200);
+    problem(api.get("/conversations").await, 401).await;
+
+    let scheme = &doc["components"]["securitySchemes"]["ApiKey"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    let description = scheme["description"].as_str().unwrap();
+    for says in ["production", "development", "/openapi.json"] {
+        assert!(description.contains(says), "{description}");
+    }
+    assert!(
+        doc.get("security").is_none(),
+        "no document-wide requirement"
+    );
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(
+            path.starts_with('/') && !path.starts_with("/health"),
+            "{path}"
+        );
+        for (method, op) in item.as_object().unwrap() {
+            assert_eq!(op["security"], json!([{ "ApiKey": [] }]), "{method} {path}");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 16);
+}
