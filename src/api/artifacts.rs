@@ -13,6 +13,7 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::error::{ApiError, ErrorResponse};
+use super::json::JsonObject;
 use super::{ApiKey, ApiTags, object};
 use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
 
@@ -26,7 +27,7 @@ pub struct Artifact {
     pub kind: String,
     pub title: String,
     /// The component's specification (a JSON object).
-    pub spec: Value,
+    pub spec: JsonObject,
     /// Starts at 1; each update adds 1. Also the ETag.
     pub version: i32,
     pub created_at: OffsetDateTime,
@@ -40,7 +41,7 @@ pub struct ArtifactVersion {
     pub artifact_id: Uuid,
     pub version: i32,
     pub title: String,
-    pub spec: Value,
+    pub spec: JsonObject,
     pub created_at: OffsetDateTime,
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::error::{ApiError, ErrorResponse};
+use super::json::JsonObject;
 use super::{ApiKey, ApiTags, object};
 use crate::domain::{Limit, Metadata, TimeCursor, Title};
 
@@ -22,7 +23,7 @@ pub struct Conversation {
     pub id: Uuid,
     pub title: String,
     /// Free-form JSON object for the client.
-    pub metadata: Value,
+    pub metadata: JsonObject,
     pub archived: bool,
     pub archived_at: Option<OffsetDateTime>,
     /// Number of messages (also the sequence number of the newest one).

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
+use super::json::{OptionalArray, RoleName};
 use super::{ApiKey, ApiTags};
 use crate::domain::{Limit, NewMessage, parse_seq_cursor};
 
@@ -25,21 +26,18 @@ pub struct Message {
     pub conversation_id: Uuid,
     /// 1, 2, 3, … within the conversation, in append order.
     pub seq: i64,
-    /// `user`, `assistant`, `system` or `tool`.
-    pub role: String,
+    pub role: RoleName,
     pub content: String,
     /// Structured parts (a JSON array), if any.
-    pub parts: Option<Value>,
+    pub parts: OptionalArray,
     pub tool_call_id: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
-/// Body of `POST /conversations/{id}/messages`.
+/// Body of `POST /conversations/{id}/messages`. A `role` outside `Role` gets 422 naming it.
 #[derive(Debug, Object)]
 pub struct AppendMessage {
-    /// One of `user`, `assistant`, `system`, `tool`.
-    #[oai(validator(pattern = "^(user|assistant|system|tool)$"))]
-    pub role: String,
+    pub role: RoleName,
     /// The text, 1–200000 characters.
     #[oai(validator(min_length = 1, max_length = 200000))]
     pub content: String,
@@ -92,7 +90,7 @@ impl MessagesApi {
             tool_call_id,
         } = body.0;
         let m = NewMessage::parse(
-            &role,
+            &role.0,
             &content,
             parts.map(Value::Array),
             tool_call_id.as_deref(),

@@ -14,6 +14,7 @@
 pub mod artifacts;
 pub mod conversations;
 pub mod error;
+pub mod json;
 pub mod messages;
 
 use std::collections::BTreeMap;

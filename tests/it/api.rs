@@ -837,4 +837,28 @@ async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
         }
     }
     assert_eq!(operations, 16);
+
+    // Shapes the generated TypeScript types rely on.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Role"]["enum"],
+        json!(["user", "assistant", "system", "tool"])
+    );
+    for (schema, field, ty) in [
+        ("Conversation", "metadata", "object"),
+        ("Artifact", "spec", "object"),
+        ("ArtifactVersion", "spec", "object"),
+        ("Message", "parts", "array"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["type"], ty,
+            "{schema}.{field}"
+        );
+    }
+    for schema in ["Message", "AppendMessage"] {
+        assert_eq!(
+            schemas[schema]["properties"]["role"]["$ref"],
+            "#/components/schemas/Role"
+        );
+    }
 }
