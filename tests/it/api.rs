@@ -71,6 +71,12 @@ async fn ok(resp: Response, status: u16) -> Value {
     }
 }
 
+/// The text of a 200 response.
+async fn ok_text(resp: Response) -> String {
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
 /// The problem document of an error response, checked for RFC 9457 shape.
 async fn problem(resp: Response, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status);
@@ -811,7 +817,16 @@ async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
     let open = |path: &str| api.http.get(format!("{}{path}", api.server.base)).send();
     // The document and the UI that reads it stay open while the API needs the key.
     let doc: Value = ok(open("/openapi.json").await.unwrap(), 200).await;
-    assert_eq!(open("/docs").await.unwrap().status(), 200);
+    // Swagger UI renders the document embedded in the page: with a security scheme in it, the
+    // page has its "Authorize" button.
+    let docs: String = ok_text(open("/docs").await.unwrap())
+        .await
+        .split_whitespace()
+        .collect();
+    assert!(
+        docs.contains(r#""securitySchemes":{"ApiKey":{"type":"http""#),
+        "/docs embeds a document without the ApiKey scheme"
+    );
     problem(api.get("/conversations").await, 401).await;
 
     let scheme = &doc["components"]["securitySchemes"]["ApiKey"];
