@@ -1,46 +1,29 @@
 #!/usr/bin/env bash
-# Property-based API test: schemathesis against /openapi.json of a running `server`.
-# Starts the server (ENVIRONMENT=test) on a throwaway database, waits until it is ready, runs
-# schemathesis, stops the server with SIGTERM (it must exit 0) and drops the database.
+# Property-based API test: schemathesis against /openapi.json of a running `server` in
+# production mode with an API key (scripts/scratch-server.sh: a scratch database the server
+# migrates itself, a free port, readiness polled), the key given to schemathesis through the
+# document's declared bearer scheme (scripts/schemathesis.toml). Stops the server with SIGTERM
+# (it must exit 0) and drops the database.
 #
-# Checks: all, except two whose findings are deliberate here:
+# Checks: all (ignored_auth included: a request without the key must get 401), except two whose
+# findings are deliberate here:
 # - positive_data_acceptance: rules the schema cannot express are enforced (an artifact update
 #   needs If-Match or a version: 428/412; no NUL character inside free-form JSON: 422);
 # - negative_data_rejection: poem-openapi reads a JSON number or boolean into a string field.
-# Needs: PostgreSQL at ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres), curl,
-# schemathesis (pip install schemathesis==4.32.5), a built target/debug/server.
+# Needs: schemathesis (pip install schemathesis==4.32.5), plus what scratch-server.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/scratch-server.sh
+source scripts/scratch-server.sh
 
-admin=${ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db="ab_schemathesis_$$"
-base=${admin%/*}
-port=${SCHEMATHESIS_PORT:-18181}
-server=./target/debug/server
-[ -x "$server" ] || cargo build --locked
+scratch_server_start schemathesis
 
-psql -q "$admin" -c "CREATE DATABASE $db"
-cleanup() {
-  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
-  psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
-}
-trap cleanup EXIT
-
-ENVIRONMENT=test PORT=$port DATABASE_URL="$base/$db" "$server" > target/schemathesis-server.log 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/health/ready" > /dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat target/schemathesis-server.log; exit 1; }
-  sleep 0.1
-done
-
-schemathesis run "http://127.0.0.1:$port/openapi.json" \
+SCHEMATHESIS_API_KEY="$api_key" schemathesis --config-file scripts/schemathesis.toml \
+  run "$base/openapi.json" \
   --checks all \
   --exclude-checks positive_data_acceptance,negative_data_rejection \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" \
   --generation-deterministic
 
-kill -TERM "$pid"
-wait "$pid"
-pid=
+scratch_server_stop
 echo "schemathesis: no server errors, no schema violations; server stopped cleanly"

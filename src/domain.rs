@@ -125,6 +125,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::User, Role::Assistant, Role::System, Role::Tool];
+
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         match raw {
             "user" => Ok(Role::User),

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiTags, object};
+use super::json::JsonObject;
+use super::{ApiKey, ApiTags, object};
 use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
 
 /// A UI artifact at its current version.
@@ -26,7 +27,7 @@ pub struct Artifact {
     pub kind: String,
     pub title: String,
     /// The component's specification (a JSON object).
-    pub spec: Value,
+    pub spec: JsonObject,
     /// Starts at 1; each update adds 1. Also the ETag.
     pub version: i32,
     pub created_at: OffsetDateTime,
@@ -40,7 +41,7 @@ pub struct ArtifactVersion {
     pub artifact_id: Uuid,
     pub version: i32,
     pub title: String,
-    pub spec: Value,
+    pub spec: JsonObject,
     pub created_at: OffsetDateTime,
 }
 
@@ -127,7 +128,12 @@ impl ArtifactsApi {
         method = "post",
         operation_id = "createArtifact"
     )]
-    async fn create(&self, id: Path<Uuid>, body: Json<NewArtifact>) -> Result<Created> {
+    async fn create(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        body: Json<NewArtifact>,
+    ) -> Result<Created> {
         let kind = Kind::parse(&body.kind)?;
         let title = Title::parse(&body.title)?;
         let spec = Spec::parse(object(body.0.spec))?;
@@ -165,6 +171,7 @@ impl ArtifactsApi {
     )]
     async fn list(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -211,7 +218,7 @@ impl ArtifactsApi {
 
     /// Get an artifact at its current version (`ETag` carries the version).
     #[oai(path = "/artifacts/:id", method = "get", operation_id = "getArtifact")]
-    async fn get(&self, id: Path<Uuid>) -> Result<Current> {
+    async fn get(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Current> {
         let row = sqlx::query_as!(
             Artifact,
             "SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
@@ -234,6 +241,7 @@ impl ArtifactsApi {
     )]
     async fn update(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// The version the update is based on, e.g. `"3"` (the `ETag` of a previous read).
         #[oai(name = "If-Match")]
@@ -308,6 +316,7 @@ impl ArtifactsApi {
     )]
     async fn versions(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -354,7 +363,12 @@ impl ArtifactsApi {
         method = "get",
         operation_id = "getArtifactVersion"
     )]
-    async fn version(&self, id: Path<Uuid>, version: Path<i32>) -> Result<Json<ArtifactVersion>> {
+    async fn version(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        version: Path<i32>,
+    ) -> Result<Json<ArtifactVersion>> {
         sqlx::query_as!(
             ArtifactVersion,
             "SELECT artifact_id, version, title, spec, created_at FROM ui_artifact_versions

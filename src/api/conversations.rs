@@ -12,7 +12,8 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::error::{ApiError, ErrorResponse};
-use super::{ApiTags, object};
+use super::json::JsonObject;
+use super::{ApiKey, ApiTags, object};
 use crate::domain::{Limit, Metadata, TimeCursor, Title};
 
 /// A conversation between a user and the agent.
@@ -22,7 +23,7 @@ pub struct Conversation {
     pub id: Uuid,
     pub title: String,
     /// Free-form JSON object for the client.
-    pub metadata: Value,
+    pub metadata: JsonObject,
     pub archived: bool,
     pub archived_at: Option<OffsetDateTime>,
     /// Number of messages (also the sequence number of the newest one).
@@ -90,7 +91,7 @@ impl ConversationsApi {
         method = "post",
         operation_id = "createConversation"
     )]
-    async fn create(&self, body: Json<NewConversation>) -> Result<Created> {
+    async fn create(&self, _key: ApiKey, body: Json<NewConversation>) -> Result<Created> {
         let title = Title::parse(&body.title)?;
         let metadata = match body.0.metadata {
             Some(m) => Metadata::parse(object(m))?,
@@ -117,6 +118,7 @@ impl ConversationsApi {
     )]
     async fn list(
         &self,
+        _key: ApiKey,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
@@ -154,7 +156,7 @@ impl ConversationsApi {
         method = "get",
         operation_id = "getConversation"
     )]
-    async fn get(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+    async fn get(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Json<Conversation>> {
         sqlx::query_as!(
             Conversation,
             r#"SELECT id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
@@ -176,6 +178,7 @@ impl ConversationsApi {
     )]
     async fn patch(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         body: Json<ConversationPatch>,
     ) -> Result<Json<Conversation>> {
@@ -208,7 +211,7 @@ impl ConversationsApi {
         method = "post",
         operation_id = "archiveConversation"
     )]
-    async fn archive(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+    async fn archive(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Json<Conversation>> {
         self.set_archived(id.0, true).await
     }
 
@@ -218,7 +221,7 @@ impl ConversationsApi {
         method = "post",
         operation_id = "unarchiveConversation"
     )]
-    async fn unarchive(&self, id: Path<Uuid>) -> Result<Json<Conversation>> {
+    async fn unarchive(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Json<Conversation>> {
         self.set_archived(id.0, false).await
     }
 
@@ -228,7 +231,7 @@ impl ConversationsApi {
         method = "delete",
         operation_id = "deleteConversation"
     )]
-    async fn delete(&self, id: Path<Uuid>) -> Result<Deleted> {
+    async fn delete(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Deleted> {
         let deleted =
             sqlx::query_scalar!("DELETE FROM conversations WHERE id = $1 RETURNING id", id.0)
                 .fetch_optional(&self.pool)

@@ -202,7 +202,8 @@ pub enum ErrorResponse {
     /// Malformed JSON, a bad id or cursor, or a bad `If-Match`.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// Missing or unknown API key (when keys are configured).
+    /// Missing or unknown key of the `ApiKey` bearer scheme (`Authorization: Bearer <key>`):
+    /// required in production, and in development or test when keys are configured.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
     /// No such resource.

@@ -13,8 +13,9 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiTags;
 use super::error::{ApiError, ErrorResponse};
+use super::json::{OptionalArray, RoleName};
+use super::{ApiKey, ApiTags};
 use crate::domain::{Limit, NewMessage, parse_seq_cursor};
 
 /// A message in a conversation.
@@ -25,21 +26,18 @@ pub struct Message {
     pub conversation_id: Uuid,
     /// 1, 2, 3, … within the conversation, in append order.
     pub seq: i64,
-    /// `user`, `assistant`, `system` or `tool`.
-    pub role: String,
+    pub role: RoleName,
     pub content: String,
     /// Structured parts (a JSON array), if any.
-    pub parts: Option<Value>,
+    pub parts: OptionalArray,
     pub tool_call_id: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
-/// Body of `POST /conversations/{id}/messages`.
+/// Body of `POST /conversations/{id}/messages`. A `role` outside `Role` gets 422 naming it.
 #[derive(Debug, Object)]
 pub struct AppendMessage {
-    /// One of `user`, `assistant`, `system`, `tool`.
-    #[oai(validator(pattern = "^(user|assistant|system|tool)$"))]
-    pub role: String,
+    pub role: RoleName,
     /// The text, 1–200000 characters.
     #[oai(validator(min_length = 1, max_length = 200000))]
     pub content: String,
@@ -79,7 +77,12 @@ impl MessagesApi {
         method = "post",
         operation_id = "appendMessage"
     )]
-    async fn append(&self, id: Path<Uuid>, body: Json<AppendMessage>) -> Result<Appended> {
+    async fn append(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        body: Json<AppendMessage>,
+    ) -> Result<Appended> {
         let AppendMessage {
             role,
             content,
@@ -87,7 +90,7 @@ impl MessagesApi {
             tool_call_id,
         } = body.0;
         let m = NewMessage::parse(
-            &role,
+            &role.0,
             &content,
             parts.map(Value::Array),
             tool_call_id.as_deref(),
@@ -121,6 +124,7 @@ impl MessagesApi {
     )]
     async fn list(
         &self,
+        _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
@@ -170,7 +174,12 @@ impl MessagesApi {
         method = "get",
         operation_id = "getMessage"
     )]
-    async fn get(&self, id: Path<Uuid>, message_id: Path<Uuid>) -> Result<Json<Message>> {
+    async fn get(
+        &self,
+        _key: ApiKey,
+        id: Path<Uuid>,
+        message_id: Path<Uuid>,
+    ) -> Result<Json<Message>> {
         sqlx::query_as!(
             Message,
             r#"SELECT id, conversation_id, seq, role, content, parts, tool_call_id, created_at

@@ -4,15 +4,27 @@
 //! Handlers parse input into `crate::domain` types, run compile-time-checked queries
 //! (`sqlx::query!` family, offline data in `.sqlx/`), and answer errors through
 //! [`error::ErrorResponse`].
+//!
+//! Auth is enforced in one place, the `BearerAuth` middleware around `/api/v1`
+//! (`http::middleware`). The document declares it: every operation takes an [`ApiKey`]
+//! argument, which puts the bearer scheme in `components.securitySchemes` and the operation's
+//! `security`, so `/docs` offers "Authorize" and generated clients know to send the key. The
+//! argument checks nothing itself.
 
 pub mod artifacts;
 pub mod conversations;
 pub mod error;
+pub mod json;
 pub mod messages;
 
 use std::collections::BTreeMap;
 
-use poem_openapi::{OpenApiService, Tags};
+use poem::{Request, RequestBody};
+use poem_openapi::auth::Bearer;
+use poem_openapi::registry::Registry;
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ExtractParamOptions, OpenApiService, SecurityScheme, Tags,
+};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -24,6 +36,46 @@ pub enum ApiTags {
     Messages,
     /// Components, forms and charts the agent renders, with their versions.
     Artifacts,
+}
+
+/// An API key, sent as `Authorization: Bearer <key>`. Required in production, where the server
+/// starts only with keys configured (`API_KEYS`, at least 16 characters each); in development and
+/// test the API is open when no keys are configured. A missing or unknown key gets 401 with a
+/// problem body. The health checks, `/openapi.json` and `/docs` never need it.
+#[derive(SecurityScheme)]
+#[oai(rename = "ApiKey", ty = "bearer")]
+#[expect(
+    dead_code,
+    reason = "only the declaration is used: the derive's extractor, which would refuse a \
+              request without the header even where no keys are configured, never runs"
+)]
+struct BearerScheme(Bearer);
+
+/// Declares on an operation that it needs the bearer key (`security: [{"ApiKey": []}]`).
+/// Checks nothing: the `BearerAuth` middleware has already let the request in, or answered
+/// 401, and in development without keys there is nothing to check.
+pub struct ApiKey;
+
+impl<'a> ApiExtractor<'a> for ApiKey {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        BearerScheme::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        BearerScheme::security_schemes()
+    }
+
+    async fn from_request(
+        _request: &'a Request,
+        _body: &mut RequestBody,
+        _options: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(ApiKey)
+    }
 }
 
 pub type Apis = (
@@ -44,8 +96,10 @@ pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
         env!("CARGO_PKG_VERSION"),
     )
     .description(
-        "API of the UI agent product. Authentication: `Authorization: Bearer <key>` when API keys \
-         are configured (always in production). Errors are RFC 9457 `application/problem+json`.",
+        "API of the UI agent product. Authentication: every operation declares the `ApiKey` \
+         bearer scheme, `Authorization: Bearer <key>`; the server requires it in production and, \
+         in development and test, only when API keys are configured. Errors are RFC 9457 \
+         `application/problem+json`.",
     )
     .server("/api/v1")
 }

@@ -71,6 +71,12 @@ async fn ok(resp: Response, status: u16) -> Value {
     }
 }
 
+/// The text of a 200 response.
+async fn ok_text(resp: Response) -> String {
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
 /// The problem document of an error response, checked for RFC 9457 shape.
 async fn problem(resp: Response, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status);
@@ -804,4 +810,72 @@ async fn openapi_document_lists_every_operation_and_its_errors() {
         .await
         .unwrap();
     assert_eq!(docs.status(), 200);
+}
+
+#[tokio::test]
+async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
+    let key = "test-key-0123456789abcdef";
+    let api = Api::start(&[("API_KEYS", key)]).await;
+    let open = |path: &str| api.http.get(format!("{}{path}", api.server.base)).send();
+    // The document and the UI that reads it stay open while the API needs the key.
+    let doc: Value = ok(open("/openapi.json").await.unwrap(), 200).await;
+    // Swagger UI renders the document embedded in the page: with a security scheme in it, the
+    // page has its "Authorize" button.
+    let docs: String = ok_text(open("/docs").await.unwrap())
+        .await
+        .split_whitespace()
+        .collect();
+    assert!(
+        docs.contains(r#""securitySchemes":{"ApiKey":{"type":"http""#),
+        "/docs embeds a document without the ApiKey scheme"
+    );
+    problem(api.get("/conversations").await, 401).await;
+
+    let scheme = &doc["components"]["securitySchemes"]["ApiKey"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    let description = scheme["description"].as_str().unwrap();
+    for says in ["production", "development", "/openapi.json"] {
+        assert!(description.contains(says), "{description}");
+    }
+    assert!(
+        doc.get("security").is_none(),
+        "no document-wide requirement"
+    );
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(
+            path.starts_with('/') && !path.starts_with("/health"),
+            "{path}"
+        );
+        for (method, op) in item.as_object().unwrap() {
+            assert_eq!(op["security"], json!([{ "ApiKey": [] }]), "{method} {path}");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 16);
+
+    // Shapes the generated TypeScript types rely on.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Role"]["enum"],
+        json!(["user", "assistant", "system", "tool"])
+    );
+    for (schema, field, ty) in [
+        ("Conversation", "metadata", "object"),
+        ("Artifact", "spec", "object"),
+        ("ArtifactVersion", "spec", "object"),
+        ("Message", "parts", "array"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["type"], ty,
+            "{schema}.{field}"
+        );
+    }
+    for schema in ["Message", "AppendMessage"] {
+        assert_eq!(
+            schemas[schema]["properties"]["role"]["$ref"],
+            "#/components/schemas/Role"
+        );
+    }
 }

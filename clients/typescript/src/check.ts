@@ -1,0 +1,406 @@
+// The UI's client, as a UI team would write it: types generated from /openapi.json by
+// openapi-typescript (src/schema.d.ts), calls through openapi-fetch, the API key sent by a
+// middleware as the document's `ApiKey` bearer scheme says. Run against a production-mode
+// server: every operation of the document once, the cursor pages, If-Match, and the problem
+// bodies of 401, 404, 409, 412 and 422, all typed (`tsc --noEmit` under strict, no casts).
+//
+//   BASE_URL=http://127.0.0.1:8080 API_KEY=... npx tsx src/check.ts
+
+import createClient, { type Middleware } from "openapi-fetch";
+
+import type { components, operations, paths } from "./schema.js";
+
+type Problem = components["schemas"]["Problem"];
+type Role = components["schemas"]["Role"];
+type OperationId = keyof operations;
+
+const baseUrl = required("BASE_URL");
+const apiKey = required("API_KEY");
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === "") {
+    throw new Error(`${name} is not set`);
+  }
+  return value;
+}
+
+// --- bookkeeping -------------------------------------------------------------------------------
+
+let passed = 0;
+const exercised = new Set<string>();
+
+function check(condition: boolean, what: string, detail?: unknown): void {
+  if (!condition) {
+    const extra = detail === undefined ? "" : `: ${JSON.stringify(detail)}`;
+    throw new Error(`FAILED: ${what}${extra}`);
+  }
+  passed += 1;
+  console.log(`ok   ${what}`);
+}
+
+/** What every openapi-fetch call resolves to, whichever operation it was. */
+interface Outcome<Data> {
+  data?: Data;
+  error?: Problem;
+  response: Response;
+}
+
+/** The typed body of a successful call with the expected status. */
+function expectOk<Data>(op: OperationId, outcome: Outcome<Data>, status: number): Data {
+  exercised.add(op);
+  const { data, error, response } = outcome;
+  check(
+    response.status === status && data !== undefined,
+    `${op} → ${status}`,
+    error ?? response.status,
+  );
+  if (data === undefined) {
+    throw new Error("unreachable: checked above");
+  }
+  return data;
+}
+
+/** The typed problem body of a failed call: RFC 9457 shape, content type, status. */
+function expectProblem<Data>(
+  op: OperationId,
+  outcome: Outcome<Data>,
+  status: number,
+  why: string,
+): Problem {
+  exercised.add(op);
+  const { error, response } = outcome;
+  const contentType = response.headers.get("content-type");
+  check(
+    response.status === status &&
+      error !== undefined &&
+      error.status === status &&
+      contentType === "application/problem+json" &&
+      typeof error.title === "string" &&
+      typeof error.detail === "string" &&
+      typeof error.type === "string",
+    `${op} → ${status} problem+json (${why})`,
+    error ?? response.status,
+  );
+  if (error === undefined) {
+    throw new Error("unreachable: checked above");
+  }
+  return error;
+}
+
+// --- the document -----------------------------------------------------------------------------
+
+const specResponse = await fetch(`${baseUrl}/openapi.json`);
+check(specResponse.status === 200, "GET /openapi.json without a key → 200");
+const spec: unknown = await specResponse.json();
+const docs = await fetch(`${baseUrl}/docs`);
+check(docs.status === 200, "GET /docs without a key → 200");
+const ready = await fetch(`${baseUrl}/health/ready`);
+check(ready.status === 200, "GET /health/ready without a key → 200");
+
+// The document as JSON, read without casts: openapi-typescript emits no types for security
+// schemes or requirements, so this is read from the document itself.
+function get(value: unknown, ...keys: string[]): unknown {
+  let here = value;
+  for (const key of keys) {
+    if (typeof here !== "object" || here === null) return undefined;
+    here = new Map<string, unknown>(Object.entries(here)).get(key);
+  }
+  return here;
+}
+function entries(value: unknown): [string, unknown][] {
+  return typeof value === "object" && value !== null ? Object.entries(value) : [];
+}
+
+const scheme = get(spec, "components", "securitySchemes", "ApiKey");
+check(
+  get(scheme, "type") === "http" && get(scheme, "scheme") === "bearer",
+  "components.securitySchemes.ApiKey is an http bearer scheme",
+  scheme,
+);
+check(get(spec, "security") === undefined, "no document-wide security requirement");
+const documented = new Set<string>();
+for (const [path, item] of entries(get(spec, "paths"))) {
+  for (const [method, op] of entries(item)) {
+    const requirements = entries(get(op, "security"));
+    const needsKey =
+      requirements.length === 1 && requirements.every(([, r]) => get(r, "ApiKey") !== undefined);
+    check(needsKey, `${method.toUpperCase()} ${path} declares security ApiKey`);
+    const id = get(op, "operationId");
+    if (typeof id === "string") documented.add(id);
+  }
+}
+
+// --- auth: the server enforces what the document declares --------------------------------------
+
+const anonymous = createClient<paths>({ baseUrl: `${baseUrl}/api/v1` });
+const unauthorized = expectProblem(
+  "listConversations",
+  await anonymous.GET("/conversations"),
+  401,
+  "no key",
+);
+check(unauthorized.detail.includes("Bearer"), "the 401 says how to send the key", unauthorized);
+
+const sendKey: Middleware = {
+  onRequest({ request }) {
+    request.headers.set("Authorization", `Bearer ${apiKey}`);
+    return request;
+  },
+};
+const api = createClient<paths>({ baseUrl: `${baseUrl}/api/v1` });
+api.use(sendKey);
+
+// --- conversations ------------------------------------------------------------------------------
+
+const conversation = expectOk(
+  "createConversation",
+  await api.POST("/conversations", {
+    body: { title: "TypeScript client check", metadata: { source: "clients/typescript" } },
+  }),
+  201,
+);
+const metadataSource: unknown = conversation.metadata["source"];
+check(
+  metadataSource === "clients/typescript" && conversation.archived === false,
+  "metadata is a typed JSON object",
+  conversation,
+);
+check(conversation.archived_at === undefined, "archived_at is absent while not archived");
+const conversationPath = { params: { path: { id: conversation.id } } };
+
+const renamed = expectOk(
+  "updateConversation",
+  await api.PATCH("/conversations/{id}", {
+    ...conversationPath,
+    body: { title: "TypeScript client check (renamed)" },
+  }),
+  200,
+);
+check(renamed.title === "TypeScript client check (renamed)", "the title changed");
+
+const archived = expectOk(
+  "archiveConversation",
+  await api.POST("/conversations/{id}/archive", conversationPath),
+  200,
+);
+check(archived.archived && typeof archived.archived_at === "string", "archived with a date");
+const onlyArchived = expectOk(
+  "listConversations",
+  await api.GET("/conversations", { params: { query: { archived: true, limit: 100 } } }),
+  200,
+);
+check(
+  onlyArchived.items.some((c) => c.id === conversation.id),
+  "archived=true lists the archived conversation",
+);
+const unarchived = expectOk(
+  "unarchiveConversation",
+  await api.POST("/conversations/{id}/unarchive", conversationPath),
+  200,
+);
+check(!unarchived.archived && unarchived.archived_at === undefined, "unarchived");
+
+// --- messages: each role, then every page through the cursor -----------------------------------
+
+const roles: Role[] = ["system", "user", "assistant", "tool"];
+const appended: number[] = [];
+for (let round = 0; round < 2; round += 1) {
+  for (const role of roles) {
+    const message = expectOk(
+      "appendMessage",
+      await api.POST("/conversations/{id}/messages", {
+        ...conversationPath,
+        body:
+          role === "tool"
+            ? { role, content: `result ${round}`, tool_call_id: `call_${round}` }
+            : { role, content: `${role} says ${round}`, parts: [{ type: "text", round }] },
+      }),
+      201,
+    );
+    check(message.role === role, `${role} message appended as seq ${message.seq}`);
+    appended.push(message.seq);
+  }
+}
+check(
+  appended.every((seq, i) => seq === i + 1),
+  "sequence numbers are 1..8 in append order",
+  appended,
+);
+
+const seen: number[] = [];
+let cursor: string | undefined;
+let pages = 0;
+do {
+  const page = expectOk(
+    "listMessages",
+    await api.GET("/conversations/{id}/messages", {
+      params: {
+        path: { id: conversation.id },
+        query: cursor === undefined ? { limit: 3 } : { limit: 3, cursor },
+      },
+    }),
+    200,
+  );
+  pages += 1;
+  seen.push(...page.items.map((m) => m.seq));
+  cursor = page.next_cursor;
+} while (cursor !== undefined);
+check(
+  pages === 3 && seen.join(",") === appended.join(","),
+  "3 pages of at most 3 cover the 8 messages once, in order",
+  { pages, seen },
+);
+
+const firstSeq = appended[0];
+const firstPage = expectOk(
+  "listMessages",
+  await api.GET("/conversations/{id}/messages", {
+    params: { path: { id: conversation.id }, query: { limit: 1 } },
+  }),
+  200,
+);
+const first = firstPage.items[0];
+check(first !== undefined && first.seq === firstSeq, "the first page starts at seq 1");
+if (first !== undefined) {
+  const one = expectOk(
+    "getMessage",
+    await api.GET("/conversations/{id}/messages/{message_id}", {
+      params: { path: { id: conversation.id, message_id: first.id } },
+    }),
+    200,
+  );
+  const parts: unknown[] | undefined = one.parts;
+  check(one.role === "system" && parts !== undefined && parts.length === 1, "parts is an array");
+}
+
+// --- artifacts: create, update with If-Match, stale versions, history --------------------------
+
+const created = await api.POST("/conversations/{id}/artifacts", {
+  ...conversationPath,
+  body: { kind: "chart", title: "Sales", spec: { type: "bar", values: [3, 1, 2] } },
+});
+const artifact = expectOk("createArtifact", created, 201);
+check(
+  artifact.version === 1 && created.response.headers.get("ETag") === '"1"',
+  'version 1, ETag "1"',
+);
+const artifactPath = { params: { path: { id: artifact.id } } };
+
+const current = await api.GET("/artifacts/{id}", artifactPath);
+const read = expectOk("getArtifact", current, 200);
+const etag = current.response.headers.get("ETag");
+check(read.version === 1 && etag === '"1"', "GET returns the ETag of the current version");
+
+const updated = await api.PATCH("/artifacts/{id}", {
+  params: { path: { id: artifact.id }, header: { "If-Match": etag ?? "" } },
+  body: { title: "Sales by region", spec: { type: "bar", values: [3, 1, 2, 5] } },
+});
+const v2 = expectOk("updateArtifact", updated, 200);
+check(
+  v2.version === 2 && updated.response.headers.get("ETag") === '"2"',
+  'If-Match "1" → version 2, ETag "2"',
+);
+
+const stale = expectProblem(
+  "updateArtifact",
+  await api.PATCH("/artifacts/{id}", {
+    params: { path: { id: artifact.id }, header: { "If-Match": '"1"' } },
+    body: { title: "Lost update" },
+  }),
+  412,
+  "stale If-Match",
+);
+check(stale.current_version === 2, "the 412 names the current version", stale);
+const conflict = expectProblem(
+  "updateArtifact",
+  await api.PATCH("/artifacts/{id}", { ...artifactPath, body: { title: "Lost", version: 1 } }),
+  409,
+  "stale body version",
+);
+check(conflict.current_version === 2, "the 409 names the current version", conflict);
+
+const listed = expectOk(
+  "listArtifacts",
+  await api.GET("/conversations/{id}/artifacts", conversationPath),
+  200,
+);
+check(
+  listed.items.length === 1 && listed.items[0]?.version === 2,
+  "the conversation lists its artifact at version 2",
+);
+const versions = expectOk(
+  "listArtifactVersions",
+  await api.GET("/artifacts/{id}/versions", artifactPath),
+  200,
+);
+check(
+  versions.items.map((v) => v.version).join(",") === "1,2" && versions.next_cursor === undefined,
+  "both versions, oldest first, one page",
+);
+const v1 = expectOk(
+  "getArtifactVersion",
+  await api.GET("/artifacts/{id}/versions/{version}", {
+    params: { path: { id: artifact.id, version: 1 } },
+  }),
+  200,
+);
+const v1Values: unknown = v1.spec["values"];
+check(
+  v1.title === "Sales" && Array.isArray(v1Values) && v1Values.length === 3,
+  "version 1 is kept as it was",
+);
+
+// --- problems: 404 and 422 -----------------------------------------------------------------------
+
+const nowhere = "00000000-0000-4000-8000-000000000000";
+const missing = expectProblem(
+  "getConversation",
+  await api.GET("/conversations/{id}", { params: { path: { id: nowhere } } }),
+  404,
+  "unknown id",
+);
+check(missing.detail.includes("not found"), "the 404 says what was not found", missing);
+
+const empty = expectProblem(
+  "appendMessage",
+  await api.POST("/conversations/{id}/messages", {
+    ...conversationPath,
+    body: { role: "user", content: "" },
+  }),
+  422,
+  "empty content",
+);
+check(empty.errors?.[0]?.field === "content", "the 422 names the field", empty);
+const outOfRange = expectProblem(
+  "listConversations",
+  await api.GET("/conversations", { params: { query: { limit: 0 } } }),
+  422,
+  "limit 0",
+);
+check(outOfRange.errors?.[0]?.field === "limit", "the 422 names the parameter", outOfRange);
+
+// --- delete, then it is gone --------------------------------------------------------------------
+
+const deleted = await api.DELETE("/conversations/{id}", conversationPath);
+exercised.add("deleteConversation");
+check(deleted.response.status === 204, "deleteConversation → 204");
+expectProblem(
+  "getConversation",
+  await api.GET("/conversations/{id}", conversationPath),
+  404,
+  "deleted",
+);
+expectProblem("getArtifact", await api.GET("/artifacts/{id}", artifactPath), 404, "deleted with it");
+
+// --- every operation of the document was exercised ------------------------------------------------
+
+const notExercised = [...documented].filter((id) => !exercised.has(id));
+check(
+  notExercised.length === 0 && documented.size === exercised.size,
+  `all ${documented.size} operations of the document exercised`,
+  notExercised,
+);
+
+console.log(`typescript client: ${exercised.size} operations exercised`);
+console.log(`${passed} passed, 0 failed`);
