@@ -469,6 +469,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -532,9 +541,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -594,6 +607,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -657,9 +679,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -717,6 +743,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -780,9 +815,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -839,6 +878,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -902,9 +950,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -966,6 +1018,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1029,9 +1090,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1089,6 +1154,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1152,9 +1226,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1212,6 +1290,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1275,9 +1362,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1340,6 +1431,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1403,9 +1503,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1467,6 +1571,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1530,9 +1643,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1591,6 +1708,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1654,9 +1780,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1719,6 +1849,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1782,9 +1921,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1847,6 +1990,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -1910,9 +2062,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1971,6 +2127,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -2034,9 +2199,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2102,6 +2271,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -2165,9 +2343,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2230,6 +2412,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -2293,9 +2484,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2354,6 +2549,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body's `version` is not the artifact's current version. */
             409: {
                 headers: {
@@ -2417,9 +2621,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database is unreachable or its pool exhausted; retry. */
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER": number;
                     [name: string]: unknown;
                 };
                 content: {
