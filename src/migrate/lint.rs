@@ -672,9 +672,16 @@ fn lint_file(
     let mut by_stmt: Vec<Vec<Violation>> = vec![Vec::new(); stmts.len()];
     for v in violations {
         let at = v.text_range.start();
+        // Half-open ranges first: a statement that starts right where the previous one ends
+        // owns that offset.
         if let Some(i) = stmts
             .iter()
-            .position(|s| s.syntax().text_range().contains_inclusive(at))
+            .position(|s| s.syntax().text_range().contains(at))
+            .or_else(|| {
+                stmts
+                    .iter()
+                    .rposition(|s| s.syntax().text_range().contains_inclusive(at))
+            })
         {
             by_stmt[i].push(v);
         }
@@ -1024,8 +1031,17 @@ impl FileLint<'_> {
             // Not about a table's traffic: reported wherever they are.
             TRANSACTION_NESTING | IDENTIFIER_TOO_LONG | BAN_CHAR_FIELD | PREFER_TIMESTAMPTZ
             | PREFER_TEXT_FIELD | PREFER_BIGINT | PREFER_IDENTITY => {
-                let what = snippet(&node);
-                self.hit(first_line(&node, lines), rule, what);
+                // The column a type rule is about, rather than the bare type.
+                let node = node
+                    .ancestors()
+                    .find(|n| {
+                        matches!(
+                            n.kind(),
+                            SyntaxKind::COLUMN | SyntaxKind::ADD_COLUMN | SyntaxKind::ALTER_COLUMN
+                        )
+                    })
+                    .unwrap_or(node);
+                self.hit(first_line(&node, lines), rule, snippet(&node));
             }
             DROP_VIEW | DROP_FUNCTION => {
                 let live = self.live_objects(index, stmt);
@@ -2351,6 +2367,11 @@ mod tests {
             assert!(rules(sql).is_empty(), "{sql}: {:?}", rules(sql));
         }
         assert!(rules("CREATE TABLE t (c int);\nSELECT 1;").is_empty());
+        // Statements with nothing between them: each finding stays with its own statement.
+        assert_eq!(
+            rules("CREATE TABLE a (c int);DROP TABLE b;DROP TABLE a;"),
+            [DROP_TABLE]
+        );
     }
 
     #[test]
