@@ -342,8 +342,16 @@ pub fn squawk_rules_of(id: &str) -> Vec<String> {
         .collect()
 }
 
+/// A rule by its id, or by the name of the squawk rule it reports (`ban-drop-column` is
+/// `drop-column`), so that a severity file or allow comment written for squawk reads the same.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
-    RULES.iter().find(|r| r.id == id)
+    RULES.iter().find(|r| r.id == id).or_else(|| {
+        let ours = SQUAWK_RULES
+            .iter()
+            .find(|(squawk, _)| squawk.to_string() == id)?
+            .1;
+        RULES.iter().find(|r| r.id == ours)
+    })
 }
 
 /// The level of each rule: the defaults, overridden by the severity file.
@@ -1097,7 +1105,10 @@ impl FileLint<'_> {
                         let from = self.state.columns.get(&(table.clone(), column.clone()));
                         let message = match (from, &to) {
                             (Some(from), Some(to))
-                                if set.using_expr().is_none() && from.binary_coercible_to(to) =>
+                                // USING computes every row; COLLATE rebuilds the indexes.
+                                if set.using_expr().is_none()
+                                    && set.collate().is_none()
+                                    && from.binary_coercible_to(to) =>
                             {
                                 return;
                             }
@@ -1140,6 +1151,26 @@ impl FileLint<'_> {
                                     | SyntaxKind::EXCLUDE_CONSTRAINT
                             )
                         });
+                        // A foreign key on a column this statement adds without any DEFAULT
+                        // clause: every row is NULL and PostgreSQL skips the validation scan
+                        // (checked on PostgreSQL 15: no seq scan; `DEFAULT NULL` does scan).
+                        let references = node.ancestors().chain(node.descendants()).any(|n| {
+                            matches!(
+                                n.kind(),
+                                SyntaxKind::REFERENCES_CONSTRAINT
+                                    | SyntaxKind::FOREIGN_KEY_CONSTRAINT
+                            )
+                        });
+                        let new_null_column = node
+                            .ancestors()
+                            .find_map(ast::AddColumn::cast)
+                            .is_some_and(|add| {
+                                !add.constraints()
+                                    .any(|c| matches!(c, ast::Constraint::DefaultConstraint(_)))
+                            });
+                        if references && new_null_column {
+                            return;
+                        }
                         if !index_backed {
                             self.hit(line, rule, format!("{what} {on} without NOT VALID"));
                         } else if clause
@@ -1455,6 +1486,22 @@ impl FileLint<'_> {
                         continue;
                     };
                     let ty = SqlType::parse(&ty.syntax().text().to_string());
+                    // squawk checks CHECK constraints only in ADD CONSTRAINT; one on a new
+                    // column is validated by a scan too (checked on PostgreSQL 15).
+                    if live
+                        && add
+                            .constraints()
+                            .any(|c| matches!(c, ast::Constraint::CheckConstraint(_)))
+                    {
+                        self.hit(
+                            line,
+                            NOT_VALID,
+                            format!(
+                                "{} on live table {table}: its CHECK is validated by scanning every row under the ADD COLUMN's ACCESS EXCLUSIVE lock",
+                                snippet(add.syntax())
+                            ),
+                        );
+                    }
                     if live && ty.is_serial() {
                         self.hit(
                             line,
@@ -2026,6 +2073,7 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN i TYPE varchar(100);",
             "ALTER TABLE t ALTER COLUMN k TYPE text[];",
             "ALTER TABLE t ALTER COLUMN a TYPE text USING a || '';",
+            "ALTER TABLE t ALTER COLUMN i TYPE text COLLATE \"C\";",
             // A column the set did not declare: assumed to rewrite.
             "ALTER TABLE t ALTER COLUMN zz TYPE text;",
         ] {
@@ -2124,6 +2172,21 @@ mod tests {
     }
 
     #[test]
+    fn squawk_rule_names_are_aliases() {
+        let report = lint(&[(
+            "1_x.sql",
+            "-- lint:allow ban-drop-column: no release reads t.c since 2026.11\nALTER TABLE t DROP COLUMN c;",
+        )]);
+        assert_eq!(report.allowed(), 1, "{report}");
+        let s = Severities::parse(
+            CONFIG_FILE,
+            "require-concurrent-index-creation = \"warn\"\n",
+        )
+        .expect("a squawk name is accepted");
+        assert_eq!(s.level(CREATE_INDEX), Level::Warn);
+    }
+
+    #[test]
     fn squawk_ignore_comments_are_refused() {
         assert_eq!(
             rules("-- squawk-ignore ban-drop-table\nDROP TABLE t;"),
@@ -2179,6 +2242,15 @@ mod tests {
             .is_empty()
         );
         assert!(rules("ALTER TABLE m ADD CONSTRAINT m_n CHECK (n > 0) NOT VALID;").is_empty());
+        // A new column without a DEFAULT clause is all NULL: no validation scan.
+        assert!(rules("ALTER TABLE m ADD COLUMN c bigint REFERENCES c (id);").is_empty());
+        for sql in [
+            "ALTER TABLE m ADD COLUMN c bigint DEFAULT 1 REFERENCES c (id);",
+            "ALTER TABLE m ADD COLUMN c bigint DEFAULT NULL REFERENCES c (id);",
+            "ALTER TABLE m ADD COLUMN c int CHECK (c > 0);",
+        ] {
+            assert_eq!(rules(sql), [NOT_VALID], "{sql}");
+        }
         // Validating in the same transaction keeps the ACCESS EXCLUSIVE lock through the scan.
         assert_eq!(
             rules(
