@@ -333,15 +333,6 @@ pub const SQUAWK_RULES: &[(Squawk, &str)] = &[
     (Squawk::PreferIdentity, PREFER_IDENTITY),
 ];
 
-/// The squawk rules a project rule builds on (for the docs and `--json`).
-pub fn squawk_rules_of(id: &str) -> Vec<String> {
-    SQUAWK_RULES
-        .iter()
-        .filter(|(_, ours)| *ours == id)
-        .map(|(sq, _)| sq.to_string())
-        .collect()
-}
-
 /// A rule by its id, or by the name of the squawk rule it reports (`ban-drop-column` is
 /// `drop-column`), so that a severity file or allow comment written for squawk reads the same.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
@@ -2552,12 +2543,21 @@ mod tests {
     fn every_rule_is_documented_once() {
         let ids: BTreeSet<_> = RULES.iter().map(|r| r.id).collect();
         assert_eq!(ids.len(), RULES.len());
+        for (squawk, ours) in SQUAWK_RULES {
+            assert!(ids.contains(ours), "{squawk} maps to unknown rule {ours}");
+        }
         let docs = include_str!("../../docs/migration-lint.md");
         for r in RULES {
             assert!(
                 docs.contains(&format!("`{}`", r.id)),
                 "{} not in the docs",
                 r.id
+            );
+        }
+        for (squawk, _) in SQUAWK_RULES {
+            assert!(
+                docs.contains(&format!("`{squawk}`")),
+                "squawk's {squawk} not in the docs"
             );
         }
     }
