@@ -17,6 +17,10 @@ hits all alike), prints a table and writes docs/benchmarks.md with the machine, 
 7. `server migrate drift` (schema from the catalogs, compared with the embedded snapshot) beside
    the no-op check, on this project's schema and with 200 extra tables
 
+9. `server migrate lint DIR` on a generated 200-file set of realistic PostgreSQL migrations
+   (functions with `$$` bodies, triggers, views, comments, type changes, concurrent indexes …);
+   with `--lint-baseline PATH`, also a `server` built before (e.g. with the sqlparser lint)
+
 and, only when asked for (`--only soak`, by hand: it restarts the local PostgreSQL cluster):
 
 soak. mixed reads and writes with wrk at 64 connections for --soak-seconds (default 180) against
@@ -115,12 +119,12 @@ def server_env(db_url: str, **extra: str) -> dict:
     return env
 
 
-def timed(args: list[str], env: dict | None = None) -> float:
-    """Wall time of a whole process, in ms; a failure stops the benchmark."""
+def timed(args: list[str], env: dict | None = None, ok: tuple[int, ...] = (0,)) -> float:
+    """Wall time of a whole process, in ms; a failure (an exit code not in `ok`) stops the benchmark."""
     start = time.perf_counter()
     proc = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = (time.perf_counter() - start) * 1000
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise SystemExit(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
     return elapsed
 
@@ -163,6 +167,55 @@ def write_set(dir: Path, n: int, body) -> None:
     dir.mkdir(parents=True, exist_ok=True)
     for i in range(1, n + 1):
         (dir / f"{i:05d}_step_{i}.sql").write_text(body(i))
+
+
+def lint_body(i: int) -> str:
+    """One realistic migration of a generated lint set: a new table with its function, trigger,
+    index, view and comments (dollar quoting everywhere), then changes to the previous file's table;
+    every 10th file is a `-- no-transaction` concurrent index."""
+    if i % 10 == 0:
+        return f"-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS t{i - 2}_note_idx ON t{i - 2} (note);\n"
+    body = f"""-- lock_timeout: 5s
+CREATE TABLE t{i} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id bigint NOT NULL,
+    name varchar(64) NOT NULL,
+    status text NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'done')),
+    payload jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX t{i}_account_idx ON t{i} (account_id, created_at DESC);
+CREATE FUNCTION t{i}_touch() RETURNS trigger LANGUAGE plpgsql VOLATILE COST 100 AS $fn$
+BEGIN
+    NEW.updated_at := now();  -- not a statement end
+    RETURN NEW;
+END;
+$fn$;
+CREATE TRIGGER t{i}_touch BEFORE UPDATE ON t{i} FOR EACH ROW EXECUTE FUNCTION t{i}_touch();
+CREATE VIEW t{i}_open AS SELECT id, account_id FROM t{i} WHERE status = 'new';
+COMMENT ON TABLE t{i} IS $c$generated table {i}; see 'bench'$c$;
+"""
+    if i > 1 and (i - 1) % 10 != 0:
+        body += f"""ALTER TABLE t{i - 1} ALTER COLUMN name TYPE text;
+ALTER TABLE t{i - 1} ADD COLUMN note text;
+ALTER TABLE t{i - 1} ADD COLUMN seen_at timestamptz NOT NULL DEFAULT to_timestamp(0);
+ALTER TABLE t{i - 1} ADD CONSTRAINT t{i - 1}_account_fk FOREIGN KEY (account_id) REFERENCES t{i} (id) NOT VALID;
+"""
+    return body
+
+
+def bench_lint(runs: int, dir: Path, baseline: str | None) -> dict:
+    """`server migrate lint DIR`, whole process, no database; exit 0 or 10 (a deny) both count."""
+    env = server_env("postgres://postgres@127.0.0.1:1/none")
+    res = {"server migrate lint": []}
+    if baseline:
+        res["baseline"] = []
+    for _ in range(runs):
+        res["server migrate lint"].append(timed([str(SERVER), "migrate", "lint", str(dir)], env, ok=(0, 10)))
+        if baseline:
+            res["baseline"].append(timed([baseline, "migrate", "lint", str(dir)], env, ok=(0, 10)))
+    return {k: Stat(v) for k, v in res.items()}
 
 
 def floor_script(dir: Path) -> Path:
@@ -562,7 +615,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8, help="connections for wrk and pgbench")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
-    ap.add_argument("--only", default="1,2,3,4,5,6,7",
+    ap.add_argument("--lint-baseline", default=None,
+                    help="a server binary built before (e.g. the sqlparser lint) to time beside benchmark 9")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,9",
                     help="comma-separated benchmark numbers, or `soak` (a partial run does not write --out; "
                          "the soak writes its own section)")
     ap.add_argument("--soak-seconds", type=int, default=180, help="duration of the soak")
@@ -607,6 +662,17 @@ def main() -> int:
         ddl = Path(tmp) / "ddl200"
         write_set(ddl, 200, lambda i: f"CREATE TABLE t{i} (id bigint PRIMARY KEY, v text NOT NULL);\n"
                                       f"CREATE INDEX t{i}_v ON t{i} (v);\n")
+        if 9 in only:
+            log("9. server migrate lint, 200 generated files")
+            lintset = Path(tmp) / "lint200"
+            write_set(lintset, 200, lint_body)
+            res = bench_lint(args.runs, lintset, args.lint_baseline)
+            ours = res["server migrate lint"]
+            base = res.get("baseline")
+            rows.append(("9. `server migrate lint`, 200 files", ours.fmt("ms"),
+                         f"before (sqlparser) {base.fmt('ms')}" if base else "",
+                         f"{ours.median / base.median:.2f}× before" if base else "",
+                         "< 1000 ms", ours.median < 1000))
         for number, label, dir, prep, check, want in (
             (2, "2. 500 tiny migrations", tiny, "CREATE TABLE bench_items (n int)",
              "SELECT (SELECT count(*) FROM bench_items) || '/' || (SELECT count(*) FROM _sqlx_migrations WHERE success)",
@@ -694,9 +760,14 @@ def main() -> int:
         "- 6: `target/release/server` (release profile strips symbols); VmRSS 0.5 s after readiness.",
         "- 7: whole processes on a migrated database: `server migrate drift` (connect, read the bookkeeping "
         "rows, one catalog query, diff) beside `server --migrate-only` with nothing to do (connect, one query).",
+        "- 9: `server migrate lint DIR` as a process (configuration, reading, validating and linting the "
+        "200 files, the report) on a generated set: each file a table with its plpgsql function, trigger, "
+        "index, view and dollar-quoted comment, plus type, column and constraint changes to the previous "
+        "file's table; every 10th a `-- no-transaction` concurrent index. `--lint-baseline` times an older "
+        "binary in the same rounds.",
         "",
     ]
-    if only == {1, 2, 3, 4, 5, 6, 7}:
+    if only == {1, 2, 3, 4, 5, 6, 7, 9}:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         # The soak's section comes from its own (manual) run: keep it.

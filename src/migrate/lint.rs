@@ -333,17 +333,16 @@ pub const SQUAWK_RULES: &[(Squawk, &str)] = &[
     (Squawk::PreferIdentity, PREFER_IDENTITY),
 ];
 
-/// The squawk rules a project rule builds on (for the docs and `--json`).
-pub fn squawk_rules_of(id: &str) -> Vec<String> {
-    SQUAWK_RULES
-        .iter()
-        .filter(|(_, ours)| *ours == id)
-        .map(|(sq, _)| sq.to_string())
-        .collect()
-}
-
+/// A rule by its id, or by the name of the squawk rule it reports (`ban-drop-column` is
+/// `drop-column`), so that a severity file or allow comment written for squawk reads the same.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {
-    RULES.iter().find(|r| r.id == id)
+    RULES.iter().find(|r| r.id == id).or_else(|| {
+        let ours = SQUAWK_RULES
+            .iter()
+            .find(|(squawk, _)| squawk.to_string() == id)?
+            .1;
+        RULES.iter().find(|r| r.id == ours)
+    })
 }
 
 /// The level of each rule: the defaults, overridden by the severity file.
@@ -672,9 +671,16 @@ fn lint_file(
     let mut by_stmt: Vec<Vec<Violation>> = vec![Vec::new(); stmts.len()];
     for v in violations {
         let at = v.text_range.start();
+        // Half-open ranges first: a statement that starts right where the previous one ends
+        // owns that offset.
         if let Some(i) = stmts
             .iter()
-            .position(|s| s.syntax().text_range().contains_inclusive(at))
+            .position(|s| s.syntax().text_range().contains(at))
+            .or_else(|| {
+                stmts
+                    .iter()
+                    .rposition(|s| s.syntax().text_range().contains_inclusive(at))
+            })
         {
             by_stmt[i].push(v);
         }
@@ -1024,8 +1030,17 @@ impl FileLint<'_> {
             // Not about a table's traffic: reported wherever they are.
             TRANSACTION_NESTING | IDENTIFIER_TOO_LONG | BAN_CHAR_FIELD | PREFER_TIMESTAMPTZ
             | PREFER_TEXT_FIELD | PREFER_BIGINT | PREFER_IDENTITY => {
-                let what = snippet(&node);
-                self.hit(first_line(&node, lines), rule, what);
+                // The column a type rule is about, rather than the bare type.
+                let node = node
+                    .ancestors()
+                    .find(|n| {
+                        matches!(
+                            n.kind(),
+                            SyntaxKind::COLUMN | SyntaxKind::ADD_COLUMN | SyntaxKind::ALTER_COLUMN
+                        )
+                    })
+                    .unwrap_or(node);
+                self.hit(first_line(&node, lines), rule, snippet(&node));
             }
             DROP_VIEW | DROP_FUNCTION => {
                 let live = self.live_objects(index, stmt);
@@ -1081,7 +1096,10 @@ impl FileLint<'_> {
                         let from = self.state.columns.get(&(table.clone(), column.clone()));
                         let message = match (from, &to) {
                             (Some(from), Some(to))
-                                if set.using_expr().is_none() && from.binary_coercible_to(to) =>
+                                // USING computes every row; COLLATE rebuilds the indexes.
+                                if set.using_expr().is_none()
+                                    && set.collate().is_none()
+                                    && from.binary_coercible_to(to) =>
                             {
                                 return;
                             }
@@ -1124,6 +1142,26 @@ impl FileLint<'_> {
                                     | SyntaxKind::EXCLUDE_CONSTRAINT
                             )
                         });
+                        // A foreign key on a column this statement adds without any DEFAULT
+                        // clause: every row is NULL and PostgreSQL skips the validation scan
+                        // (checked on PostgreSQL 15: no seq scan; `DEFAULT NULL` does scan).
+                        let references = node.ancestors().chain(node.descendants()).any(|n| {
+                            matches!(
+                                n.kind(),
+                                SyntaxKind::REFERENCES_CONSTRAINT
+                                    | SyntaxKind::FOREIGN_KEY_CONSTRAINT
+                            )
+                        });
+                        let new_null_column = node
+                            .ancestors()
+                            .find_map(ast::AddColumn::cast)
+                            .is_some_and(|add| {
+                                !add.constraints()
+                                    .any(|c| matches!(c, ast::Constraint::DefaultConstraint(_)))
+                            });
+                        if references && new_null_column {
+                            return;
+                        }
                         if !index_backed {
                             self.hit(line, rule, format!("{what} {on} without NOT VALID"));
                         } else if clause
@@ -1439,6 +1477,22 @@ impl FileLint<'_> {
                         continue;
                     };
                     let ty = SqlType::parse(&ty.syntax().text().to_string());
+                    // squawk checks CHECK constraints only in ADD CONSTRAINT; one on a new
+                    // column is validated by a scan too (checked on PostgreSQL 15).
+                    if live
+                        && add
+                            .constraints()
+                            .any(|c| matches!(c, ast::Constraint::CheckConstraint(_)))
+                    {
+                        self.hit(
+                            line,
+                            NOT_VALID,
+                            format!(
+                                "{} on live table {table}: its CHECK is validated by scanning every row under the ADD COLUMN's ACCESS EXCLUSIVE lock",
+                                snippet(add.syntax())
+                            ),
+                        );
+                    }
                     if live && ty.is_serial() {
                         self.hit(
                             line,
@@ -2010,6 +2064,7 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN i TYPE varchar(100);",
             "ALTER TABLE t ALTER COLUMN k TYPE text[];",
             "ALTER TABLE t ALTER COLUMN a TYPE text USING a || '';",
+            "ALTER TABLE t ALTER COLUMN i TYPE text COLLATE \"C\";",
             // A column the set did not declare: assumed to rewrite.
             "ALTER TABLE t ALTER COLUMN zz TYPE text;",
         ] {
@@ -2108,6 +2163,21 @@ mod tests {
     }
 
     #[test]
+    fn squawk_rule_names_are_aliases() {
+        let report = lint(&[(
+            "1_x.sql",
+            "-- lint:allow ban-drop-column: no release reads t.c since 2026.11\nALTER TABLE t DROP COLUMN c;",
+        )]);
+        assert_eq!(report.allowed(), 1, "{report}");
+        let s = Severities::parse(
+            CONFIG_FILE,
+            "require-concurrent-index-creation = \"warn\"\n",
+        )
+        .expect("a squawk name is accepted");
+        assert_eq!(s.level(CREATE_INDEX), Level::Warn);
+    }
+
+    #[test]
     fn squawk_ignore_comments_are_refused() {
         assert_eq!(
             rules("-- squawk-ignore ban-drop-table\nDROP TABLE t;"),
@@ -2163,6 +2233,15 @@ mod tests {
             .is_empty()
         );
         assert!(rules("ALTER TABLE m ADD CONSTRAINT m_n CHECK (n > 0) NOT VALID;").is_empty());
+        // A new column without a DEFAULT clause is all NULL: no validation scan.
+        assert!(rules("ALTER TABLE m ADD COLUMN c bigint REFERENCES c (id);").is_empty());
+        for sql in [
+            "ALTER TABLE m ADD COLUMN c bigint DEFAULT 1 REFERENCES c (id);",
+            "ALTER TABLE m ADD COLUMN c bigint DEFAULT NULL REFERENCES c (id);",
+            "ALTER TABLE m ADD COLUMN c int CHECK (c > 0);",
+        ] {
+            assert_eq!(rules(sql), [NOT_VALID], "{sql}");
+        }
         // Validating in the same transaction keeps the ACCESS EXCLUSIVE lock through the scan.
         assert_eq!(
             rules(
@@ -2351,6 +2430,11 @@ mod tests {
             assert!(rules(sql).is_empty(), "{sql}: {:?}", rules(sql));
         }
         assert!(rules("CREATE TABLE t (c int);\nSELECT 1;").is_empty());
+        // Statements with nothing between them: each finding stays with its own statement.
+        assert_eq!(
+            rules("CREATE TABLE a (c int);DROP TABLE b;DROP TABLE a;"),
+            [DROP_TABLE]
+        );
     }
 
     #[test]
@@ -2459,12 +2543,21 @@ mod tests {
     fn every_rule_is_documented_once() {
         let ids: BTreeSet<_> = RULES.iter().map(|r| r.id).collect();
         assert_eq!(ids.len(), RULES.len());
+        for (squawk, ours) in SQUAWK_RULES {
+            assert!(ids.contains(ours), "{squawk} maps to unknown rule {ours}");
+        }
         let docs = include_str!("../../docs/migration-lint.md");
         for r in RULES {
             assert!(
                 docs.contains(&format!("`{}`", r.id)),
                 "{} not in the docs",
                 r.id
+            );
+        }
+        for (squawk, _) in SQUAWK_RULES {
+            assert!(
+                docs.contains(&format!("`{squawk}`")),
+                "squawk's {squawk} not in the docs"
             );
         }
     }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use agent_backend::migrate::lint::{self, Options, Severities, Source};
 
-use crate::support::{json, run_server};
+use sqlx::Connection;
+
+use crate::support::{TestDb, json, run_server};
 
 /// Never connected to: `migrate lint` needs no database.
 const NO_DB: &str = "postgres://postgres@127.0.0.1:1/none";
@@ -229,14 +231,8 @@ fn lints_without_a_loadable_configuration() {
     assert_eq!(doc["ok"], true);
 }
 
-/// `tests/lint_corpus/`: realistic PostgreSQL migrations (functions with volatility and COST,
-/// triggers, DO blocks, sequences, policies, partitions, enums, views, extensions, comments,
-/// dollar quoting, grants, generated and identity columns, exclusion constraints), each file
-/// stating its expected findings as `-- expect: <rule>[, <rule>]` on the line before the
-/// statement or clause. Linted as one set in version order: every statement parses, every
-/// expected finding is reported at its line, and nothing else is (so no false deny).
-#[test]
-fn corpus_findings_are_exactly_the_expected_ones() {
+/// The corpus files, in version order: (file name, SQL).
+fn corpus() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_corpus");
     let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -248,6 +244,53 @@ fn corpus_findings_are_exactly_the_expected_ones() {
         })
         .collect();
     files.sort();
+    files
+}
+
+/// The corpus is real PostgreSQL: applied in order to a new database the way sqlx runs it (each
+/// file in a transaction unless it starts with `-- no-transaction`), every file succeeds except
+/// the one whose expected finding is that PostgreSQL refuses it.
+#[tokio::test]
+async fn corpus_applies_to_postgresql() {
+    let db = TestDb::empty().await;
+    let mut conn = db.connect().await;
+    for (file, sql) in corpus() {
+        let result = if sql.starts_with("-- no-transaction") {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await
+                .map(drop)
+        } else {
+            let mut tx = conn.begin().await.unwrap();
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+            {
+                Ok(_) => tx.commit().await,
+                Err(e) => Err(e),
+            }
+        };
+        if sql.contains("-- expect: concurrently-in-transaction") {
+            let e = result.expect_err(&file).to_string();
+            assert!(
+                e.contains("cannot run inside a transaction block"),
+                "{file}: {e}"
+            );
+        } else {
+            result.unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+}
+
+/// `tests/lint_corpus/`: realistic PostgreSQL migrations (functions with volatility and COST,
+/// triggers, DO blocks, sequences, policies, partitions, enums, views, extensions, comments,
+/// dollar quoting, grants, generated and identity columns, exclusion constraints), each file
+/// stating its expected findings as `-- expect: <rule>[, <rule>]` on the line before the
+/// statement or clause. Linted as one set in version order: every statement parses, every
+/// expected finding is reported at its line, and nothing else is (so no false deny).
+#[test]
+fn corpus_findings_are_exactly_the_expected_ones() {
+    let files = corpus();
     let sources: Vec<Source<'_>> = files
         .iter()
         .map(|(file, sql)| Source { file, sql })

@@ -15,11 +15,11 @@ ALTER SEQUENCE invoice_number_seq OWNED BY invoices.number;
 
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reporting') THEN
-        CREATE ROLE reporting NOLOGIN;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lint_corpus_reporting') THEN
+        CREATE ROLE lint_corpus_reporting NOLOGIN;
     END IF;
 END
 $$;
 
-GRANT SELECT ON invoices TO reporting;
-GRANT USAGE, SELECT ON SEQUENCE invoice_number_seq TO reporting;
+GRANT SELECT ON invoices TO lint_corpus_reporting;
+GRANT USAGE, SELECT ON SEQUENCE invoice_number_seq TO lint_corpus_reporting;
