@@ -309,14 +309,14 @@ async fn slow_headers_and_silent_connections_are_cut_off_after_header_read_timeo
     assert!(closed.is_ok(), "the slow client was never cut off");
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
     assert!(
-        took >= timeout - Duration::from_millis(50) && took < timeout + Duration::from_secs(2),
+        took >= timeout - Duration::from_millis(50) && took < timeout + Duration::from_secs(4),
         "cut off after {took:?}"
     );
     dribble.abort();
     for mut conn in silent {
         assert!(read_until_closed(&mut conn).await.is_empty());
     }
-    assert!(started.elapsed() < timeout + Duration::from_secs(2));
+    assert!(started.elapsed() < timeout + Duration::from_secs(4));
 
     // A client that sends its head in time is served as before.
     let resp = Client::new()
@@ -372,7 +372,7 @@ async fn a_stalled_body_gets_408_after_body_read_timeout() {
     let took = started.elapsed();
     assert_problem(status, &head, &body, 408);
     assert!(
-        took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+        took >= Duration::from_millis(950) && took < Duration::from_secs(6),
         "408 after {took:?}"
     );
     assert!(read_until_closed(&mut conn).await.is_empty());
@@ -498,12 +498,8 @@ async fn framing_errors_repeated_parameters_and_document_methods_get_4xx() {
         .await
         .unwrap();
     conn.shutdown().await.unwrap();
-    let answer = read_until_closed(&mut conn).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
-        "{answer}"
-    );
+    let (status, head, body) = read_response(&mut conn).await;
+    assert_problem(status, &head, &body, 400);
 
     let http = Client::new();
     let api = format!("{}/api/v1", server.base);
