@@ -378,6 +378,61 @@ async fn a_stalled_body_gets_408_after_body_read_timeout() {
     assert!(read_until_closed(&mut conn).await.is_empty());
 }
 
+/// A client that asks for a large response and does not read it is cut off once writing to it
+/// has been blocked for `send_timeout`: it never gets the whole response.
+#[tokio::test]
+async fn a_client_that_does_not_read_its_response_is_cut_off_after_send_timeout() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[("APP_SERVER__SEND_TIMEOUT", "1s")]).await;
+    let http = Client::new();
+    let pad = "x".repeat(200_000);
+    for i in 0..100 {
+        let resp = http
+            .post(format!("{}/api/v1/conversations", server.base))
+            .json(&json!({ "title": format!("big {i}"), "metadata": { "pad": pad } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    // A small receive buffer of our own (no autotuning): the ~20 MB page cannot be buffered.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut conn = socket
+        .connect(addr(&server).parse().unwrap())
+        .await
+        .unwrap();
+    conn.write_all(b"GET /api/v1/conversations?limit=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The client behaves badly: it reads nothing for a while.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = read_until_closed(&mut conn).await;
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("the response head arrived");
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 20_000_000, "{length}");
+    let body = got.len() - end - 4;
+    assert!(body < length, "the whole response arrived ({body} bytes)");
+
+    let resp = http
+        .get(format!("{}/health/live", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 /// Beyond `max_connections` a connection gets 503 problem+json with `Retry-After` at once;
 /// when one closes, the next is served.
 #[tokio::test]
