@@ -147,6 +147,10 @@ pub struct ServerSettings {
     /// A request body must arrive whole within this long of its head; otherwise 408.
     #[serde(with = "duration_str")]
     pub body_read_timeout: Duration,
+    /// A connection whose client has not taken any of its response for this long (writes
+    /// blocked) is closed.
+    #[serde(with = "duration_str")]
+    pub send_timeout: Duration,
     /// Open client connections at most; one more is answered 503 (with `Retry-After`) and
     /// closed.
     pub max_connections: usize,
@@ -421,6 +425,7 @@ impl Settings {
             ("server.header_read_timeout", server.header_read_timeout),
             ("server.keep_alive_timeout", server.keep_alive_timeout),
             ("server.body_read_timeout", server.body_read_timeout),
+            ("server.send_timeout", server.send_timeout),
         ] {
             if value.is_zero() {
                 return bad(key, "must be greater than 0");

@@ -185,6 +185,7 @@ pub async fn serve_until(
     let limits = server::Limits {
         header_read_timeout: settings.server.header_read_timeout,
         keep_alive_timeout: settings.server.keep_alive_timeout,
+        send_timeout: settings.server.send_timeout,
         max_connections: settings.server.max_connections,
     };
     let app: server::App = Arc::new(routes(settings, state).map_to_response().boxed());

@@ -10,6 +10,8 @@
 //!   its deadline is closed without an answer (there is no request to answer). While a request
 //!   is in progress no deadline applies here: its body is bounded by `body_read_timeout` in the
 //!   middleware, its handler by the database's own timeouts.
+//! - **Responses not read**: once writing to a client has been blocked (its receive window full)
+//!   for `send_timeout`, the connection is closed, whatever the request's state.
 //! - **Shutdown bounded by its grace**: when `shutdown` resolves the listener closes, idle
 //!   connections close at once and busy ones after their current response. When the grace is
 //!   over, `cut` runs (the caller ends the database sessions still working for requests, so
@@ -56,6 +58,7 @@ const REFUSAL_TIME: Duration = Duration::from_secs(1);
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -224,6 +227,7 @@ impl Connection {
 enum Expiry {
     Header,
     Idle,
+    Send,
 }
 
 impl std::fmt::Display for Expiry {
@@ -231,6 +235,7 @@ impl std::fmt::Display for Expiry {
         f.write_str(match self {
             Expiry::Header => "no complete request head within server.header_read_timeout",
             Expiry::Idle => "idle for server.keep_alive_timeout",
+            Expiry::Send => "the client did not take the response for server.send_timeout",
         })
     }
 }
@@ -249,6 +254,8 @@ struct State {
     idle_since: Instant,
     /// The first byte read since `idle_since`.
     first_byte: Option<Instant>,
+    /// Since when writing to the client has been blocked, if it is.
+    write_blocked: Option<Instant>,
 }
 
 impl Activity {
@@ -259,6 +266,7 @@ impl Activity {
                 served: 0,
                 idle_since: Instant::now(),
                 first_byte: None,
+                write_blocked: None,
             }),
             changed: Notify::new(),
         }
@@ -283,23 +291,40 @@ impl Activity {
         }
     }
 
+    /// A write to the client returned `Pending` (`blocked`) or made progress.
+    fn write_polled(&self, blocked: bool) {
+        let mut state = self.lock();
+        match (blocked, state.write_blocked) {
+            (true, None) => state.write_blocked = Some(Instant::now()),
+            (false, Some(_)) => state.write_blocked = None,
+            _ => return,
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
     fn is_idle(&self) -> bool {
         self.lock().in_progress == 0
     }
 
     fn deadline(&self, limits: Limits) -> Option<(Instant, Expiry)> {
         let state = self.lock();
-        if state.in_progress > 0 {
-            return None;
-        }
-        Some(match (state.served, state.first_byte) {
-            (0, _) => (
-                state.idle_since + limits.header_read_timeout,
-                Expiry::Header,
-            ),
-            (_, Some(first)) => (first + limits.header_read_timeout, Expiry::Header),
-            (_, None) => (state.idle_since + limits.keep_alive_timeout, Expiry::Idle),
-        })
+        let send = state
+            .write_blocked
+            .map(|since| (since + limits.send_timeout, Expiry::Send));
+        let between_requests =
+            (state.in_progress == 0).then(|| match (state.served, state.first_byte) {
+                (0, _) => (
+                    state.idle_since + limits.header_read_timeout,
+                    Expiry::Header,
+                ),
+                (_, Some(first)) => (first + limits.header_read_timeout, Expiry::Header),
+                (_, None) => (state.idle_since + limits.keep_alive_timeout, Expiry::Idle),
+            });
+        [send, between_requests]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
     /// Resolves when the connection is past its deadline.
@@ -389,17 +414,26 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    fn watch_write<T>(&self, polled: Poll<T>) -> Poll<T> {
+        self.activity.write_polled(polled.is_pending());
+        polled
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch_write(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch_write(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -411,7 +445,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch_write(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
