@@ -299,11 +299,12 @@ impl Settings {
         ("APP_METRICS__TOKEN", "metrics.token"),
     ];
 
-    /// Whether the configuration (or, for `RUST_LOG`, the log filter) reads the environment
-    /// variable `name`.
+    /// Whether the configuration (or, for `RUST_LOG`, the log filter, and for `OTEL_*`, the
+    /// trace exporter) reads the environment variable `name`.
     pub fn reads_env_var(name: &str) -> bool {
         matches!(name, "ENVIRONMENT" | "CONFIG_DIR" | "RUST_LOG")
             || name.starts_with("APP_")
+            || name.starts_with("OTEL_")
             || Self::NAMED_ENV.iter().any(|(var, _)| *var == name)
     }
 
