@@ -11,11 +11,12 @@
 //! route serves), statuses are classes, problem types come from a fixed list, SQLSTATEs are
 //! their two-character class.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
@@ -52,10 +53,15 @@ const BUCKETS: &[f64] = &[
 /// Outcomes of the pre-serve stage, as `migrate_stage_outcome{outcome}` (1 for the last one).
 const OUTCOMES: [&str; 3] = ["up_to_date", "applied", "failed"];
 
-/// The installed recorder's handle and the process collector.
+/// The installed recorder's handle, the process collector, and the handles of the metrics
+/// without labels that every request touches (registered once: no registry lookup per request).
 pub struct Exporter {
     handle: PrometheusHandle,
     process: metrics_process::Collector,
+    in_flight: Gauge,
+    waiting: Gauge,
+    acquire: Histogram,
+    acquire_timeouts: Counter,
 }
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
@@ -79,7 +85,14 @@ pub fn install() -> Result<&'static Exporter, MetricsError> {
     let process = metrics_process::Collector::default();
     process.describe();
     describe();
-    Ok(EXPORTER.get_or_init(|| Exporter { handle, process }))
+    Ok(EXPORTER.get_or_init(|| Exporter {
+        handle,
+        process,
+        in_flight: gauge!(HTTP_IN_FLIGHT),
+        waiting: gauge!(DB_POOL_WAITING),
+        acquire: histogram!(DB_ACQUIRE_DURATION),
+        acquire_timeouts: counter!(DB_ACQUIRE_TIMEOUTS),
+    }))
 }
 
 /// The installed exporter, when metrics are on.
@@ -188,23 +201,56 @@ fn describe() {
     );
 }
 
-/// `2xx`, `4xx`, …
-pub fn status_class(status: u16) -> &'static str {
-    match status / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
+/// The method labels (anything else is `OTHER`).
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// One route's request counters (by method and status class) and latency histograms (by
+/// method), each registered on its first use and kept: recording a request costs no registry
+/// lookup and no allocation. Create them after [`install`] (handles made before record nothing).
+pub struct RouteMetrics {
+    route: &'static str,
+    requests: [[OnceLock<Counter>; 5]; 8],
+    latency: [OnceLock<Histogram>; 8],
+}
+
+impl RouteMetrics {
+    pub fn new(route: &'static str) -> Self {
+        Self {
+            route,
+            requests: Default::default(),
+            latency: Default::default(),
+        }
+    }
+
+    /// The route template this records under.
+    pub fn route(&self) -> &'static str {
+        self.route
+    }
+
+    /// One answered request.
+    pub fn record(&self, method: &str, status: u16, elapsed: Duration) {
+        let m = METHODS.iter().position(|x| *x == method).unwrap_or(7);
+        let c = usize::from((status / 100).clamp(1, 5) - 1);
+        self.requests[m][c]
+            .get_or_init(|| {
+                counter!(HTTP_REQUESTS, "method" => METHODS[m], "route" => self.route, "status_class" => CLASSES[c])
+            })
+            .increment(1);
+        self.latency[m]
+            .get_or_init(
+                || histogram!(HTTP_DURATION, "method" => METHODS[m], "route" => self.route),
+            )
+            .record(elapsed.as_secs_f64());
     }
 }
 
-/// One answered request.
-/// Every label is a `&'static str`: no allocation per request.
-pub fn http_request(method: &'static str, route: &'static str, status: u16, elapsed: Duration) {
-    counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status_class" => status_class(status))
-        .increment(1);
-    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+/// Requests to a path no route serves, under the route label `unmatched`.
+pub fn unmatched() -> &'static RouteMetrics {
+    static UNMATCHED: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("unmatched"));
+    &UNMATCHED
 }
 
 /// A problem+json answer.
@@ -217,14 +263,18 @@ pub struct InFlight;
 
 impl InFlight {
     pub fn begin() -> Self {
-        gauge!(HTTP_IN_FLIGHT).increment(1.0);
+        if let Some(e) = exporter() {
+            e.in_flight.increment(1.0);
+        }
         Self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(HTTP_IN_FLIGHT).decrement(1.0);
+        if let Some(e) = exporter() {
+            e.in_flight.decrement(1.0);
+        }
     }
 }
 
@@ -234,23 +284,31 @@ pub struct Waiting;
 
 impl Waiting {
     pub fn begin() -> Self {
-        gauge!(DB_POOL_WAITING).increment(1.0);
+        if let Some(e) = exporter() {
+            e.waiting.increment(1.0);
+        }
         Self
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        gauge!(DB_POOL_WAITING).decrement(1.0);
+        if let Some(e) = exporter() {
+            e.waiting.decrement(1.0);
+        }
     }
 }
 
 pub fn acquired(elapsed: Duration) {
-    histogram!(DB_ACQUIRE_DURATION).record(elapsed.as_secs_f64());
+    if let Some(e) = exporter() {
+        e.acquire.record(elapsed.as_secs_f64());
+    }
 }
 
 pub fn acquire_timed_out() {
-    counter!(DB_ACQUIRE_TIMEOUTS).increment(1);
+    if let Some(e) = exporter() {
+        e.acquire_timeouts.increment(1);
+    }
 }
 
 /// A failed query: its SQLSTATE's class (`"23"`), or `"none"` for errors without one.
@@ -303,10 +361,13 @@ pub fn build_info(set: &MigrationSet) {
 
 #[cfg(test)]
 mod tests {
+    use super::{CLASSES, METHODS};
+
     #[test]
-    fn status_classes() {
-        assert_eq!(super::status_class(200), "2xx");
-        assert_eq!(super::status_class(404), "4xx");
-        assert_eq!(super::status_class(503), "5xx");
+    fn status_classes_and_methods_index_their_labels() {
+        for (status, class) in [(101u16, "1xx"), (200, "2xx"), (404, "4xx"), (503, "5xx")] {
+            assert_eq!(CLASSES[usize::from((status / 100).clamp(1, 5) - 1)], class);
+        }
+        assert_eq!(METHODS.iter().position(|m| *m == "PATCH"), Some(4));
     }
 }

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::api::error::{PROBLEM_JSON, Problem};
 use crate::config::ApiKey;
+use crate::monitoring::RouteMetrics;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -69,9 +70,6 @@ fn method_label(method: &poem::http::Method) -> &'static str {
     }
 }
 
-/// Route label of a path no route serves.
-pub const UNMATCHED: &str = "unmatched";
-
 impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
     type Output = Response;
 
@@ -84,8 +82,11 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         let method = method_label(req.method());
         let path = req.uri().path().to_string();
         let tracing_on = crate::telemetry::otel_enabled();
-        let route =
-            (self.metrics || tracing_on).then(|| self.routes.template(&path).unwrap_or(UNMATCHED));
+        let route = (self.metrics || tracing_on).then(|| {
+            self.routes
+                .template(&path)
+                .unwrap_or_else(crate::monitoring::unmatched)
+        });
         let span = tracing::info_span!(
             "request",
             request_id = %id,
@@ -99,9 +100,9 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         );
         // Named before it joins the client's trace: the OpenTelemetry span starts there.
         if tracing_on && let Some(route) = route {
-            span.record("otel.name", format!("{method} {route}"));
+            span.record("otel.name", format!("{method} {}", route.route()));
             span.record("otel.kind", "server");
-            span.record("http.route", route);
+            span.record("http.route", route.route());
         }
         crate::telemetry::join_trace(&span, req.headers());
         let _in_flight = self.metrics.then(crate::monitoring::InFlight::begin);
@@ -120,13 +121,10 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             if tracing_on {
                 tracing::Span::current().record("http.response.status_code", status);
             }
-            if self.metrics {
-                crate::monitoring::http_request(
-                    method,
-                    route.unwrap_or(UNMATCHED),
-                    status,
-                    elapsed,
-                );
+            if self.metrics
+                && let Some(route) = route
+            {
+                route.record(method, status, elapsed);
                 let is_problem = response
                     .headers()
                     .get(header::CONTENT_TYPE)
@@ -269,8 +267,9 @@ pub struct AllowHeader {
 }
 
 struct RouteEntry {
-    /// Leaked once per router build: a metric label without an allocation per request.
-    template: &'static str,
+    /// The template and its metrics' handles, leaked once per router build: recording a
+    /// request costs neither an allocation nor a registry lookup.
+    template: &'static RouteMetrics,
     segments: Vec<Segment>,
     methods: Vec<String>,
 }
@@ -299,7 +298,9 @@ impl AllowHeader {
                     .collect();
                 let methods = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
                 RouteEntry {
-                    template: Box::leak(path.into_boxed_str()),
+                    template: Box::leak(Box::new(RouteMetrics::new(Box::leak(
+                        path.into_boxed_str(),
+                    )))),
                     segments,
                     methods,
                 }
@@ -333,9 +334,9 @@ impl AllowHeader {
         })
     }
 
-    /// The template of the route serving `path` (`/api/v1/artifacts/{id}`), the most literal
-    /// one when several match; `None` when no route does.
-    pub fn template(&self, path: &str) -> Option<&'static str> {
+    /// The template of the route serving `path` (`/api/v1/artifacts/{id}`, with its metrics),
+    /// the most literal one when several match; `None` when no route does.
+    pub fn template(&self, path: &str) -> Option<&'static RouteMetrics> {
         self.matching(path)
             .max_by_key(|(_, literals)| *literals)
             .map(|(route, _)| route.template)
