@@ -16,6 +16,8 @@ hits all alike), prints a table and writes docs/benchmarks.md with the machine, 
 6. stripped binary size and idle RSS
 7. `server migrate drift` (schema from the catalogs, compared with the embedded snapshot) beside
    the no-op check, on this project's schema and with 200 extra tables
+8. the cost of metrics: `GET /api/v1/conversations/{id}` with wrk against two servers on one
+   database, `metrics.enabled` true and false, alternating within each round
 
 9. `server migrate lint DIR` on a generated 200-file set of realistic PostgreSQL migrations
    (functions with `$$` bodies, triggers, views, comments, type changes, concurrent indexes …);
@@ -406,6 +408,51 @@ def bench_http(runs: int, seconds: int, connections: int) -> dict:
     return {"wrk GET /api/v1/conversations/{id}": Stat(wrk), "pgbench -S": Stat(pgb)}
 
 
+def bench_metrics(runs: int, seconds: int, connections: int) -> dict:
+    """wrk against a server recording metrics and one with `metrics.enabled = false`, same
+    database, alternating which goes first in each round."""
+    threads = str(min(connections, os.cpu_count() or 1))
+    db_url = recreate("bench_metrics")
+    sh(str(SERVER), "--migrate-only", env=server_env(db_url))
+    pool = str(connections)
+    on, on_port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=pool)
+    off, off_port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=pool, APP_METRICS__ENABLED="false")
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    status, body = http_status(on_port, "/api/v1/conversations", auth, "POST", json.dumps({"title": "bench"}))
+    if status != 201:
+        raise SystemExit(f"creating a conversation gave {status}: {body!r}")
+    cid = json.loads(body)["id"]
+
+    def wrk(port: int) -> float:
+        out = sh("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {API_KEY}",
+                 f"http://127.0.0.1:{port}/api/v1/conversations/{cid}", capture=True)
+        if "Non-2xx" in out or "Socket errors" in out:
+            raise SystemExit(f"wrk saw errors:\n{out}")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    with_metrics, without = [], []
+    try:
+        for i in range(runs):
+            if i % 2 == 0:
+                with_metrics.append(wrk(on_port))
+                without.append(wrk(off_port))
+            else:
+                without.append(wrk(off_port))
+                with_metrics.append(wrk(on_port))
+        # The counters saw the traffic (a scrape from loopback, as Prometheus would).
+        status, text = http_status(on_port, "/metrics")
+        if status != 200 or b'route="/api/v1/conversations/{id}"' not in text:
+            raise SystemExit(f"/metrics gave {status} without the route's counter")
+        status, _ = http_status(off_port, "/metrics")
+        if status != 404:
+            raise SystemExit(f"/metrics with metrics off gave {status}, not 404")
+    finally:
+        stop_server(on)
+        stop_server(off)
+        drop("bench_metrics")
+    return {"metrics on": Stat(with_metrics), "metrics off": Stat(without)}
+
+
 # --- soak ---------------------------------------------------------------------------------
 
 SOAK_LUA = r"""
@@ -617,7 +664,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--lint-baseline", default=None,
                     help="a server binary built before (e.g. the sqlparser lint) to time beside benchmark 9")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,9",
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
                     help="comma-separated benchmark numbers, or `soak` (a partial run does not write --out; "
                          "the soak writes its own section)")
     ap.add_argument("--soak-seconds", type=int, default=180, help="duration of the soak")
@@ -718,6 +765,15 @@ def main() -> int:
                      f"no-op `--migrate-only` {noop.fmt('ms')}", f"{r200:.2f}× no-op check",
                      "≤ 5× no-op check", r200 <= 5))
 
+    if 8 in only:
+        log(f"8. metrics on vs off, {args.connections} connections, {args.http_seconds}s each")
+        res = bench_metrics(args.runs, args.http_seconds, args.connections)
+        on, off = res["metrics on"], res["metrics off"]
+        r = on.median / off.median
+        rows.append((f"8. GET /api/v1/conversations/{{id}}, metrics on vs off, {args.connections} connections",
+                     f"on {on.fmt('req/s', 0)}", f"off {off.fmt('req/s', 0)}", f"{r:.3f}× off",
+                     "≥ 0.97× off", r >= 0.97))
+
     if only & {4, 6}:
         size = SERVER.stat().st_size / 1024 / 1024
         rows.append(("6. binary size (stripped)", f"{size:.1f} MB", "", "", "≤ 25 MB", size <= 25))
@@ -760,6 +816,9 @@ def main() -> int:
         "- 6: `target/release/server` (release profile strips symbols); VmRSS 0.5 s after readiness.",
         "- 7: whole processes on a migrated database: `server migrate drift` (connect, read the bookkeeping "
         "rows, one catalog query, diff) beside `server --migrate-only` with nothing to do (connect, one query).",
+        "- 8: two `server` processes in production mode on one database, one with `APP_METRICS__ENABLED=false`; "
+        "wrk alternates between them within each round (which goes first alternates too); afterwards a scrape "
+        "checks the counters saw the traffic and the other answers 404.",
         "- 9: `server migrate lint DIR` as a process (configuration, reading, validating and linting the "
         "200 files, the report) on a generated set: each file a table with its plpgsql function, trigger, "
         "index, view and dollar-quoted comment, plus type, column and constraint changes to the previous "
@@ -767,7 +826,7 @@ def main() -> int:
         "binary in the same rounds.",
         "",
     ]
-    if only == {1, 2, 3, 4, 5, 6, 7, 9}:
+    if only == {1, 2, 3, 4, 5, 6, 7, 8, 9}:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         # The soak's section comes from its own (manual) run: keep it.

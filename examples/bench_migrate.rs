@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    telemetry::init(&settings);
+    let _telemetry = telemetry::init(&settings);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,12 +4,15 @@
 use std::time::Instant;
 
 use sqlx::Connection;
+use tracing::Instrument;
 
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, DbError};
 use crate::http::{self, AppState};
+use crate::migrate::snapshot::Drift;
 use crate::migrate::snapshot::Snapshot;
 use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
+use crate::monitoring;
 
 /// Why `server` stopped with a failure; [`crate::exit::Exit`] maps it to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,8 @@ pub enum AppError {
     Runtime(std::io::Error),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] monitoring::MetricsError),
 }
 
 pub fn migrate_options(settings: &Settings) -> MigrateOptions {
@@ -66,18 +71,38 @@ pub async fn pre_serve_with(
                 .drift(&mut conn, expected, &settings.migrations.drift_ignore())
                 .await
             {
-                Ok(drift) if drift.is_clean() => {
-                    tracing::info!("Schema drift: {}", drift.summary())
+                Ok(drift) => {
+                    if let Drift::Checked { differences } = &drift {
+                        monitoring::drift(differences.len());
+                    }
+                    if drift.is_clean() {
+                        tracing::info!("Schema drift: {}", drift.summary())
+                    } else {
+                        tracing::warn!("Schema drift: {}", drift.summary())
+                    }
                 }
-                Ok(drift) => tracing::warn!("Schema drift: {}", drift.summary()),
                 Err(e) => tracing::warn!("Schema drift not checked: {e}"),
             }
+        }
+        // The gauges of the bookkeeping table, for a serving process (one query more).
+        if report.is_ok()
+            && monitoring::exporter().is_some()
+            && let Ok(status) = migrator.status(&mut conn).await
+        {
+            monitoring::schema(&status);
         }
         let _ = conn.close().await;
         Ok::<_, AppError>(report?)
     }
+    .instrument(tracing::info_span!("migrate.pre_serve"))
     .await;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_millis() as u64;
+    match &result {
+        Ok(r) if r.applied.is_empty() => monitoring::stage(elapsed, "up_to_date", 0),
+        Ok(r) => monitoring::stage(elapsed, "applied", r.applied.len()),
+        Err(_) => monitoring::stage(elapsed, "failed", 0),
+    }
     match &result {
         Ok(r) if r.applied.is_empty() => tracing::info!(
             embedded = r.embedded,
@@ -115,6 +140,9 @@ pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
     pre_serve(settings).await.map(|_| ())
 }
 
+/// How often histogram samples are folded into buckets when nobody scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest `serve` waits for the pool to close after the server stopped.
 const POOL_CLOSE_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -128,11 +156,31 @@ pub async fn serve_with(
     settings: &Settings,
     migrations: &'static MigrationSet,
 ) -> Result<(), AppError> {
+    // Before the stage, so that its figures are recorded.
+    let exporter = if settings.metrics.enabled {
+        let exporter = monitoring::install()?;
+        monitoring::build_info(migrations);
+        Some(exporter)
+    } else {
+        None
+    };
     pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
     let (pool, sessions) = db::pool_with_sessions(settings);
     db::check_budget(&pool, settings).await;
     let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);
+    let upkeep = exporter.map(|exporter| {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                exporter.upkeep();
+            }
+        })
+    });
     let served = http::serve(settings, state).await;
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     // Bounded: a connection still out (its session ended, its request dropped) is not waited
     // for; the process exit closes it.
     if tokio::time::timeout(POOL_CLOSE_BUDGET, pool.close())

@@ -299,7 +299,7 @@ pub fn run_with(cli: Cli, set: &'static MigrationSet) -> Exit {
         Some(Command::Healthcheck { .. }) | None => None,
     };
 
-    telemetry::init(&settings);
+    let telemetry = telemetry::init(&settings);
     // One thread is plenty for everything but serving, and starts faster.
     let runtime = if op.is_some() || cli.migrate_only {
         tokio::runtime::Builder::new_current_thread()
@@ -326,7 +326,7 @@ pub fn run_with(cli: Cli, set: &'static MigrationSet) -> Exit {
         }),
         Err(e) => Err(AppError::Runtime(e)),
     };
-    match result {
+    let exit = match result {
         Ok(code) => code,
         Err(e) => {
             // The stage has logged "Migration failed: …"; other failures are logged here.
@@ -335,7 +335,10 @@ pub fn run_with(cli: Cli, set: &'static MigrationSet) -> Exit {
             }
             Exit::from(&e)
         }
-    }
+    };
+    // Outside the runtime, which is gone by now: the flush blocks.
+    telemetry.shutdown();
+    exit
 }
 
 /// `server healthcheck`: exit 0 when the local server answers 2xx, 1 otherwise (Docker's

@@ -63,6 +63,43 @@ pub struct Settings {
     pub migrations: MigrationSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `GET /metrics` (Prometheus text format); who may read it is decided in
+/// `crate::http::metrics_access`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Record and serve metrics at all (`false`: nothing recorded, `/metrics` is 404).
+    pub enabled: bool,
+    /// Bearer token for `/metrics` on the main port in production (env `METRICS_TOKEN`, 16+
+    /// characters, never one of the API keys). Printed masked.
+    #[serde(
+        default,
+        deserialize_with = "metrics_token",
+        serialize_with = "masked_token",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token: Option<ApiKey>,
+}
+
+fn metrics_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ApiKey>, D::Error> {
+    let token = String::deserialize(d)?.trim().to_string();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if token.len() < 16 {
+        return Err(serde::de::Error::custom(format!(
+            "a metrics token of {} characters is too short (at least 16)",
+            token.len()
+        )));
+    }
+    Ok(Some(ApiKey(token)))
+}
+
+fn masked_token<S: Serializer>(token: &Option<ApiKey>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if token.is_some() { "***" } else { "" })
 }
 
 /// API authentication: `Authorization: Bearer <key>` against these keys.
@@ -158,6 +195,9 @@ pub struct ServerSettings {
     /// variable with the count, so render.yaml sets `APP_SERVER__INSTANCES` to match). Only the
     /// connection budget uses it.
     pub instances: u32,
+    /// A second listener (on `host`) serving only `/metrics`, open, for a private network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -294,24 +334,28 @@ impl Settings {
         ("PORT", "server.port"),
         ("DEBUG", "debug"),
         ("API_KEYS", "auth.api_keys"),
+        ("METRICS_TOKEN", "metrics.token"),
     ];
 
     /// Secrets, read as written: figment's value parsing would turn an all-digit key into a
     /// number (and refuse it) and unwrap one written in quotes or brackets.
-    const LITERAL_ENV: [(&'static str, &'static str); 6] = [
+    const LITERAL_ENV: [(&'static str, &'static str); 8] = [
         ("DATABASE_URL", "database.url"),
         ("APP_DATABASE__URL", "database.url"),
         ("DATABASE_MIGRATION_URL", "database.migration_url"),
         ("APP_DATABASE__MIGRATION_URL", "database.migration_url"),
         ("API_KEYS", "auth.api_keys"),
         ("APP_AUTH__API_KEYS", "auth.api_keys"),
+        ("METRICS_TOKEN", "metrics.token"),
+        ("APP_METRICS__TOKEN", "metrics.token"),
     ];
 
-    /// Whether the configuration (or, for `RUST_LOG`, the log filter) reads the environment
-    /// variable `name`.
+    /// Whether the configuration (or, for `RUST_LOG`, the log filter, and for `OTEL_*`, the
+    /// trace exporter) reads the environment variable `name`.
     pub fn reads_env_var(name: &str) -> bool {
         matches!(name, "ENVIRONMENT" | "CONFIG_DIR" | "RUST_LOG")
             || name.starts_with("APP_")
+            || name.starts_with("OTEL_")
             || Self::NAMED_ENV.iter().any(|(var, _)| *var == name)
     }
 
@@ -415,6 +459,14 @@ impl Settings {
             return bad(
                 "auth.api_keys",
                 "required in production: set API_KEYS to one or more comma-separated keys",
+            );
+        }
+        if let Some(token) = &self.metrics.token
+            && self.auth.api_keys.iter().any(|k| k.0 == token.0)
+        {
+            return bad(
+                "metrics.token",
+                "must not be one of the API keys: a scraper's token must not open the API",
             );
         }
         if self.server.body_limit_bytes == 0 {

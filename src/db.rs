@@ -5,8 +5,10 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row};
+use tracing::Instrument;
 
 use crate::config::{DatabaseSettings, DatabaseUrl, Environment, Settings};
 use crate::migrate::lock::Connector;
@@ -251,6 +253,35 @@ pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
     };
     let pool = options.connect_lazy_with(base_options(&db.url, SERVE_APP_NAME));
     (pool, sessions)
+}
+
+/// A pooled connection for a request handler: the wait is timed
+/// (`db_pool_acquire_duration_seconds`), counted while it lasts (`db_pool_acquire_waiting`),
+/// counted when it times out (`db_pool_acquire_timeouts_total`) and traced (`db.acquire`).
+pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let started = std::time::Instant::now();
+    let waiting = crate::monitoring::Waiting::begin();
+    let acquired = pool
+        .acquire()
+        .instrument(tracing::info_span!("db.acquire"))
+        .await;
+    drop(waiting);
+    match &acquired {
+        Ok(_) => crate::monitoring::acquired(started.elapsed()),
+        Err(sqlx::Error::PoolTimedOut) => crate::monitoring::acquire_timed_out(),
+        Err(_) => {}
+    }
+    acquired
+}
+
+/// The span of one API query, named after the operation that runs it.
+pub fn query_span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db.query",
+        otel.name = operation,
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+    )
 }
 
 /// One server session: its process id and start time (a pid alone may be reused).

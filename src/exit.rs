@@ -73,7 +73,9 @@ impl From<&AppError> for Exit {
                 | MigrateError::InProgress { .. }
                 | MigrateError::NoDownMigration { .. } => Exit::Refused,
             },
-            AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) => Exit::Failure,
+            AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) | AppError::Metrics(_) => {
+                Exit::Failure
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod http;
 pub mod lint_cmd;
 pub mod migrate;
+pub mod monitoring;
 pub mod ops;
 pub mod schema_ops;
 pub mod telemetry;

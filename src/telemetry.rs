@@ -1,15 +1,103 @@
-//! Logging: human-readable lines in development and test, JSON lines in production, to stderr
-//! (stdout stays free for command output such as `server config`).
+//! Logging and tracing: human-readable lines in development and test, JSON lines in
+//! production, to stderr (stdout stays free for command output such as `server config`); and,
+//! only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set,
+//! the same spans exported as OpenTelemetry traces over OTLP/HTTP (protobuf).
 //!
 //! Level: `log.level` from config, `debug` when `DEBUG=true`, `RUST_LOG` over both. Nothing
 //! here masks secrets: they never reach a log call (see `config::DatabaseUrl`).
+//!
+//! The exporter reads the standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`,
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`); spans
+//! leave in batches from the SDK's own thread, and [`Telemetry::shutdown`] flushes what is left
+//! when the process ends.
 
-use tracing_subscriber::EnvFilter;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global subscriber. Safe to call once per process.
-pub fn init(settings: &Settings) {
+/// The service name traces carry unless `OTEL_SERVICE_NAME` says otherwise.
+const SERVICE_NAME: &str = "agent-backend";
+
+/// Longest the final flush of spans may delay the exit (shutdown stays bounded by its grace
+/// plus about a second).
+const FLUSH_BUDGET: Duration = Duration::from_millis(500);
+
+static OTEL: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (an OTLP endpoint is configured and the exporter started).
+pub fn otel_enabled() -> bool {
+    OTEL.load(Ordering::Relaxed)
+}
+
+/// What [`init`] installed; [`Telemetry::shutdown`] flushes the spans not yet exported.
+#[must_use]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered (at most [`FLUSH_BUDGET`]) and stops the exporter. Call
+    /// outside the async runtime: the flush blocks.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown_with_timeout(FLUSH_BUDGET)
+        {
+            tracing::warn!("Flushing traces at exit: {e}");
+        }
+    }
+}
+
+/// Why traces cannot be exported (logged; the service runs on without them).
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot start the OTLP trace exporter: {0}")]
+    Exporter(String),
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// The tracer provider when an OTLP endpoint is configured and the SDK is not disabled.
+fn otlp_provider() -> Result<Option<SdkTracerProvider>, TraceError> {
+    let configured =
+        env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim() == "true")
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim() == "none");
+    if !configured || disabled {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| TraceError::Exporter(e.to_string()))?;
+    let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
+        opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    );
+    if !env_set("OTEL_SERVICE_NAME") {
+        resource = resource.with_service_name(SERVICE_NAME);
+    }
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    ))
+}
+
+/// Installs the global subscriber (once per process: a second call keeps the first) and, when
+/// configured, the OpenTelemetry exporter.
+pub fn init(settings: &Settings) -> Telemetry {
     let level = if settings.debug {
         "debug".to_string()
     } else {
@@ -21,19 +109,69 @@ pub fn init(settings: &Settings) {
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match settings.log.format {
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match settings.log.format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder
+            .boxed(),
+        LogFormat::Text => fmt
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+            .boxed(),
     };
-    // Already installed (tests calling in twice): keep the first.
-    let _ = result;
+    let (provider, trace_error) = match otlp_provider() {
+        Ok(provider) => (provider, None),
+        Err(e) => (None, Some(e)),
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(SERVICE_NAME)));
+    let installed = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(filter)
+        .try_init()
+        .is_ok();
+    if let Some(e) = trace_error {
+        tracing::warn!("{e}; serving without traces");
+    }
+    // Already installed (tests calling in twice): keep the first, export nothing from here.
+    let provider = provider.filter(|_| installed);
+    OTEL.store(provider.is_some(), Ordering::Relaxed);
+    Telemetry { provider }
+}
+
+/// Request headers as OpenTelemetry's propagators read them.
+struct Headers<'a>(&'a poem::http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Makes `span` (a request's) continue the client's trace when it sent a W3C `traceparent`,
+/// and records the trace id on it (`trace_id`), so every log line of the request carries it.
+/// With traces off, the client's trace id is still logged; with neither, there is none.
+pub fn join_trace(span: &tracing::Span, headers: &poem::http::HeaderMap) {
+    let parent = headers
+        .contains_key("traceparent")
+        .then(|| TraceContextPropagator::new().extract(&Headers(headers)));
+    let trace_id = if otel_enabled() {
+        if let Some(parent) = parent {
+            // An unusable parent leaves the span a root of its own trace: nothing to report.
+            let _ = span.set_parent(parent);
+        }
+        span.context().span().span_context().trace_id()
+    } else {
+        parent.map_or(TraceId::INVALID, |cx| cx.span().span_context().trace_id())
+    };
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
 }

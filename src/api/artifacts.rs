@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use super::error::{ApiError, ErrorResponse};
 use super::json::JsonObject;
 use super::{ApiKey, ApiTags, object};
+use crate::db;
 use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
 
 /// A UI artifact at its current version.
@@ -156,7 +158,8 @@ impl ArtifactsApi {
             title.as_str(),
             spec.into_value(),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.create"))
         .await?
         .ok_or(ApiError::NotFound("conversation"))?;
         let tag = etag(row.version);
@@ -194,14 +197,16 @@ impl ArtifactsApi {
             after.map(|c| c.id),
             limit.get() + 1,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.list"))
         .await?;
         if items.is_empty() {
             let exists = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS "e!""#,
                 id.0
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *db::acquire(&self.pool).await?)
+            .instrument(db::query_span("artifacts.list"))
             .await?;
             if !exists {
                 return Err(ApiError::NotFound("conversation").into());
@@ -225,7 +230,8 @@ impl ArtifactsApi {
              FROM ui_artifacts WHERE id = $1",
             id.0
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.get"))
         .await?
         .ok_or(ApiError::NotFound("artifact"))?;
         let tag = etag(row.version);
@@ -289,14 +295,16 @@ impl ArtifactsApi {
             title.as_ref().map(Title::as_str),
             spec.map(Spec::into_value),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.update"))
         .await?;
         if let Some(row) = row {
             let tag = etag(row.version);
             return Ok(Current::Ok(Json(row), tag));
         }
         let current = sqlx::query_scalar!("SELECT version FROM ui_artifacts WHERE id = $1", id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *db::acquire(&self.pool).await?)
+            .instrument(db::query_span("artifacts.update"))
             .await?;
         Err(match current {
             None => ApiError::NotFound("artifact"),
@@ -335,14 +343,16 @@ impl ArtifactsApi {
             i32::try_from(after).unwrap_or(i32::MAX),
             limit.get() + 1,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.versions"))
         .await?;
         if items.is_empty() {
             let exists = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM ui_artifacts WHERE id = $1) AS "e!""#,
                 id.0
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *db::acquire(&self.pool).await?)
+            .instrument(db::query_span("artifacts.versions"))
             .await?;
             if !exists {
                 return Err(ApiError::NotFound("artifact").into());
@@ -376,7 +386,8 @@ impl ArtifactsApi {
             id.0,
             version.0,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("artifacts.version"))
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("artifact version").into())

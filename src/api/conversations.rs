@@ -7,6 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use super::error::{ApiError, ErrorResponse};
 use super::json::JsonObject;
 use super::{ApiKey, ApiTags, object};
+use crate::db;
 use crate::domain::{Limit, Metadata, TimeCursor, Title};
 
 /// A conversation between a user and the agent.
@@ -105,7 +107,8 @@ impl ConversationsApi {
             title.as_str(),
             metadata.into_value(),
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("conversations.create"))
         .await?;
         Ok(Created::Created(Json(row)))
     }
@@ -144,7 +147,8 @@ impl ConversationsApi {
             after.map(|c| c.id),
             limit.get() + 1,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("conversations.list"))
         .await?;
         let next_cursor = page_cursor(&mut items, limit);
         Ok(Json(ConversationPage { items, next_cursor }))
@@ -164,7 +168,8 @@ impl ConversationsApi {
                FROM conversations WHERE id = $1"#,
             id.0
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("conversations.get"))
         .await?
         .map(Json)
         .ok_or_else(not_found)
@@ -199,7 +204,8 @@ impl ConversationsApi {
             title.as_ref().map(Title::as_str),
             metadata.map(Metadata::into_value),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("conversations.patch"))
         .await?
         .map(Json)
         .ok_or_else(not_found)
@@ -234,7 +240,8 @@ impl ConversationsApi {
     async fn delete(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Deleted> {
         let deleted =
             sqlx::query_scalar!("DELETE FROM conversations WHERE id = $1 RETURNING id", id.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *db::acquire(&self.pool).await?)
+                .instrument(db::query_span("conversations.delete"))
                 .await?;
         deleted.map(|_| Deleted::Deleted).ok_or_else(not_found)
     }
@@ -253,7 +260,8 @@ impl ConversationsApi {
             id,
             archived,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("conversations.set_archived"))
         .await?
         .map(Json)
         .ok_or_else(not_found)

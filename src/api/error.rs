@@ -39,16 +39,21 @@ pub struct FieldError {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        let kind = match status {
+    /// The problem `type` for a status: every problem document this service sends has the
+    /// type its status gives (the metrics label problems by it).
+    pub fn type_for(status: StatusCode) -> &'static str {
+        match status {
             StatusCode::UNPROCESSABLE_ENTITY => "/problems/validation",
             StatusCode::CONFLICT
             | StatusCode::PRECONDITION_FAILED
             | StatusCode::PRECONDITION_REQUIRED => "/problems/version-conflict",
             _ => "about:blank",
-        };
+        }
+    }
+
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
-            kind: kind.to_string(),
+            kind: Self::type_for(status).to_string(),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: detail.into(),
@@ -133,6 +138,9 @@ fn vanished_parent(constraint: Option<&str>) -> &'static str {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if !matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) {
+            crate::monitoring::query_error(&e);
+        }
         match e {
             sqlx::Error::PoolTimedOut => ApiError::Busy,
             sqlx::Error::PoolClosed => ApiError::Unavailable("the server is shutting down".into()),

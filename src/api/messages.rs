@@ -11,11 +11,13 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
 use super::json::{OptionalArray, RoleName};
 use super::{ApiKey, ApiTags};
+use crate::db;
 use crate::domain::{Limit, NewMessage, parse_seq_cursor};
 
 /// A message in a conversation.
@@ -110,7 +112,8 @@ impl MessagesApi {
             m.parts,
             m.tool_call_id,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("messages.append"))
         .await?;
         row.map(|r| Appended::Created(Json(r)))
             .ok_or_else(|| ApiError::NotFound("conversation").into())
@@ -144,14 +147,16 @@ impl MessagesApi {
             after,
             limit.get() + 1,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("messages.list"))
         .await?;
         if items.is_empty() {
             let exists = sqlx::query_scalar!(
                 r#"SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS "e!""#,
                 id.0
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *db::acquire(&self.pool).await?)
+            .instrument(db::query_span("messages.list"))
             .await?;
             if !exists {
                 return Err(ApiError::NotFound("conversation").into());
@@ -187,7 +192,8 @@ impl MessagesApi {
             id.0,
             message_id.0,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *db::acquire(&self.pool).await?)
+        .instrument(db::query_span("messages.get"))
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("message").into())

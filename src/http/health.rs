@@ -120,6 +120,9 @@ async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
             differences: Vec::new(),
         },
     };
+    if check.not_compared.is_none() {
+        crate::monitoring::drift(check.differences.len());
+    }
     if let Ok(mut cache) = state.drift_cache.lock() {
         *cache = Some((Instant::now(), check.clone()));
     }
@@ -146,6 +149,7 @@ async fn probe(state: &AppState, with_drift: bool) -> Probe {
     match rows {
         Ok(rows) => {
             let status = Status::compare(state.migrations, rows);
+            crate::monitoring::schema(&status);
             let strict = state.on_unknown_applied == UnknownPolicy::Error;
             let drift_fails = state.on_drift == UnknownPolicy::Error;
             let drift = if with_drift || drift_fails {

@@ -12,23 +12,39 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use crate::api::error::{PROBLEM_JSON, Problem};
 use crate::config::ApiKey;
+use crate::monitoring::RouteMetrics;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// Gives every request an id (the client's `X-Request-Id` when it is sane, else a new UUID),
-/// runs it inside a span carrying that id so every log line of the request shows it, echoes it
-/// in the response, and logs one access line.
-pub struct RequestContext;
+/// runs it inside a span carrying that id and the trace id (from the client's W3C
+/// `traceparent`, or the one OpenTelemetry starts) so every log line of the request shows both,
+/// echoes the id in the response, logs one access line, and records the request's metrics
+/// under its route template (`routes`; `unmatched` when no route serves the path).
+pub struct RequestContext {
+    pub routes: AllowHeader,
+    /// Whether metrics are recorded (`metrics.enabled`).
+    pub metrics: bool,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestContext {
     type Output = RequestContextEndpoint<E>;
     fn transform(&self, ep: E) -> Self::Output {
-        RequestContextEndpoint(ep)
+        RequestContextEndpoint {
+            inner: ep,
+            routes: self.routes.clone(),
+            metrics: self.metrics,
+        }
     }
 }
 
-pub struct RequestContextEndpoint<E>(E);
+pub struct RequestContextEndpoint<E> {
+    inner: E,
+    routes: AllowHeader,
+    metrics: bool,
+}
 
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -37,6 +53,21 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_string())
+}
+
+/// A metric label for the method: the standard ones, `OTHER` for the rest (bounded).
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
@@ -48,12 +79,36 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             .get(REQUEST_ID)
             .and_then(sane_request_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let method = req.method().clone();
+        let method = method_label(req.method());
         let path = req.uri().path().to_string();
-        let span = tracing::info_span!("request", request_id = %id, %method, %path);
+        let tracing_on = crate::telemetry::otel_enabled();
+        let route = (self.metrics || tracing_on).then(|| {
+            self.routes
+                .template(&path)
+                .unwrap_or_else(crate::monitoring::unmatched)
+        });
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            %path,
+            trace_id = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        // Named before it joins the client's trace: the OpenTelemetry span starts there.
+        if tracing_on && let Some(route) = route {
+            span.record("otel.name", format!("{method} {}", route.route()));
+            span.record("otel.kind", "server");
+            span.record("http.route", route.route());
+        }
+        crate::telemetry::join_trace(&span, req.headers());
+        let _in_flight = self.metrics.then(crate::monitoring::InFlight::begin);
         async move {
             let started = Instant::now();
-            let mut response = match self.0.call(req).await {
+            let mut response = match self.inner.call(req).await {
                 Ok(r) => r.into_response(),
                 Err(e) => e.into_response(),
             };
@@ -61,7 +116,23 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                 response.headers_mut().insert(REQUEST_ID, value);
             }
             let status = response.status().as_u16();
-            let elapsed_us = started.elapsed().as_micros() as u64;
+            let elapsed = started.elapsed();
+            let elapsed_us = elapsed.as_micros() as u64;
+            if tracing_on {
+                tracing::Span::current().record("http.response.status_code", status);
+            }
+            if self.metrics
+                && let Some(route) = route
+            {
+                route.record(method, status, elapsed);
+                let is_problem = response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+                if is_problem {
+                    crate::monitoring::problem(Problem::type_for(response.status()), status);
+                }
+            }
             if path.starts_with("/health") {
                 tracing::debug!(status, elapsed_us, "request");
             } else {
@@ -192,7 +263,15 @@ impl<E: Endpoint> Endpoint for SingleQueryEndpoint<E> {
 /// HEAD, as in poem's router.
 #[derive(Clone)]
 pub struct AllowHeader {
-    routes: Arc<Vec<(Vec<Segment>, Vec<String>)>>,
+    routes: Arc<Vec<RouteEntry>>,
+}
+
+struct RouteEntry {
+    /// The template and its metrics' handles, leaked once per router build: recording a
+    /// request costs neither an allocation nor a registry lookup.
+    template: &'static RouteMetrics,
+    segments: Vec<Segment>,
+    methods: Vec<String>,
 }
 
 enum Segment {
@@ -218,7 +297,13 @@ impl AllowHeader {
                     })
                     .collect();
                 let methods = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
-                (segments, methods)
+                RouteEntry {
+                    template: Box::leak(Box::new(RouteMetrics::new(Box::leak(
+                        path.into_boxed_str(),
+                    )))),
+                    segments,
+                    methods,
+                }
             })
             .collect();
         Self {
@@ -226,22 +311,45 @@ impl AllowHeader {
         }
     }
 
+    /// The routes whose template matches `path`, with the number of literal segments each
+    /// matched.
+    fn matching<'s>(&'s self, path: &'s str) -> impl Iterator<Item = (&'s RouteEntry, usize)> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.routes.iter().filter_map(move |route| {
+            let matches = route.segments.len() == parts.len()
+                && route
+                    .segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(seg, part)| match seg {
+                        Segment::Literal(lit) => lit == part,
+                        Segment::Param => true,
+                    });
+            let literals = route
+                .segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Literal(_)))
+                .count();
+            matches.then_some((route, literals))
+        })
+    }
+
+    /// The template of the route serving `path` (`/api/v1/artifacts/{id}`, with its metrics),
+    /// the most literal one when several match; `None` when no route does.
+    pub fn template(&self, path: &str) -> Option<&'static RouteMetrics> {
+        self.matching(path)
+            .max_by_key(|(_, literals)| *literals)
+            .map(|(route, _)| route.template)
+    }
+
     /// The `Allow` value for `path`, or `None` when no route matches it.
     fn allow(&self, path: &str) -> Option<String> {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut methods: Vec<&str> = Vec::new();
-        for (segments, route_methods) in self.routes.iter() {
-            let matches = segments.len() == parts.len()
-                && segments.iter().zip(&parts).all(|(seg, part)| match seg {
-                    Segment::Literal(lit) => lit == part,
-                    Segment::Param => true,
-                });
-            if matches {
-                for m in route_methods {
-                    methods.push(m);
-                    if m == "GET" {
-                        methods.push("HEAD");
-                    }
+        for (route, _) in self.matching(path) {
+            for m in &route.methods {
+                methods.push(m);
+                if m == "GET" {
+                    methods.push("HEAD");
                 }
             }
         }
@@ -285,16 +393,24 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
 #[derive(Clone)]
 pub struct BearerAuth {
     digests: Arc<Vec<[u8; 32]>>,
+    /// What the token is called in refusals ("API key", "metrics token").
+    what: &'static str,
 }
 
 impl BearerAuth {
     pub fn new(keys: &[ApiKey]) -> Self {
+        Self::named(keys, "API key")
+    }
+
+    /// The same check for another kind of token, named so in refusals.
+    pub fn named(keys: &[ApiKey], what: &'static str) -> Self {
         Self {
             digests: Arc::new(
                 keys.iter()
                     .map(|k| Sha256::digest(k.expose().as_bytes()).into())
                     .collect(),
             ),
+            what,
         }
     }
 
@@ -335,13 +451,17 @@ impl<E: Endpoint> Endpoint for BearerAuthEndpoint<E> {
                 Some(t) if self.1.accepts(t) => {}
                 Some(_) => {
                     return Err(poem::Error::from_string(
-                        "unknown API key",
+                        format!("unknown {}", self.1.what),
                         StatusCode::UNAUTHORIZED,
                     ));
                 }
                 None => {
                     return Err(poem::Error::from_string(
-                        "missing API key: send Authorization: Bearer <key>",
+                        format!(
+                            "missing {}: send Authorization: Bearer <{}>",
+                            self.1.what,
+                            self.1.what.rsplit(' ').next().unwrap_or("key")
+                        ),
                         StatusCode::UNAUTHORIZED,
                     ));
                 }

@@ -8,6 +8,7 @@
 //! Connections are served by [`server`] (timeouts, connection cap).
 
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod probe;
 pub mod server;
@@ -83,13 +84,22 @@ impl AppState {
 }
 
 /// The application's routes. Health checks and the API documents are open; the API needs a
-/// key when keys are configured. Every error leaves as a problem document.
+/// key when keys are configured; `/metrics` follows [`metrics::Access`]. Every error leaves as
+/// a problem document.
 pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
     let api = crate::api::service(state.pool.clone());
-    let allow = allow_table(&api.spec());
+    let recording = settings.metrics.enabled && crate::monitoring::exporter().is_some();
+    let metrics = recording
+        .then(|| metrics::endpoint(settings, metrics::Access::main_port(settings)))
+        .flatten();
+    let allow = allow_table(&api.spec(), metrics.is_some());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    Route::new()
+    let mut route = Route::new();
+    if let Some(metrics) = metrics {
+        route = route.at("/metrics", metrics);
+    }
+    route
         .nest(
             "/api/v1",
             api.with(ReadBody {
@@ -106,14 +116,17 @@ pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use
         .at("/health/ready", get(health::ready))
         .with(CatchPanic::new())
         .catch_all_error(crate::api::error::from_poem_error)
-        .with(allow)
-        .with(RequestContext)
+        .with(allow.clone())
+        .with(RequestContext {
+            routes: allow,
+            metrics: recording,
+        })
         .data(state)
 }
 
 /// The routes and their methods for 405's `Allow`: the API's from its OpenAPI document, the
 /// rest as mounted in [`routes`].
-fn allow_table(spec: &str) -> AllowHeader {
+fn allow_table(spec: &str, metrics: bool) -> AllowHeader {
     let document: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
     let api = document["paths"]
         .as_object()
@@ -135,6 +148,7 @@ fn allow_table(spec: &str) -> AllowHeader {
         "/health/ready",
     ]
     .into_iter()
+    .chain(metrics.then_some("/metrics"))
     .map(|path| (path.to_string(), vec!["get"]));
     AllowHeader::new(api.chain(open).collect::<Vec<_>>())
 }
@@ -188,6 +202,44 @@ pub async fn serve_until(
         send_timeout: settings.server.send_timeout,
         max_connections: settings.server.max_connections,
     };
+    // The metrics listener stops with the main one.
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let metrics = match settings.server.metrics_port {
+        Some(port) if crate::monitoring::exporter().is_some() => {
+            let addr = format!("{}:{port}", settings.server.host);
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (metrics): {e}"))
+            })?;
+            let bound = listener.local_addr()?;
+            tracing::info!(addr = %bound, "Metrics on http://{bound}/metrics");
+            let app: server::App = Arc::new(
+                metrics::listener_app(state.clone())
+                    .map_to_response()
+                    .boxed(),
+            );
+            let mut stopped = stopped_rx;
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(server::run(
+                listener,
+                app,
+                limits,
+                stop,
+                METRICS_GRACE,
+                std::future::ready(()),
+            )))
+        }
+        _ => None,
+    };
     let app: server::App = Arc::new(routes(settings, state).map_to_response().boxed());
-    server::run(listener, app, limits, signal, grace, cut).await
+    let served = server::run(listener, app, limits, signal, grace, cut).await;
+    let _ = stopped_tx.send(true);
+    if let Some(metrics) = metrics {
+        let _ = tokio::time::timeout(METRICS_GRACE * 2, metrics).await;
+    }
+    served
 }
+
+/// How long a scrape in progress may finish once the server stops.
+const METRICS_GRACE: Duration = Duration::from_millis(200);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Ignore, Snapshot};
@@ -512,7 +513,15 @@ impl<'a> Migrator<'a> {
                 m.version,
                 m.description
             );
-            let took = self.apply_with_retries(conn, m).await?;
+            let took = self
+                .apply_with_retries(conn, m)
+                .instrument(tracing::info_span!(
+                    "migration",
+                    otel.name = format!("migration {}", m.version),
+                    version = m.version,
+                    file = %m.up.file,
+                ))
+                .await?;
             tracing::info!(
                 version = m.version,
                 elapsed_ms = took.as_millis() as u64,

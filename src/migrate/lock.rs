@@ -48,6 +48,7 @@ pub async fn acquire(
         .await
         .map_err(MigrateError::db("taking the migration lock"))?;
     if got {
+        crate::monitoring::lock_wait(Duration::ZERO);
         return Ok(());
     }
     let started = Instant::now();
@@ -55,6 +56,7 @@ pub async fn acquire(
         let holder = describe_holder(conn, key).await;
         let waited = started.elapsed();
         let Some(remaining) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
+            crate::monitoring::lock_wait(waited);
             reset_lock_timeout(conn).await?;
             return Err(MigrateError::LockTimeout {
                 key,
@@ -82,6 +84,7 @@ pub async fn acquire(
             .await
         {
             Ok(_) => {
+                crate::monitoring::lock_wait(started.elapsed());
                 tracing::info!(
                     key,
                     waited_ms = started.elapsed().as_millis() as u64,

@@ -550,7 +550,8 @@ async fn render_yaml_commands_path_and_variables_work_with_the_binary() {
         );
         let value = match (var["value"].as_str(), var["sync"].as_bool()) {
             (Some(v), _) => v.to_string(),
-            (None, Some(false)) => "render-dashboard-secret-0123456789".to_string(),
+            // One secret per variable, as in the dashboard (a metrics token may not be an API key).
+            (None, Some(false)) => format!("render-dashboard-secret-{key}-0123456789"),
             _ if !var["fromDatabase"].is_badvalue() => db.url.clone(),
             _ => panic!("{key}: no value, no sync: false, not fromDatabase"),
         };

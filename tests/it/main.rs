@@ -15,6 +15,7 @@ mod faults;
 mod guide;
 mod inflight;
 mod lint;
+mod observability;
 mod ops;
 mod pooler;
 mod process;

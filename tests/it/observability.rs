@@ -1,0 +1,499 @@
+//! Metrics and traces of a serving process: `/metrics` after known traffic (exact deltas, route
+//! templates as labels), the migration figures of its pre-serve stage, who may read `/metrics`
+//! in production, and the spans an OTLP receiver gets for a request carrying `traceparent`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use agent_backend::migrate::embedded;
+use http_body_util::BodyExt;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use reqwest::Client;
+use serde_json::json;
+
+use crate::support::{
+    LOCK_REQUESTED, Running, TestDb, hold_migration_lock, run_server, spawn_server, wait_until,
+};
+
+/// One scrape: `(name, sorted labels) -> value`.
+struct Scrape {
+    samples: HashMap<(String, BTreeMap<String, String>), f64>,
+    text: String,
+}
+
+impl Scrape {
+    fn parse(text: String) -> Self {
+        let mut samples = HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), BTreeMap::new()),
+                Some((name, rest)) => (
+                    name.to_string(),
+                    parse_labels(rest.strip_suffix('}').expect("closing brace")),
+                ),
+            };
+            samples.insert((name, labels), value);
+        }
+        Self { samples, text }
+    }
+
+    /// The sample's value, 0 when absent (a counter never incremented).
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.samples
+            .get(&(name.to_string(), labels))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Every label value of `label` on series named `name`.
+    fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        self.samples
+            .keys()
+            .filter(|(n, _)| n == name)
+            .filter_map(|(_, labels)| labels.get(label).cloned())
+            .collect()
+    }
+}
+
+/// `a="x",b="y"` (values without escapes, as ours are).
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let end = after.find('"').expect("closing quote");
+        labels.insert(
+            key.trim_start_matches(',').to_string(),
+            after[..end].to_string(),
+        );
+        rest = &after[end + 1..];
+    }
+    labels
+}
+
+async fn scrape(http: &Client, base: &str) -> Scrape {
+    let resp = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    Scrape::parse(resp.text().await.unwrap())
+}
+
+const REQUESTS: &str = "http_requests_total";
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_after_known_traffic() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[]).await;
+    let http = Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", server.base);
+    let before = scrape(&http, &server.base).await;
+
+    let created: serde_json::Value = http
+        .post(api("/conversations"))
+        .json(&json!({ "title": "metrics" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let resp = http.get(api(&format!("/conversations/{id}"))).send().await;
+        assert_eq!(resp.unwrap().status(), 200);
+    }
+    let missing = uuid::Uuid::new_v4();
+    let resp = http.get(api(&format!("/conversations/{missing}"))).send();
+    assert_eq!(resp.await.unwrap().status(), 404);
+    let resp = http
+        .post(api("/conversations"))
+        .json(&json!({ "title": "" }))
+        .send();
+    assert_eq!(resp.await.unwrap().status(), 422);
+    let resp = http.get(format!("{}/no/such/{id}", server.base)).send();
+    assert_eq!(resp.await.unwrap().status(), 404);
+
+    let after = scrape(&http, &server.base).await;
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
+    let by_id = "/api/v1/conversations/{id}";
+    let list = "/api/v1/conversations";
+    let req = |method, route, class| {
+        [
+            ("method", method),
+            ("route", route),
+            ("status_class", class),
+        ]
+    };
+    assert_eq!(delta(REQUESTS, &req("GET", by_id, "2xx")), 3.0);
+    assert_eq!(delta(REQUESTS, &req("GET", by_id, "4xx")), 1.0);
+    assert_eq!(delta(REQUESTS, &req("POST", list, "2xx")), 1.0);
+    assert_eq!(delta(REQUESTS, &req("POST", list, "4xx")), 1.0);
+    assert_eq!(delta(REQUESTS, &req("GET", "unmatched", "4xx")), 1.0);
+    // The first scrape, counted once it was answered.
+    assert_eq!(delta(REQUESTS, &req("GET", "/metrics", "2xx")), 1.0);
+    let latency = [("method", "GET"), ("route", by_id)];
+    assert_eq!(delta("http_request_duration_seconds_count", &latency), 4.0);
+    // Only this scrape is in progress.
+    assert_eq!(after.get("http_requests_in_flight", &[]), 1.0);
+    let problem = |kind, status| [("status", status), ("type", kind)];
+    assert_eq!(
+        delta(
+            "http_problem_responses_total",
+            &problem("about:blank", "404")
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "http_problem_responses_total",
+            &problem("/problems/validation", "422")
+        ),
+        1.0
+    );
+    // Routes are templates: no id anywhere in the exposition, no label value outside the table.
+    assert!(!after.text.contains(&id), "an id leaked into a label");
+    for route in after.label_values(REQUESTS, "route") {
+        assert!(
+            route == "unmatched" || route.starts_with('/') && !route.contains(&missing.to_string()),
+            "{route}"
+        );
+    }
+
+    // Five queries ran (create, three reads, the miss): five acquisitions, none timed out.
+    assert_eq!(delta("db_pool_acquire_duration_seconds_count", &[]), 5.0);
+    assert_eq!(after.get("db_pool_acquire_timeouts_total", &[]), 0.0);
+    assert_eq!(after.get("db_pool_acquire_waiting", &[]), 0.0);
+    assert_eq!(after.get("db_pool_max_connections", &[]), 10.0);
+    let pooled = after.get("db_pool_connections", &[("state", "idle")])
+        + after.get("db_pool_connections", &[("state", "in_use")]);
+    assert!((1.0..=10.0).contains(&pooled), "{pooled}");
+    assert_eq!(
+        after.get("db_query_errors_total", &[("sqlstate_class", "23")]),
+        0.0
+    );
+    // The exporter's process collector.
+    assert!(after.get("process_resident_memory_bytes", &[]) > 0.0);
+    assert!(after.get("process_open_fds", &[]) > 0.0);
+}
+
+#[tokio::test]
+async fn query_errors_are_counted_by_sqlstate_class() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[]).await;
+    let http = Client::new();
+    let before = scrape(&http, &server.base).await;
+    // A rule of the database's own that the API does not know: PostgreSQL refuses the insert
+    // with a check violation (SQLSTATE 23514), which the API answers 500.
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "ALTER TABLE conversations ADD CONSTRAINT no_forbidden CHECK (title <> 'forbidden')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let resp = http
+        .post(format!("{}/api/v1/conversations", server.base))
+        .json(&json!({ "title": "forbidden" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let after = scrape(&http, &server.base).await;
+    let class = [("sqlstate_class", "23")];
+    let errors =
+        after.get("db_query_errors_total", &class) - before.get("db_query_errors_total", &class);
+    assert_eq!(errors, 1.0, "{}", after.text);
+    let problems = [("status", "500"), ("type", "about:blank")];
+    let counted = after.get("http_problem_responses_total", &problems)
+        - before.get("http_problem_responses_total", &problems);
+    assert_eq!(counted, 1.0);
+}
+
+fn embedded_count_and_newest() -> (f64, i64) {
+    let set = embedded::migrations();
+    (set.len() as f64, set.newest().unwrap())
+}
+
+#[tokio::test]
+async fn migration_metrics_describe_the_pre_serve_stage() {
+    let db = TestDb::empty().await;
+    let (count, newest) = embedded_count_and_newest();
+    // Another runner holds the migration lock: the stage waits for it.
+    let (mut holder, key) = hold_migration_lock(&db, "other-runner").await;
+    let url = db.url.clone();
+    let starting = tokio::spawn(async move { spawn_server(&url, &[]).await });
+    wait_until(&mut holder, LOCK_REQUESTED, "the server waits for the lock").await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut server = starting.await.unwrap();
+    let http = Client::new();
+    let m = scrape(&http, &server.base).await;
+    assert_eq!(m.get("migrations_embedded", &[]), count);
+    assert_eq!(m.get("migrations_applied", &[]), count);
+    assert_eq!(m.get("migrations_pending", &[]), 0.0);
+    assert_eq!(m.get("migrations_dirty", &[]), 0.0);
+    assert_eq!(
+        m.get("migrations_newest_applied_version", &[]),
+        newest as f64
+    );
+    assert_eq!(
+        m.get("migrate_stage_outcome", &[("outcome", "applied")]),
+        1.0
+    );
+    assert_eq!(
+        m.get("migrate_stage_outcome", &[("outcome", "up_to_date")]),
+        0.0
+    );
+    assert_eq!(
+        m.get("migrate_stage_outcome", &[("outcome", "failed")]),
+        0.0
+    );
+    assert_eq!(m.get("migrate_stage_applied", &[]), count);
+    assert!(m.get("migrate_stage_duration_seconds", &[]) > 0.0);
+    assert!(m.get("migrate_lock_wait_seconds", &[]) > 0.0, "{}", m.text);
+    assert_eq!(m.get("schema_drift_differences", &[]), 0.0);
+    let newest_label = newest.to_string();
+    let build = [
+        ("newest_migration", newest_label.as_str()),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ];
+    assert_eq!(m.get("agent_backend_build_info", &build), 1.0, "{}", m.text);
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+
+    // The next start finds nothing to do, without waiting for the lock.
+    let server = spawn_server(&db.url, &[]).await;
+    let m = scrape(&http, &server.base).await;
+    assert_eq!(
+        m.get("migrate_stage_outcome", &[("outcome", "up_to_date")]),
+        1.0
+    );
+    assert_eq!(
+        m.get("migrate_stage_outcome", &[("outcome", "applied")]),
+        0.0
+    );
+    assert_eq!(m.get("migrate_stage_applied", &[]), 0.0);
+    assert_eq!(m.get("migrations_applied", &[]), count);
+}
+
+const API_KEY: &str = "api-key-0123456789abcdef";
+const METRICS_TOKEN: &str = "metrics-token-0123456789";
+
+/// A production server on every address (not loopback: the access rule applies), reached
+/// over loopback.
+async fn production(db: &TestDb, extra: &[(&str, &str)]) -> Running {
+    let mut env = vec![
+        ("ENVIRONMENT", "production"),
+        ("HOST", "0.0.0.0"),
+        ("PORT", "0"),
+        ("API_KEYS", API_KEY),
+    ];
+    env.extend_from_slice(extra);
+    let mut server = spawn_server(&db.url, &env).await;
+    server.base = server.base.replace("0.0.0.0", "127.0.0.1");
+    server
+}
+
+async fn metrics_status(http: &Client, url: &str, bearer: Option<&str>) -> u16 {
+    let mut req = http.get(url);
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn production_metrics_need_their_own_token_or_their_own_port() {
+    let db = TestDb::migrated().await;
+    let http = Client::new();
+
+    let server = production(&db, &[("METRICS_TOKEN", METRICS_TOKEN)]).await;
+    let url = format!("{}/metrics", server.base);
+    assert_eq!(metrics_status(&http, &url, None).await, 401);
+    assert_eq!(metrics_status(&http, &url, Some(API_KEY)).await, 401);
+    assert_eq!(metrics_status(&http, &url, Some(METRICS_TOKEN)).await, 200);
+    // And the token does not open the API.
+    let api = format!("{}/api/v1/conversations", server.base);
+    assert_eq!(metrics_status(&http, &api, Some(METRICS_TOKEN)).await, 401);
+    assert_eq!(metrics_status(&http, &api, Some(API_KEY)).await, 200);
+    drop(server);
+
+    // No token: not served on the main port; served, open, on server.metrics_port.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port().to_string()
+    };
+    let server = production(&db, &[("APP_SERVER__METRICS_PORT", &port)]).await;
+    let main = format!("{}/metrics", server.base);
+    assert_eq!(metrics_status(&http, &main, None).await, 404);
+    let separate = format!("http://127.0.0.1:{port}/metrics");
+    assert_eq!(metrics_status(&http, &separate, None).await, 200);
+    let api = format!("http://127.0.0.1:{port}/api/v1/conversations");
+    assert_eq!(metrics_status(&http, &api, Some(API_KEY)).await, 404);
+    drop(server);
+
+    // The API keys can never double as the metrics token.
+    let out = run_server(
+        &db.url,
+        &[
+            ("ENVIRONMENT", "production"),
+            ("API_KEYS", API_KEY),
+            ("METRICS_TOKEN", API_KEY),
+        ],
+        &["config"],
+    )
+    .await;
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(out.stderr.contains("metrics.token"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[("APP_METRICS__ENABLED", "false")]).await;
+    let http = Client::new();
+    let url = format!("{}/metrics", server.base);
+    assert_eq!(metrics_status(&http, &url, None).await, 404);
+}
+
+/// A minimal OTLP/HTTP receiver: decodes each `POST /v1/traces` body and keeps its spans.
+async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+    let kept = spans.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            assert_eq!(req.uri().path(), "/v1/traces");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let export = ExportTraceServiceRequest::decode(body).unwrap();
+                            let mut kept = kept.lock().unwrap();
+                            for resource in export.resource_spans {
+                                for scope in resource.scope_spans {
+                                    kept.extend(scope.spans);
+                                }
+                            }
+                            let resp = hyper::Response::builder()
+                                .header("content-type", "application/x-protobuf")
+                                .body(String::new())
+                                .unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), spans)
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .map(|v| match v {
+            AnyValue::StringValue(s) => s.clone(),
+            AnyValue::IntValue(i) => i.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+#[tokio::test]
+async fn traces_reach_an_otlp_receiver_with_the_clients_trace_id() {
+    let (endpoint, spans) = otlp_receiver().await;
+    let db = TestDb::empty().await;
+    let mut server = spawn_server(&db.url, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    let missing = uuid::Uuid::new_v4();
+    let resp = Client::new()
+        .get(format!("{}/api/v1/conversations/{missing}", server.base))
+        .header("traceparent", format!("00-{trace_id}-{parent_id}-01"))
+        .header("x-request-id", "trace-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // Graceful shutdown flushes the spans still buffered.
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+    let logs = server.stderr.await.unwrap();
+
+    let spans = spans.lock().unwrap().clone();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let ours: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == trace_id)
+        .collect();
+    let request = ours
+        .iter()
+        .find(|s| s.name == "GET /api/v1/conversations/{id}")
+        .unwrap_or_else(|| panic!("no request span in {:?}", names(&spans)));
+    assert_eq!(hex(&request.parent_span_id), parent_id);
+    assert_eq!(
+        attribute(request, "http.route").as_deref(),
+        Some("/api/v1/conversations/{id}")
+    );
+    assert_eq!(
+        attribute(request, "http.response.status_code").as_deref(),
+        Some("404")
+    );
+    for child in ["db.acquire", "conversations.get"] {
+        let span = ours
+            .iter()
+            .find(|s| s.name == child)
+            .unwrap_or_else(|| panic!("no {child} span in {:?}", names(&spans)));
+        assert_eq!(span.parent_span_id, request.span_id, "{child}");
+    }
+    // The pre-serve stage: one span per migration it applied.
+    for m in embedded::migrations().iter() {
+        let name = format!("migration {}", m.version);
+        assert!(
+            spans.iter().any(|s| s.name == name),
+            "no {name} span in {:?}",
+            names(&spans)
+        );
+    }
+    // The request's log line carries the trace id beside the request id.
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("trace-test-1") && l.contains(trace_id)),
+        "{}",
+        logs.join("\n")
+    );
+}
+
+fn names(spans: &[Span]) -> Vec<&str> {
+    spans.iter().map(|s| s.name.as_str()).collect()
+}
