@@ -29,6 +29,9 @@ pub enum AppError {
     Runtime(std::io::Error),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// A file or value named on the command line that cannot be used (exit 2).
+    #[error("{0}")]
+    Input(String),
     #[error(transparent)]
     Metrics(#[from] monitoring::MetricsError),
 }

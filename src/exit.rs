@@ -69,10 +69,12 @@ impl From<&AppError> for Exit {
                 MigrateError::PooledSession { .. } => Exit::PooledSession,
                 MigrateError::UnknownTarget(_)
                 | MigrateError::UnknownRollbackTarget(_)
+                | MigrateError::NotEmptyDatabase
                 | MigrateError::RepairStale { .. }
                 | MigrateError::InProgress { .. }
                 | MigrateError::NoDownMigration { .. } => Exit::Refused,
             },
+            AppError::Input(_) => Exit::Usage,
             AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) | AppError::Metrics(_) => {
                 Exit::Failure
             }

@@ -124,12 +124,8 @@ pub async fn snapshot(
     if let Some(path) = check {
         let committed = std::fs::read_to_string(path)
             .map_err(|e| AppError::Io(path.display().to_string(), e))?;
-        let committed = Snapshot::parse(&committed).map_err(|e| {
-            AppError::Migrate(MigrateError::VerifyFailed(format!(
-                "{}: {e}",
-                path.display()
-            )))
-        })?;
+        let committed = Snapshot::parse(&committed)
+            .map_err(|e| AppError::Input(format!("{}: {e}", path.display())))?;
         let differences = committed.diff(&taken);
         if differences.is_empty() {
             eprintln!(
@@ -225,7 +221,7 @@ pub async fn test(
     let report = match database_url {
         Some(url) => {
             let url = crate::config::DatabaseUrl::parse(url)
-                .map_err(|e| AppError::Migrate(MigrateError::VerifyFailed(e)))?;
+                .map_err(|e| AppError::Input(format!("--database-url: {e}")))?;
             let mut target = url
                 .connect_options()
                 .connect()

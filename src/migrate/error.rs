@@ -109,6 +109,14 @@ pub enum MigrateError {
     )]
     UnknownRollbackTarget(i64),
 
+    /// `migrate test` was given a database that already holds a migration table or tables:
+    /// its round trip would judge someone else's schema. Nothing ran.
+    #[error(
+        "`migrate test` needs an empty database (no migration table, no tables); nothing was run: \
+         give it a new one with --database-url, or let it create a scratch database"
+    )]
+    NotEmptyDatabase,
+
     /// The dirty row `repair` was asked about changed before it could act (typically: the
     /// migration was still running and has finished); nothing was changed.
     #[error(

@@ -47,11 +47,7 @@ pub async fn round_trip(
         .keys()
         .any(|k| !matches!(k.kind.as_str(), "schema" | "extension"));
     if status.table_exists || has_objects {
-        return Err(MigrateError::VerifyFailed(
-            "`migrate test` needs an empty database (no migration table, no tables); give it \
-             a new one, or let it create a scratch database"
-                .to_string(),
-        ));
+        return Err(MigrateError::NotEmptyDatabase);
     }
     let mut report = RoundTrip {
         applied: Vec::new(),

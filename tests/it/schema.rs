@@ -212,6 +212,20 @@ async fn committed_snapshot_is_current_and_a_stale_one_fails_with_a_diff() {
         out.stdout
     );
     assert!(out.stderr.contains("--fresh --write"), "{}", out.stderr);
+    // A file that is not a snapshot at all is a bad argument, not a stale snapshot.
+    std::fs::write(&path, "CREATE TABLE t ();\n").unwrap();
+    let bad = run_server(
+        &db.url,
+        &[],
+        &["migrate", "snapshot", "--check", path.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(bad.code, Some(Exit::Usage as i32), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("not a schema snapshot"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[tokio::test]
@@ -230,7 +244,7 @@ async fn migrate_test_round_trips_the_product_migrations() {
         &["migrate", "test", "--database-url", &used.url],
     )
     .await;
-    assert_ne!(refused.code, Some(0));
+    assert_eq!(refused.code, Some(Exit::Refused as i32));
     assert!(
         refused.stderr.contains("needs an empty database"),
         "{}",
