@@ -8,9 +8,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_backend::app::{AppError, pre_serve_with};
+use agent_backend::app::pre_serve_with;
 use agent_backend::config::Settings;
-use agent_backend::exit::Exit;
+use agent_backend::error::AppError;
+use agent_backend::error::Exit;
 use agent_backend::migrate::MigrationSet;
 use agent_backend::telemetry;
 
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
             return Exit::Failure.into();
         }
     };
-    match runtime.block_on(pre_serve_with(&settings, &set, None)) {
+    match runtime.block_on(pre_serve_with(&settings, &set)) {
         Ok(_) => Exit::Success.into(),
         Err(e) => Exit::from(&e).into(),
     }

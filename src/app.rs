@@ -3,77 +3,64 @@
 
 use std::time::Instant;
 
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 use tracing::Instrument;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::Settings;
 use crate::db::{self, DbError};
+use crate::error::AppError;
 use crate::http::{self, AppState};
 use crate::migrate::snapshot::Drift;
-use crate::migrate::snapshot::Snapshot;
-use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
+use crate::migrate::{MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
 use crate::monitoring;
 
-/// Why `server` stopped with a failure; [`crate::exit::Exit`] maps it to an exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("configuration error: {0}")]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Database(#[from] DbError),
-    #[error(transparent)]
-    Migrate(#[from] MigrateError),
-    #[error("HTTP server: {0}")]
-    Serve(std::io::Error),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    /// A file or value named on the command line that cannot be used (exit 2).
-    #[error("{0}")]
-    Input(String),
-    #[error(transparent)]
-    Metrics(#[from] monitoring::MetricsError),
+/// The engine over `set` as the configuration asks: lock waits and retries, the policy that
+/// judges statuses and drift, and the pooler check before the lock.
+pub fn migrator<'a>(settings: &Settings, set: &'a MigrationSet) -> Migrator<'a> {
+    let m = &settings.migrations;
+    Migrator::new(
+        set,
+        MigrateOptions {
+            lock_wait_timeout: m.lock_wait_timeout,
+            policy: m.policy(),
+            allow_out_of_order: m.allow_out_of_order,
+            lock_retries: m.lock_retries,
+            session_check: Some(db::session_check(settings)),
+            ..MigrateOptions::default()
+        },
+    )
 }
 
-pub fn migrate_options(settings: &Settings) -> MigrateOptions {
-    MigrateOptions {
-        lock_wait_timeout: settings.migrations.lock_wait_timeout,
-        on_unknown_applied: settings.migrations.on_unknown_applied,
-        allow_out_of_order: settings.migrations.allow_out_of_order,
-        lock_retries: settings.migrations.lock_retries,
-        session_check: Some(db::session_check(settings)),
-        ..MigrateOptions::default()
-    }
+/// The migration session: `database.migration_url`, with retries and the session guards.
+pub async fn migration_session(settings: &Settings) -> Result<PgConnection, DbError> {
+    db::connect_with_retries(settings, &db::migration_session_options(settings)).await
 }
 
 /// Connect (with retries), status, apply what is pending under the lock, verify. Logs the
 /// outcome in the words the operations guide tells people to watch for.
 pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
-    pre_serve_with(settings, embedded::migrations(), Some(embedded::snapshot())).await
+    pre_serve_with(settings, embedded::migrations()).await
 }
 
-/// [`pre_serve`] over any validated set. The binary passes only the embedded one (and its
-/// snapshot); benchmarks pass generated sets through this same code. After migrations were
-/// applied, the schema is compared with `expected` and the drift is logged (a warning, never
-/// a failure: `/health` and `migrate verify` carry the policy).
+/// [`pre_serve`] over any validated set. The binary passes only the embedded one; benchmarks
+/// pass generated sets through this same code. After migrations were applied, the schema is
+/// compared with the set's snapshot, when it has one, and the drift is logged (a warning,
+/// never a failure: `/health` and `migrate verify` carry the policy). A failure is returned as
+/// [`AppError::Stage`] ("Migration failed: …"), for the caller to report.
 pub async fn pre_serve_with(
     settings: &Settings,
     migrations: &MigrationSet,
-    expected: Option<&Snapshot>,
 ) -> Result<RunReport, AppError> {
     let started = Instant::now();
     let result = async {
-        let mut conn = db::connect_with_retries(settings, &db::migrate_options(settings)).await?;
-        let migrator = Migrator::new(migrations, migrate_options(settings));
+        let mut conn = migration_session(settings).await?;
+        let migrator = migrator(settings, migrations);
         let report = migrator.run(&mut conn).await;
-        if let (Ok(r), Some(expected)) = (&report, expected)
+        if let Ok(r) = &report
             && !r.applied.is_empty()
+            && migrations.snapshot().is_some()
         {
-            match migrator
-                .drift(&mut conn, expected, &settings.migrations.drift_ignore())
-                .await
-            {
+            match migrator.drift(&mut conn).await {
                 Ok(drift) => {
                     if let Drift::Checked { differences } = &drift {
                         monitoring::drift(differences.len());
@@ -101,46 +88,35 @@ pub async fn pre_serve_with(
     .await;
     let elapsed = started.elapsed();
     let elapsed_ms = elapsed.as_millis() as u64;
-    match &result {
-        Ok(r) if r.applied.is_empty() => monitoring::stage(elapsed, "up_to_date", 0),
-        Ok(r) => monitoring::stage(elapsed, "applied", r.applied.len()),
-        Err(_) => monitoring::stage(elapsed, "failed", 0),
-    }
-    match &result {
-        Ok(r) if r.applied.is_empty() => tracing::info!(
-            embedded = r.embedded,
-            newest = r.newest,
+    let report = result.map_err(|e| {
+        monitoring::stage(elapsed, "failed", 0);
+        AppError::Stage(Box::new(e))
+    })?;
+    let newest = report
+        .newest
+        .map_or_else(|| "none".to_string(), |v| v.to_string());
+    if report.applied.is_empty() {
+        monitoring::stage(elapsed, "up_to_date", 0);
+        tracing::info!(
+            embedded = report.embedded,
+            newest = report.newest,
             elapsed_ms,
-            "Schema up to date: {} embedded migration(s) applied, newest {}, checked in {elapsed_ms} ms",
-            r.embedded,
-            r.newest
-                .map_or_else(|| "none".to_string(), |v| v.to_string()),
-        ),
-        Ok(r) => tracing::info!(
-            applied = r.applied.len(),
-            embedded = r.embedded,
-            newest = r.newest,
+            "Schema up to date: {} embedded migration(s) applied, newest {newest}, checked in {elapsed_ms} ms",
+            report.embedded,
+        );
+    } else {
+        monitoring::stage(elapsed, "applied", report.applied.len());
+        tracing::info!(
+            applied = report.applied.len(),
+            embedded = report.embedded,
+            newest = report.newest,
             elapsed_ms,
-            "Migrations completed successfully: applied {} of {} embedded, newest {}, in {elapsed_ms} ms",
-            r.applied.len(),
-            r.embedded,
-            r.newest
-                .map_or_else(|| "none".to_string(), |v| v.to_string()),
-        ),
-        Err(e) => tracing::error!(elapsed_ms, "Migration failed: {e}"),
+            "Migrations completed successfully: applied {} of {} embedded, newest {newest}, in {elapsed_ms} ms",
+            report.applied.len(),
+            report.embedded,
+        );
     }
-    result
-}
-
-/// The committed schema snapshot when `set` is the embedded set; other sets (tests, benchmarks)
-/// have none, and their runs skip the drift log.
-pub fn expected_snapshot(set: &MigrationSet) -> Option<&'static Snapshot> {
-    std::ptr::eq(set, embedded::migrations()).then(embedded::snapshot)
-}
-
-/// `server --migrate-only`: the stage, then exit.
-pub async fn migrate_only(settings: &Settings) -> Result<(), AppError> {
-    pre_serve(settings).await.map(|_| ())
+    Ok(report)
 }
 
 /// How often histogram samples are folded into buckets when nobody scrapes.
@@ -167,7 +143,7 @@ pub async fn serve_with(
     } else {
         None
     };
-    pre_serve_with(settings, migrations, expected_snapshot(migrations)).await?;
+    pre_serve_with(settings, migrations).await?;
     let (pool, sessions) = db::pool_with_sessions(settings);
     db::check_budget(&pool, settings).await;
     let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);

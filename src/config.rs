@@ -290,11 +290,15 @@ pub struct MigrationSettings {
 }
 
 impl MigrationSettings {
-    /// What drift leaves out.
-    pub fn drift_ignore(&self) -> crate::migrate::snapshot::Ignore {
-        crate::migrate::snapshot::Ignore {
-            schemas: self.drift_ignore_schemas.clone(),
-            patterns: self.drift_ignore.clone(),
+    /// How statuses and drift are judged: the engine, `migrate verify` and `/health` use this.
+    pub fn policy(&self) -> crate::migrate::Policy {
+        crate::migrate::Policy {
+            on_unknown_applied: self.on_unknown_applied,
+            on_drift: self.on_drift,
+            drift_ignore: crate::migrate::snapshot::Ignore {
+                schemas: self.drift_ignore_schemas.clone(),
+                patterns: self.drift_ignore.clone(),
+            },
         }
     }
 }

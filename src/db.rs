@@ -50,7 +50,7 @@ fn base_options(url: &DatabaseUrl, application_name: &str) -> PgConnectOptions {
 /// No "slow statement" warnings on this session: its long waits (for the migration lock, for a
 /// busy table) are bounded by the engine and reported in its own words, and each migration's
 /// duration is logged when it is applied.
-pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
+pub fn migration_session_options(settings: &Settings) -> PgConnectOptions {
     let m = &settings.migrations;
     base_options(settings.database.migration_url(), MIGRATE_APP_NAME)
         .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1))
@@ -67,7 +67,7 @@ pub fn migrate_options(settings: &Settings) -> PgConnectOptions {
 /// migration lock ([`crate::migrate::lock::check_session`]): one attempt, bounded by
 /// `connect_timeout`.
 pub fn session_check(settings: &Settings) -> Connector {
-    let options = migrate_options(settings);
+    let options = migration_session_options(settings);
     let timeout = settings.database.connect_timeout;
     Connector::new(move || {
         let options = options.clone();
@@ -118,7 +118,7 @@ fn cause(e: &sqlx::Error, var: &str) -> String {
     format!("{text}{hint}")
 }
 
-/// Connects the migration session (`options` are [`migrate_options`], possibly for another
+/// Connects the migration session (`options` are [`migration_session_options`], possibly for another
 /// database on the same server), retrying per `[database]` and logging each failed attempt;
 /// errors name `database.migration_url`. In development a missing database is created first.
 pub async fn connect_with_retries(

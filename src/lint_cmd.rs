@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Environment;
-use crate::exit::Exit;
+use crate::error::Exit;
 use crate::migrate::lint::{self, Options, Report, Severities};
 use crate::migrate::{MigrationSet, SourceError, embedded};
 

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::migrate::snapshot::{Difference, Drift, Snapshot};
-use crate::migrate::{Status, UnknownPolicy, embedded, history};
+use crate::migrate::{Status, UnknownPolicy, Verdict, history};
 
 /// How long a drift verdict is reused by the health endpoints.
 pub const DRIFT_TTL: Duration = Duration::from_secs(30);
@@ -56,13 +56,15 @@ pub(crate) struct DriftCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     not_compared: Option<String>,
     differences: Vec<Difference>,
+    /// The policy's verdict: differences found under `on_drift = "error"`.
+    #[serde(skip)]
+    fails: bool,
 }
 
 struct Probe {
     database: DatabaseCheck,
     schema: Option<SchemaCheck>,
     drift: Option<DriftCheck>,
-    drift_fails: bool,
     shutting_down: bool,
 }
 
@@ -78,7 +80,7 @@ impl Probe {
         if self.schema.as_ref().is_some_and(|s| !s.ok) {
             failed.push("schema");
         }
-        if self.drift_fails && self.drift.as_ref().is_some_and(|d| !d.ok) {
+        if self.drift.as_ref().is_some_and(|d| d.fails) {
             failed.push("drift");
         }
         failed
@@ -108,16 +110,23 @@ async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
     })
     .await
     .ok()??;
-    let check = match Drift::judge(status, embedded::snapshot(), &actual, &state.drift_ignore) {
+    let drift = match state.migrations.snapshot() {
+        Some(expected) => state.policy.judge_drift(status, expected, &actual),
+        None => Drift::no_snapshot(),
+    };
+    let fails = state.policy.drift_fails(&drift);
+    let check = match drift {
         Drift::Checked { differences } => DriftCheck {
             ok: differences.is_empty(),
             not_compared: None,
             differences,
+            fails,
         },
         Drift::NotComparable { reason } => DriftCheck {
             ok: true,
             not_compared: Some(reason),
             differences: Vec::new(),
+            fails,
         },
     };
     if check.not_compared.is_none() {
@@ -129,7 +138,7 @@ async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
     Some(check)
 }
 
-async fn probe(state: &AppState, with_drift: bool) -> Probe {
+async fn check(state: &AppState, with_drift: bool) -> Probe {
     let shutting_down = state.is_shutting_down();
     let started = Instant::now();
     let rows = tokio::time::timeout(state.health_timeout, async {
@@ -150,15 +159,15 @@ async fn probe(state: &AppState, with_drift: bool) -> Probe {
         Ok(rows) => {
             let status = Status::compare(state.migrations, rows);
             crate::monitoring::schema(&status);
-            let strict = state.on_unknown_applied == UnknownPolicy::Error;
-            let drift_fails = state.on_drift == UnknownPolicy::Error;
-            let drift = if with_drift || drift_fails {
+            // Drift costs a catalog query: read it for readiness only when it can fail it.
+            let drift_gates = state.policy.on_drift == UnknownPolicy::Error;
+            let drift = if with_drift || drift_gates {
                 drift(state, &status).await
             } else {
                 None
             };
             let schema = SchemaCheck {
-                ok: status.is_up_to_date() && (!strict || status.unknown.is_empty()),
+                ok: state.policy.verdict(&status) == Verdict::UpToDate,
                 expected: state.migrations.newest(),
                 applied: status.newest_applied(),
                 pending: status.pending,
@@ -174,7 +183,6 @@ async fn probe(state: &AppState, with_drift: bool) -> Probe {
                 },
                 schema: Some(schema),
                 drift,
-                drift_fails,
                 shutting_down,
             }
         }
@@ -186,7 +194,6 @@ async fn probe(state: &AppState, with_drift: bool) -> Probe {
             },
             schema: None,
             drift: None,
-            drift_fails: false,
             shutting_down,
         },
     }
@@ -194,7 +201,7 @@ async fn probe(state: &AppState, with_drift: bool) -> Probe {
 
 #[handler]
 pub async fn ready(Data(state): Data<&AppState>) -> Response {
-    let probe = probe(state, false).await;
+    let probe = check(state, false).await;
     let failed = probe.failed();
     let body = json!({
         "status": if failed.is_empty() { "ready" } else { "unavailable" },
@@ -206,7 +213,7 @@ pub async fn ready(Data(state): Data<&AppState>) -> Response {
 
 #[handler]
 pub async fn summary(Data(state): Data<&AppState>) -> Response {
-    let probe = probe(state, true).await;
+    let probe = check(state, true).await;
     let failed = probe.failed();
     let body = json!({
         "status": if failed.is_empty() { "ok" } else { "unavailable" },

@@ -26,7 +26,7 @@ use sqlx::PgPool;
 
 use crate::config::Settings;
 use crate::db::{self, Sessions};
-use crate::migrate::{MigrationSet, UnknownPolicy};
+use crate::migrate::{MigrationSet, Policy};
 use middleware::{AllowHeader, BearerAuth, ReadBody, RequestContext, SingleQuery};
 
 /// The part of the shutdown tail spent ending the database sessions of cut requests.
@@ -42,9 +42,8 @@ pub struct AppState {
     pub started: Instant,
     pub environment: &'static str,
     pub health_timeout: Duration,
-    pub on_unknown_applied: UnknownPolicy,
-    pub on_drift: UnknownPolicy,
-    pub drift_ignore: crate::migrate::snapshot::Ignore,
+    /// How the health checks judge the schema (the engine's verdicts).
+    pub policy: Policy,
     drift_cache: Arc<std::sync::Mutex<Option<(Instant, health::DriftCheck)>>>,
     /// The pool's server sessions, ended when shutdown's grace is over.
     pub sessions: Sessions,
@@ -59,9 +58,7 @@ impl AppState {
             started: Instant::now(),
             environment: settings.environment.as_str(),
             health_timeout: settings.database.health_timeout,
-            on_unknown_applied: settings.migrations.on_unknown_applied,
-            on_drift: settings.migrations.on_drift,
-            drift_ignore: settings.migrations.drift_ignore(),
+            policy: settings.migrations.policy(),
             drift_cache: Arc::default(),
             sessions: Sessions::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),

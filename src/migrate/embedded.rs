@@ -77,6 +77,7 @@ pub fn migrations() -> &'static MigrationSet {
             table: TABLE_NAME.to_string(),
             create_schemas: CREATE_SCHEMAS.iter().map(ToString::to_string).collect(),
         })
+        .with_snapshot(snapshot)
     })
 }
 

@@ -4,27 +4,17 @@
 //! pending is the lock taken, and the table re-read under it, because another replica may have
 //! done the work while this one waited.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgConnection;
 use tracing::Instrument;
 
 use super::history::{self, AppliedMigration};
-use super::snapshot::{Drift, Ignore, Snapshot};
+use super::snapshot::{Drift, Snapshot};
+use super::status::{Policy, Status, UnknownPolicy};
+use super::step::{apply_one, revert_one};
 use super::{MigrateError, Migration, MigrationSet, Script, lock};
-
-/// What to do when the database has applied versions this binary does not embed (typically
-/// after rolling a deploy back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownPolicy {
-    /// Log a warning, report it in status and health, and go on.
-    Warn,
-    /// Refuse to go on.
-    Error,
-}
 
 /// Knobs of a run.
 #[derive(Debug, Clone)]
@@ -33,7 +23,8 @@ pub struct MigrateOptions {
     pub lock_wait_timeout: Duration,
     /// How often the holder is logged while waiting.
     pub lock_log_interval: Duration,
-    pub on_unknown_applied: UnknownPolicy,
+    /// How statuses and drift are judged.
+    pub policy: Policy,
     pub allow_out_of_order: bool,
     /// Extra attempts of a transactional migration whose `lock_timeout` expired.
     pub lock_retries: u32,
@@ -50,185 +41,12 @@ impl Default for MigrateOptions {
         Self {
             lock_wait_timeout: Duration::from_secs(300),
             lock_log_interval: Duration::from_secs(5),
-            on_unknown_applied: UnknownPolicy::Warn,
+            policy: Policy::default(),
             allow_out_of_order: false,
             lock_retries: 3,
             lock_retry_backoff: Duration::from_secs(1),
             session_check: None,
         }
-    }
-}
-
-/// The embedded set compared with `_sqlx_migrations`.
-#[derive(Debug, Clone)]
-pub struct Status {
-    /// Whether `_sqlx_migrations` exists.
-    pub table_exists: bool,
-    /// Every row, by version.
-    pub applied: Vec<AppliedMigration>,
-    /// Embedded versions with no row, in order.
-    pub pending: Vec<i64>,
-    /// Versions whose row checksum differs from the embedded file.
-    pub mismatched: Vec<i64>,
-    /// Versions recorded with `success = false`.
-    pub dirty: Vec<i64>,
-    /// Applied versions this binary does not embed.
-    pub unknown: Vec<i64>,
-    /// The session holding the migration lock, when asked ([`Migrator::inspect`]); `None` when
-    /// free or not asked.
-    pub holder: Option<lock::Holder>,
-}
-
-impl Status {
-    pub fn compare(set: &MigrationSet, rows: Option<Vec<AppliedMigration>>) -> Self {
-        let table_exists = rows.is_some();
-        let applied = rows.unwrap_or_default();
-        let by_version: BTreeMap<i64, &AppliedMigration> =
-            applied.iter().map(|r| (r.version, r)).collect();
-        let pending = set
-            .iter()
-            .filter(|m| !by_version.contains_key(&m.version))
-            .map(|m| m.version)
-            .collect();
-        let mismatched = set
-            .iter()
-            .filter(|m| {
-                by_version
-                    .get(&m.version)
-                    .is_some_and(|r| r.checksum != m.up.checksum)
-            })
-            .map(|m| m.version)
-            .collect();
-        let dirty = applied
-            .iter()
-            .filter(|r| !r.success)
-            .map(|r| r.version)
-            .collect();
-        let unknown = applied
-            .iter()
-            .filter(|r| set.get(r.version).is_none())
-            .map(|r| r.version)
-            .collect();
-        Self {
-            table_exists,
-            applied,
-            pending,
-            mismatched,
-            dirty,
-            unknown,
-            holder: None,
-        }
-    }
-
-    /// Dirty rows while a live session holds the migration lock: most likely a
-    /// `-- no-transaction` migration still running, not a failure. Runners wait for the lock
-    /// and decide under it.
-    pub fn in_progress(&self) -> &[i64] {
-        if self.holder.is_some() {
-            &self.dirty
-        } else {
-            &[]
-        }
-    }
-
-    /// Dirty rows with nobody holding the migration lock: a migration that failed or was killed
-    /// part-way, waiting for a person (`migrate repair`).
-    pub fn stuck_dirty(&self) -> &[i64] {
-        if self.holder.is_some() {
-            &[]
-        } else {
-            &self.dirty
-        }
-    }
-
-    /// Newest version recorded as successfully applied.
-    pub fn newest_applied(&self) -> Option<i64> {
-        self.applied
-            .iter()
-            .filter(|r| r.success)
-            .map(|r| r.version)
-            .max()
-    }
-
-    /// Every embedded migration applied with a matching checksum, nothing dirty.
-    pub fn is_up_to_date(&self) -> bool {
-        self.pending.is_empty() && self.mismatched.is_empty() && self.dirty.is_empty()
-    }
-
-    /// Dirty rows and edited files stop everything; unknown versions stop only under the strict
-    /// policy. A dirty row is final only when read under the migration lock (see
-    /// [`Migrator::apply`]); read beside a live lock holder ([`Migrator::inspect`]) it is in
-    /// progress.
-    fn check_integrity(
-        &self,
-        set: &MigrationSet,
-        opts: &MigrateOptions,
-    ) -> Result<(), MigrateError> {
-        if let Some(&version) = self.dirty.first() {
-            if let Some(holder) = &self.holder {
-                return Err(MigrateError::InProgress {
-                    version,
-                    holder: holder.to_string(),
-                });
-            }
-            let description = self
-                .applied
-                .iter()
-                .find(|r| r.version == version)
-                .map(|r| r.description.clone())
-                .unwrap_or_default();
-            return Err(MigrateError::Dirty {
-                version,
-                description,
-            });
-        }
-        if let Some(&version) = self.mismatched.first() {
-            let embedded = set.get(version).expect("mismatched versions are embedded");
-            let applied = self
-                .applied
-                .iter()
-                .find(|r| r.version == version)
-                .expect("mismatched versions are applied");
-            return Err(MigrateError::ChecksumMismatch {
-                version,
-                file: embedded.up.file.clone(),
-                applied: history::hex(&applied.checksum[..applied.checksum.len().min(8)]),
-                embedded: history::hex(&embedded.up.checksum[..8]),
-            });
-        }
-        if !self.unknown.is_empty() {
-            match opts.on_unknown_applied {
-                UnknownPolicy::Error => {
-                    return Err(MigrateError::UnknownApplied {
-                        versions: self.unknown.clone(),
-                    });
-                }
-                UnknownPolicy::Warn => tracing::warn!(
-                    versions = ?self.unknown,
-                    "Database has applied migration(s) this binary does not embed (a newer release ran against it); serving anyway"
-                ),
-            }
-        }
-        Ok(())
-    }
-
-    fn check_order(&self, opts: &MigrateOptions) -> Result<(), MigrateError> {
-        let Some(newest_applied) = self.newest_applied() else {
-            return Ok(());
-        };
-        let older: Vec<i64> = self
-            .pending
-            .iter()
-            .copied()
-            .filter(|&v| v < newest_applied)
-            .collect();
-        if older.is_empty() || opts.allow_out_of_order {
-            return Ok(());
-        }
-        Err(MigrateError::OutOfOrder {
-            pending: older,
-            newest_applied,
-        })
     }
 }
 
@@ -255,6 +73,14 @@ pub enum RepairAction {
     MarkApplied,
     /// The operator undid its effects by hand: the row goes, so the next run applies it again.
     MarkReverted,
+}
+
+/// One migration of a plan and the file that runs for it: its up file in an apply, its down
+/// file in a rollback (a rollback is planned only when every down file exists).
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub migration: &'a Migration,
+    pub script: &'a Script,
 }
 
 /// Applies a [`MigrationSet`] to one connection.
@@ -285,6 +111,16 @@ impl<'a> Migrator<'a> {
         self.set
     }
 
+    /// Lets `apply` run pending versions older than the newest applied one.
+    pub fn allow_out_of_order(&mut self) {
+        self.opts.allow_out_of_order = true;
+    }
+
+    /// How this migrator judges statuses and drift.
+    pub fn policy(&self) -> &Policy {
+        &self.opts.policy
+    }
+
     /// Compares the table with the set. One query; no lock, no writes.
     pub async fn status(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
         Ok(Status::compare(
@@ -293,17 +129,16 @@ impl<'a> Migrator<'a> {
         ))
     }
 
-    /// The live schema against `expected` (the snapshot of this set's newest version), when the
-    /// bookkeeping says the database is at that version. Two queries, no lock, no writes.
-    pub async fn drift(
-        &self,
-        conn: &mut PgConnection,
-        expected: &Snapshot,
-        ignore: &Ignore,
-    ) -> Result<Drift, MigrateError> {
+    /// The live schema against the set's snapshot (of its newest version), when the
+    /// bookkeeping says the database is at that version, leaving out what the policy ignores.
+    /// Two queries, no lock, no writes; none for a set without a snapshot.
+    pub async fn drift(&self, conn: &mut PgConnection) -> Result<Drift, MigrateError> {
+        let Some(expected) = self.set.snapshot() else {
+            return Ok(Drift::no_snapshot());
+        };
         let status = self.status(conn).await?;
         let actual = Snapshot::take(conn, &self.set.bookkeeping().table).await?;
-        Ok(Drift::judge(&status, expected, &actual, ignore))
+        Ok(self.opts.policy.judge_drift(&status, expected, &actual))
     }
 
     /// [`Migrator::status`] plus who holds the migration lock, so that a dirty row being applied
@@ -333,19 +168,23 @@ impl<'a> Migrator<'a> {
         &self,
         status: &Status,
         to: Option<i64>,
-    ) -> Result<Vec<&'a Migration>, MigrateError> {
+    ) -> Result<Vec<Step<'a>>, MigrateError> {
         if let Some(to) = to
             && self.set.get(to).is_none()
         {
             return Err(MigrateError::UnknownTarget(to));
         }
-        status.check_integrity(self.set, &self.opts)?;
-        status.check_order(&self.opts)?;
+        status.check_integrity(self.set, self.opts.policy.on_unknown_applied)?;
+        status.check_order(self.opts.allow_out_of_order)?;
         Ok(status
             .pending
             .iter()
             .filter(|&&v| to.is_none_or(|to| v <= to))
             .filter_map(|&v| self.set.get(v))
+            .map(|m| Step {
+                migration: m,
+                script: &m.up,
+            })
             .collect())
     }
 
@@ -358,7 +197,7 @@ impl<'a> Migrator<'a> {
     ) -> Result<RunReport, MigrateError> {
         let started = Instant::now();
         let status = self.status(conn).await?;
-        if let Some(&version) = status.dirty.first() {
+        if let Some(version) = status.dirty_row(None).map(|r| r.version) {
             // A `-- no-transaction` migration's row is `success = false` while it runs, under the
             // lock. Only under the lock is a dirty row known to be abandoned: wait for it
             // (bounded, holder logged), then decide on a fresh read.
@@ -503,7 +342,7 @@ impl<'a> Migrator<'a> {
         let plan = self.plan_apply(&status, to)?;
         let total = plan.len();
         let mut applied = Vec::with_capacity(total);
-        for (i, m) in plan.into_iter().enumerate() {
+        for (i, Step { migration: m, .. }) in plan.into_iter().enumerate() {
             tracing::info!(
                 version = m.version,
                 file = %m.up.file,
@@ -556,20 +395,15 @@ impl<'a> Migrator<'a> {
         &self,
         status: &Status,
         target: i64,
-    ) -> Result<Vec<&'a Migration>, MigrateError> {
+    ) -> Result<Vec<Step<'a>>, MigrateError> {
         if target != 0
             && self.set.get(target).is_none()
             && !status.applied.iter().any(|r| r.version == target)
         {
             return Err(MigrateError::UnknownRollbackTarget(target));
         }
-        status.check_integrity(
-            self.set,
-            &MigrateOptions {
-                on_unknown_applied: UnknownPolicy::Warn,
-                ..self.opts.clone()
-            },
-        )?;
+        // Reverting is how unknown versions' effects are undone: never refused for them.
+        status.check_integrity(self.set, UnknownPolicy::Warn)?;
         let mut versions: Vec<i64> = status
             .applied
             .iter()
@@ -577,15 +411,24 @@ impl<'a> Migrator<'a> {
             .map(|r| r.version)
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
+        let steps: Vec<Option<Step<'a>>> = versions
+            .iter()
+            .map(|&v| {
+                let migration = self.set.get(v)?;
+                let script = migration.down.as_ref()?;
+                Some(Step { migration, script })
+            })
+            .collect();
         let missing: Vec<i64> = versions
             .iter()
-            .copied()
-            .filter(|&v| self.set.get(v).is_none_or(|m| m.down.is_none()))
+            .zip(&steps)
+            .filter(|(_, step)| step.is_none())
+            .map(|(&v, _)| v)
             .collect();
         if !missing.is_empty() {
             return Err(MigrateError::NoDownMigration { versions: missing });
         }
-        Ok(versions.iter().filter_map(|&v| self.set.get(v)).collect())
+        Ok(steps.into_iter().flatten().collect())
     }
 
     /// Reverts every applied migration newer than `target`, newest first, under the lock (an
@@ -597,7 +440,7 @@ impl<'a> Migrator<'a> {
     ) -> Result<Vec<(i64, Duration)>, MigrateError> {
         let status = self.status(conn).await?;
         // A dirty row is decided under the lock, as in `apply`.
-        if status.dirty.is_empty() && self.plan_rollback(&status, target)?.is_empty() {
+        if status.dirty_row(None).is_none() && self.plan_rollback(&status, target)?.is_empty() {
             return Ok(Vec::new());
         }
         self.locked(conn, async |conn: &mut PgConnection| {
@@ -605,7 +448,8 @@ impl<'a> Migrator<'a> {
             let plan = self.plan_rollback(&status, target)?;
             let total = plan.len();
             let mut reverted = Vec::with_capacity(total);
-            for (i, m) in plan.into_iter().enumerate() {
+            for (i, step) in plan.into_iter().enumerate() {
+                let m = step.migration;
                 tracing::info!(
                     version = m.version,
                     "Reverting migration {} of {total}: {} {}",
@@ -613,7 +457,7 @@ impl<'a> Migrator<'a> {
                     m.version,
                     m.description
                 );
-                let took = revert_one(conn, &self.set.bookkeeping().table, m).await?;
+                let took = revert_one(conn, &self.set.bookkeeping().table, step).await?;
                 reverted.push((m.version, took));
             }
             Ok(reverted)
@@ -632,7 +476,7 @@ impl<'a> Migrator<'a> {
     ) -> Result<(), MigrateError> {
         self.locked(conn, async |conn: &mut PgConnection| {
             let status = self.status(conn).await?;
-            let now = status.applied.iter().find(|r| r.version == seen.version);
+            let now = status.row(seen.version);
             if now != Some(seen) {
                 return Err(MigrateError::RepairStale {
                     version: seen.version,
@@ -654,12 +498,7 @@ impl<'a> Migrator<'a> {
         version: Option<i64>,
     ) -> Result<Option<DirtyReport<'a>>, MigrateError> {
         let status = self.inspect(conn).await?;
-        let Some(row) = status
-            .applied
-            .iter()
-            .find(|r| !r.success && version.is_none_or(|v| v == r.version))
-            .cloned()
-        else {
+        let Some(row) = status.dirty_row(version).cloned() else {
             return Ok(None);
         };
         let invalid_indexes = sqlx::query_scalar::<_, String>(
@@ -761,127 +600,6 @@ fn describe_row(row: Option<&AppliedMigration>) -> String {
             r.execution_time
         ),
     }
-}
-
-/// Runs a script's SQL, wrapped in its header settings when it has any.
-async fn with_settings<T>(
-    conn: &mut PgConnection,
-    script: &Script,
-    run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
-) -> Result<T, sqlx::Error> {
-    if script.settings.is_empty() {
-        return run(conn).await;
-    }
-    let set: String = script
-        .settings
-        .iter()
-        .map(|(k, v)| format!("SET {k} = '{v}';"))
-        .collect();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(set))
-        .execute(&mut *conn)
-        .await?;
-    let result = run(&mut *conn).await;
-    let reset: String = script
-        .settings
-        .iter()
-        .map(|(k, _)| format!("RESET {k};"))
-        .collect();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
-        .execute(&mut *conn)
-        .await?;
-    result
-}
-
-/// Runs one migration with its bookkeeping: in one implicit transaction (one round trip), or,
-/// for `-- no-transaction` files, between a committed `success = false` row and its flip.
-async fn apply_one(
-    conn: &mut PgConnection,
-    table: &str,
-    m: &Migration,
-) -> Result<Duration, MigrateError> {
-    let started = Instant::now();
-    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
-        version: m.version,
-        file: m.up.file.clone(),
-        message: history::describe_sql_error(&e, &m.up.sql),
-        dirty,
-    };
-    if m.up.no_tx {
-        history::insert_started(conn, table, m).await?;
-        let sql = m.up.sql.clone();
-        with_settings(conn, &m.up, async |c: &mut PgConnection| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
-        })
-        .await
-        .map_err(|e| failed(e, true))?;
-        let took = started.elapsed();
-        history::mark_succeeded(
-            conn,
-            table,
-            m.version,
-            i64::try_from(took.as_nanos()).unwrap_or(i64::MAX),
-        )
-        .await?;
-        Ok(took)
-    } else {
-        let batch = history::transactional_batch(table, m);
-        with_settings(conn, &m.up, async |c: &mut PgConnection| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
-        })
-        .await
-        .map_err(|e| {
-            if matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03")) {
-                MigrateError::LockNotAvailable {
-                    version: m.version,
-                    file: m.up.file.clone(),
-                    message: history::describe_sql_error(&e, &m.up.sql),
-                    attempts: 1,
-                    holders: String::new(),
-                }
-            } else {
-                failed(e, false)
-            }
-        })?;
-        Ok(started.elapsed())
-    }
-}
-
-/// Reverts one migration with its down SQL and deletes its row, atomically when the down file
-/// is transactional; otherwise the row is marked dirty first, so a failure stays visible.
-async fn revert_one(
-    conn: &mut PgConnection,
-    table: &str,
-    m: &Migration,
-) -> Result<Duration, MigrateError> {
-    let down = m
-        .down
-        .as_ref()
-        .expect("planned rollbacks have a down migration");
-    let started = Instant::now();
-    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
-        version: m.version,
-        file: down.file.clone(),
-        message: history::describe_sql_error(&e, &down.sql),
-        dirty,
-    };
-    if down.no_tx {
-        history::mark_dirty(conn, table, m.version).await?;
-        let sql = down.sql.clone();
-        with_settings(conn, down, async |c: &mut PgConnection| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
-        })
-        .await
-        .map_err(|e| failed(e, true))?;
-        history::delete(conn, table, m.version).await?;
-    } else {
-        let batch = history::revert_batch(table, m.version, down);
-        with_settings(conn, down, async |c: &mut PgConnection| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
-        })
-        .await
-        .map_err(|e| failed(e, false))?;
-    }
-    Ok(started.elapsed())
 }
 
 #[cfg(test)]

@@ -46,6 +46,13 @@ pub struct AppliedMigration {
     pub execution_time: i64,
 }
 
+impl AppliedMigration {
+    /// `success = false`: a migration started and not (yet) finished, or a failed one.
+    pub fn is_dirty(&self) -> bool {
+        !self.success
+    }
+}
+
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex(bytes))
 }

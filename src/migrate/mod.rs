@@ -5,7 +5,8 @@
 //! - [`embedded`]: the set compiled into this binary.
 //! - [`history`]: the `_sqlx_migrations` table, read and written exactly as sqlx 0.9 does.
 //! - [`lock`]: sqlx's advisory-lock key, with a timeout and a log of who holds it.
-//! - [`engine`]: status, apply and verify.
+//! - [`engine`]: plans, apply, rollback, repair (`Migrator`); `step` runs one migration with
+//!   its row; `status` says what the rows mean under the operator's [`Policy`].
 //! - [`snapshot`]: the schema read from the catalogs as text, and drift from it.
 //! - [`lint`]: the safety lint for dangerous DDL (shared with `build.rs`).
 
@@ -19,15 +20,17 @@ pub mod manifest;
 pub mod roundtrip;
 pub mod snapshot;
 pub mod sqlx_toml;
+mod status;
+mod step;
 
-pub use engine::{
-    Direction, DirtyReport, MigrateOptions, Migrator, RepairAction, RunReport, Status,
-    UnknownPolicy,
-};
+pub use engine::{Direction, DirtyReport, MigrateOptions, Migrator, RepairAction, RunReport, Step};
 pub use error::{MigrateError, error_text};
 pub use manifest::{Kind, Script, Spec as Migration};
+pub use status::{Policy, Status, UnknownPolicy, Verdict};
 
 use std::path::Path;
+
+use snapshot::Snapshot;
 
 /// Where a set records itself: sqlx's bookkeeping table and the schemas created before it
 /// (`sqlx.toml`'s `table-name` and `create-schemas`).
@@ -53,6 +56,8 @@ impl Default for Bookkeeping {
 pub struct MigrationSet {
     migrations: Vec<Migration>,
     bookkeeping: Bookkeeping,
+    /// The schema the set produces, read on first use (the embedded set's `schema.snapshot`).
+    snapshot: Option<fn() -> &'static Snapshot>,
 }
 
 impl MigrationSet {
@@ -63,7 +68,19 @@ impl MigrationSet {
         Self {
             migrations,
             bookkeeping: Bookkeeping::default(),
+            snapshot: None,
         }
+    }
+
+    /// The set with the snapshot of the schema it produces, for drift checks.
+    pub fn with_snapshot(mut self, snapshot: fn() -> &'static Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// The schema this set produces on an empty database, when it carries one.
+    pub fn snapshot(&self) -> Option<&'static Snapshot> {
+        self.snapshot.map(|get| get())
     }
 
     pub fn with_bookkeeping(mut self, bookkeeping: Bookkeeping) -> Self {

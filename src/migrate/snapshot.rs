@@ -458,6 +458,13 @@ pub enum Drift {
 }
 
 impl Drift {
+    /// The verdict for a set that carries no snapshot (a generated set, not the embedded one).
+    pub fn no_snapshot() -> Self {
+        Drift::NotComparable {
+            reason: "this migration set has no schema snapshot".to_string(),
+        }
+    }
+
     /// Compares only when the bookkeeping says the database is exactly at the embedded set's
     /// newest version; otherwise says why not.
     pub fn judge(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use agent_backend::migrate::{
-    MigrateError, MigrateOptions, MigrationSet, Migrator, UnknownPolicy, embedded, lock,
+    MigrateError, MigrateOptions, MigrationSet, Migrator, Policy, UnknownPolicy, embedded, lock,
 };
 
 use crate::support::{SetDir, TestDb, hold_migration_lock, rows, table_exists};
@@ -268,7 +268,10 @@ async fn unknown_applied_versions_warn_by_default_and_stop_when_strict() {
         &db,
         &older.set(),
         MigrateOptions {
-            on_unknown_applied: UnknownPolicy::Error,
+            policy: Policy {
+                on_unknown_applied: UnknownPolicy::Error,
+                ..Policy::default()
+            },
             ..opts()
         },
     )

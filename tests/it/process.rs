@@ -24,6 +24,19 @@ async fn version_names_embedded_migrations() {
 }
 
 #[tokio::test]
+async fn migrate_only_with_a_command_is_a_usage_error_that_touches_nothing() {
+    let db = TestDb::empty().await;
+    let out = run_server(&db.url, &[], &["--migrate-only", "migrate", "apply"]).await;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--migrate-only"), "{}", out.stderr);
+    let untouched: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NULL")
+        .fetch_one(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert!(untouched, "nothing may run");
+}
+
+#[tokio::test]
 async fn migrate_only_applies_then_finds_nothing_to_do() {
     let db = TestDb::empty().await;
     let first = run_server(&db.url, &[], &["--migrate-only"]).await;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use agent_backend::exit::Exit;
+use agent_backend::error::Exit;
 use agent_backend::migrate::roundtrip::round_trip;
 use agent_backend::migrate::snapshot::{Difference, Snapshot};
 use agent_backend::migrate::{MigrateError, MigrateOptions, Migrator};
@@ -421,7 +421,7 @@ async fn a_lock_held_through_every_retry_fails_naming_the_holder_and_records_not
         other => panic!("{other}"),
     }
     assert_eq!(
-        Exit::from(&agent_backend::app::AppError::Migrate(error)),
+        Exit::from(&agent_backend::error::AppError::Migrate(error)),
         Exit::LockNotAvailable
     );
     let rows = crate::support::rows(&mut db.connect().await).await;

@@ -6,32 +6,42 @@
 //! - `drift` compares the configured database with the embedded snapshot;
 //! - `test` runs every migration up, down and up again on a scratch (or given empty) database.
 //!
-//! Output is a typed view, printed as text or as one JSON document (`--json`).
+//! `drift` and `test` print a typed view; `snapshot` prints the snapshot's own text format.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
+use clap::Args;
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use crate::app::AppError;
+use super::migrate::Ctx;
+use super::output::{Text, View, write_stdout};
 use crate::config::Settings;
 use crate::db;
-use crate::exit::Exit;
+use crate::error::{AppError, Exit};
+use crate::migrate::MigrateError;
 use crate::migrate::roundtrip::{self, RoundTrip};
 use crate::migrate::snapshot::{self, Drift, Snapshot};
-use crate::migrate::{MigrateError, Migrator, embedded};
 
-fn print(text: &str) {
-    let _ = write!(std::io::stdout(), "{text}");
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Snapshot a scratch database (created, migrated, dropped) instead of the configured one.
+    #[arg(long)]
+    fresh: bool,
+    /// Write the snapshot to FILE (e.g. schema.snapshot) instead of printing it.
+    #[arg(long, conflicts_with = "check")]
+    write: Option<PathBuf>,
+    /// Compare FILE with the snapshot: exit 0 equal, 11 stale (with the differences).
+    #[arg(long)]
+    check: Option<PathBuf>,
 }
 
-fn print_json<T: Serialize>(value: &T) {
-    print(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    ));
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// An empty database to use instead of a scratch one.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// A database created for one command and dropped after it, on the configured server.
@@ -53,7 +63,7 @@ impl Scratch {
                 "creating a scratch database (the user needs CREATEDB; or pass --database-url of an empty database)",
             ))?;
         Ok(Self {
-            options: db::migrate_options(settings).database(&name),
+            options: db::migration_session_options(settings).database(&name),
             name,
         })
     }
@@ -97,31 +107,29 @@ async fn with_scratch<T>(
 }
 
 /// `migrate snapshot [--fresh] [--write FILE | --check FILE]`.
-pub async fn snapshot(
-    settings: &Settings,
-    migrator: &Migrator<'_>,
-    conn: &mut PgConnection,
-    fresh: bool,
-    write: Option<&Path>,
-    check: Option<&Path>,
-) -> Result<Exit, AppError> {
+pub async fn snapshot(ctx: &mut Ctx<'_>, args: SnapshotArgs) -> Result<Exit, AppError> {
+    let migrator = &ctx.migrator;
     let table = migrator.set().bookkeeping().table.clone();
-    let taken = if fresh {
-        with_scratch(conn, settings, async |scratch: &mut PgConnection| {
-            migrator.for_private_database().run(scratch).await?;
-            Snapshot::take(scratch, &table).await
-        })
+    let taken = if args.fresh {
+        with_scratch(
+            &mut ctx.conn,
+            ctx.settings,
+            async |scratch: &mut PgConnection| {
+                migrator.for_private_database().run(scratch).await?;
+                Snapshot::take(scratch, &table).await
+            },
+        )
         .await?
     } else {
-        Snapshot::take(conn, &table).await?
+        Snapshot::take(&mut ctx.conn, &table).await?
     };
     let text = taken.render();
-    if let Some(path) = write {
+    if let Some(path) = &args.write {
         std::fs::write(path, &text).map_err(|e| AppError::Io(path.display().to_string(), e))?;
         eprintln!("Wrote {} ({} objects)", path.display(), taken.objects.len());
         return Ok(Exit::Success);
     }
-    if let Some(path) = check {
+    if let Some(path) = &args.check {
         let committed = std::fs::read_to_string(path)
             .map_err(|e| AppError::Io(path.display().to_string(), e))?;
         let committed = Snapshot::parse(&committed)
@@ -135,7 +143,7 @@ pub async fn snapshot(
             );
             return Ok(Exit::Success);
         }
-        print(&snapshot::render_diff(&differences));
+        write_stdout(&snapshot::render_diff(&differences));
         eprintln!(
             "server: {} is stale: {} difference(s) from the schema the migrations produce; \
              rewrite it with `server migrate snapshot --fresh --write {}` and commit it",
@@ -145,58 +153,50 @@ pub async fn snapshot(
         );
         return Ok(Exit::SchemaDiffers);
     }
-    print(&text);
+    write_stdout(&text);
     Ok(Exit::Success)
 }
 
 #[derive(Serialize)]
-struct DriftView<'a> {
+struct DriftView {
     database: String,
     ok: bool,
     #[serde(flatten)]
-    drift: &'a Drift,
+    drift: Drift,
+}
+
+impl View for DriftView {
+    fn text(&self, out: &mut Text) {
+        match &self.drift {
+            Drift::Checked { differences } if !differences.is_empty() => {
+                out.line(format_args!(
+                    "Schema drift: {} difference(s) from the embedded snapshot",
+                    differences.len()
+                ));
+                for d in differences {
+                    out.line(format_args!("  {d}"));
+                }
+            }
+            other => out.line(capitalize(&other.summary())),
+        }
+    }
 }
 
 /// `migrate drift`: exit 0 clean, 11 drift, 9 not comparable (the database is not at the
 /// snapshot's version).
-pub async fn drift(
-    settings: &Settings,
-    migrator: &Migrator<'_>,
-    conn: &mut PgConnection,
-    json: bool,
-) -> Result<Exit, AppError> {
-    let drift = migrator
-        .drift(
-            conn,
-            embedded::snapshot(),
-            &settings.migrations.drift_ignore(),
-        )
-        .await?;
-    if json {
-        print_json(&DriftView {
-            database: settings.database.migration_url().masked(),
-            ok: drift.is_clean(),
-            drift: &drift,
-        });
-    } else {
-        match &drift {
-            Drift::Checked { differences } if !differences.is_empty() => {
-                print(&format!(
-                    "Schema drift: {} difference(s) from the embedded snapshot\n",
-                    differences.len()
-                ));
-                for d in differences {
-                    print(&format!("  {d}\n"));
-                }
-            }
-            other => print(&format!("{}\n", capitalize(&other.summary()))),
-        }
-    }
-    Ok(match drift {
+pub async fn drift(ctx: &mut Ctx<'_>) -> Result<Exit, AppError> {
+    let drift = ctx.migrator.drift(&mut ctx.conn).await?;
+    let exit = match &drift {
         Drift::Checked { differences } if differences.is_empty() => Exit::Success,
         Drift::Checked { .. } => Exit::SchemaDiffers,
         Drift::NotComparable { .. } => Exit::Refused,
-    })
+    };
+    ctx.out.emit(&DriftView {
+        database: ctx.settings.database.migration_url().masked(),
+        ok: drift.is_clean(),
+        drift,
+    });
+    Ok(exit)
 }
 
 fn capitalize(s: &str) -> String {
@@ -208,17 +208,12 @@ fn capitalize(s: &str) -> String {
 }
 
 /// `migrate test [--database-url URL]`: the round trip on a scratch database (created and
-/// dropped on the configured server) or on the given empty one.
-pub async fn test(
-    settings: &Settings,
-    migrator: &Migrator<'_>,
-    conn: &mut PgConnection,
-    database_url: Option<&str>,
-    json: bool,
-) -> Result<Exit, AppError> {
-    let expected = embedded::snapshot();
-    let migrator = &migrator.for_private_database();
-    let report = match database_url {
+/// dropped on the configured server) or on the given empty one, compared with the set's
+/// snapshot.
+pub async fn test(ctx: &mut Ctx<'_>, args: TestArgs) -> Result<Exit, AppError> {
+    let expected = ctx.migrator.set().snapshot();
+    let migrator = &ctx.migrator.for_private_database();
+    let report = match &args.database_url {
         Some(url) => {
             let url = crate::config::DatabaseUrl::parse(url)
                 .map_err(|e| AppError::Input(format!("--database-url: {e}")))?;
@@ -227,26 +222,24 @@ pub async fn test(
                 .connect()
                 .await
                 .map_err(MigrateError::db("connecting to --database-url"))?;
-            let report = roundtrip::round_trip(migrator, &mut target, Some(expected)).await;
+            let report = roundtrip::round_trip(migrator, &mut target, expected).await;
             let _ = target.close().await;
             report?
         }
         None => {
-            with_scratch(conn, settings, async |scratch: &mut PgConnection| {
-                roundtrip::round_trip(migrator, scratch, Some(expected)).await
-            })
+            with_scratch(
+                &mut ctx.conn,
+                ctx.settings,
+                async |scratch: &mut PgConnection| {
+                    roundtrip::round_trip(migrator, scratch, expected).await
+                },
+            )
             .await?
         }
     };
-    if json {
-        print_json(&TestView {
-            ok: report.passed(),
-            report: &report,
-        });
-    } else {
-        print_round_trip(&report);
-    }
-    Ok(if report.passed() {
+    let passed = report.passed();
+    ctx.out.emit(&TestView { ok: passed, report });
+    Ok(if passed {
         Exit::Success
     } else {
         Exit::SchemaDiffers
@@ -254,34 +247,37 @@ pub async fn test(
 }
 
 #[derive(Serialize)]
-struct TestView<'a> {
+struct TestView {
     ok: bool,
     #[serde(flatten)]
-    report: &'a RoundTrip,
+    report: RoundTrip,
 }
 
-fn print_round_trip(report: &RoundTrip) {
-    print(&format!(
-        "Applied {} migration(s); {} down migration(s) restored the schema\n",
-        report.applied.len(),
-        report.reverted.len()
-    ));
-    if let Some((version, differences)) = &report.down_mismatch {
-        print(&format!(
-            "FAIL: the down migration of {version} does not restore the schema its up migration \
-             found ({} difference(s); - before up, + after down):\n{}",
-            differences.len(),
-            snapshot::render_diff(differences)
+impl View for TestView {
+    fn text(&self, out: &mut Text) {
+        let report = &self.report;
+        out.line(format_args!(
+            "Applied {} migration(s); {} down migration(s) restored the schema",
+            report.applied.len(),
+            report.reverted.len()
         ));
-    }
-    match &report.final_differences {
-        Some(d) if !d.is_empty() => print(&format!(
-            "FAIL: the migrated schema differs from the embedded snapshot ({} difference(s); \
-             - snapshot, + migrated):\n{}",
-            d.len(),
-            snapshot::render_diff(d)
-        )),
-        Some(_) => print("ok: the migrated schema equals the embedded snapshot\n"),
-        None => {}
+        if let Some((version, differences)) = &report.down_mismatch {
+            out.line(format_args!(
+                "FAIL: the down migration of {version} does not restore the schema its up migration \
+                 found ({} difference(s); - before up, + after down):\n{}",
+                differences.len(),
+                snapshot::render_diff(differences).trim_end_matches('\n')
+            ));
+        }
+        match &report.final_differences {
+            Some(d) if !d.is_empty() => out.line(format_args!(
+                "FAIL: the migrated schema differs from the embedded snapshot ({} difference(s); \
+                 - snapshot, + migrated):\n{}",
+                d.len(),
+                snapshot::render_diff(d).trim_end_matches('\n')
+            )),
+            Some(_) => out.line("ok: the migrated schema equals the embedded snapshot"),
+            None => {}
+        }
     }
 }

@@ -1,0 +1,128 @@
+//! One migration's SQL and its bookkeeping row, together: applied in one implicit transaction
+//! (one round trip), or, for `-- no-transaction` files, between a committed `success = false`
+//! row and its flip. Reverting likewise. The caller holds the migration lock.
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgConnection;
+
+use super::engine::Step;
+use super::{MigrateError, Migration, Script, history};
+
+/// Runs a script's SQL, wrapped in its header settings when it has any.
+async fn with_settings<T>(
+    conn: &mut PgConnection,
+    script: &Script,
+    run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if script.settings.is_empty() {
+        return run(conn).await;
+    }
+    let set: String = script
+        .settings
+        .iter()
+        .map(|(k, v)| format!("SET {k} = '{v}';"))
+        .collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+        .execute(&mut *conn)
+        .await?;
+    let result = run(&mut *conn).await;
+    let reset: String = script
+        .settings
+        .iter()
+        .map(|(k, _)| format!("RESET {k};"))
+        .collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+/// Runs one migration with its bookkeeping: in one implicit transaction (one round trip), or,
+/// for `-- no-transaction` files, between a committed `success = false` row and its flip.
+pub(super) async fn apply_one(
+    conn: &mut PgConnection,
+    table: &str,
+    m: &Migration,
+) -> Result<Duration, MigrateError> {
+    let started = Instant::now();
+    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
+        version: m.version,
+        file: m.up.file.clone(),
+        message: history::describe_sql_error(&e, &m.up.sql),
+        dirty,
+    };
+    if m.up.no_tx {
+        history::insert_started(conn, table, m).await?;
+        let sql = m.up.sql.clone();
+        with_settings(conn, &m.up, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, true))?;
+        let took = started.elapsed();
+        history::mark_succeeded(
+            conn,
+            table,
+            m.version,
+            i64::try_from(took.as_nanos()).unwrap_or(i64::MAX),
+        )
+        .await?;
+        Ok(took)
+    } else {
+        let batch = history::transactional_batch(table, m);
+        with_settings(conn, &m.up, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
+        })
+        .await
+        .map_err(|e| {
+            if matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03")) {
+                MigrateError::LockNotAvailable {
+                    version: m.version,
+                    file: m.up.file.clone(),
+                    message: history::describe_sql_error(&e, &m.up.sql),
+                    attempts: 1,
+                    holders: String::new(),
+                }
+            } else {
+                failed(e, false)
+            }
+        })?;
+        Ok(started.elapsed())
+    }
+}
+
+/// Reverts one migration with its down SQL and deletes its row, atomically when the down file
+/// is transactional; otherwise the row is marked dirty first, so a failure stays visible.
+pub(super) async fn revert_one(
+    conn: &mut PgConnection,
+    table: &str,
+    step: Step<'_>,
+) -> Result<Duration, MigrateError> {
+    let (m, down) = (step.migration, step.script);
+    let started = Instant::now();
+    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
+        version: m.version,
+        file: down.file.clone(),
+        message: history::describe_sql_error(&e, &down.sql),
+        dirty,
+    };
+    if down.no_tx {
+        history::mark_dirty(conn, table, m.version).await?;
+        let sql = down.sql.clone();
+        with_settings(conn, down, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, true))?;
+        history::delete(conn, table, m.version).await?;
+    } else {
+        let batch = history::revert_batch(table, m.version, down);
+        with_settings(conn, down, async |c: &mut PgConnection| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(batch)).execute(c).await
+        })
+        .await
+        .map_err(|e| failed(e, false))?;
+    }
+    Ok(started.elapsed())
+}
