@@ -10,6 +10,7 @@
 //! - [`snapshot`]: the schema read from the catalogs as text, and drift from it.
 //! - [`lint`]: the safety lint for dangerous DDL (shared with `build.rs`).
 
+mod dirty;
 pub mod embedded;
 pub mod engine;
 mod error;
@@ -23,7 +24,8 @@ pub mod sqlx_toml;
 mod status;
 mod step;
 
-pub use engine::{Direction, DirtyReport, MigrateOptions, Migrator, RepairAction, RunReport, Step};
+pub use dirty::{Direction, DirtyReport};
+pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Step};
 pub use error::{MigrateError, error_text};
 pub use manifest::{Kind, Script, Spec as Migration};
 pub use status::{Policy, Status, UnknownPolicy, Verdict};
