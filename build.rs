@@ -8,6 +8,10 @@
 //! The safety lint (`src/migrate/lint.rs`) prints its warnings as cargo warnings and fails the
 //! build on a finding whose rule is set to deny (`migration-lint.toml`).
 
+#[path = "src/migrate/duration.rs"]
+#[allow(dead_code)]
+mod duration;
+
 #[path = "src/migrate/manifest.rs"]
 #[allow(dead_code)]
 mod manifest;

@@ -3,7 +3,8 @@
 //! Environment variables: `DATABASE_URL`, `DATABASE_MIGRATION_URL`, `HOST`, `PORT`, `ENVIRONMENT`,
 //! `DEBUG`, and any key as `APP_<SECTION>__<KEY>` (e.g. `APP_DATABASE__MAX_CONNECTIONS=20`).
 //! Unknown keys and bad values stop start-up with the key's name. The database URLs are
-//! [`DatabaseUrl`]s: they print masked.
+//! [`DatabaseUrl`]s: they print masked. Durations are read by the one grammar of
+//! [`crate::migrate::duration`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::postgres::PgConnectOptions;
 
-use crate::migrate::UnknownPolicy;
+use crate::migrate::{UnknownPolicy, duration};
 
 /// Where the service runs; picks `config/<name>.toml` and a few behaviours (log format,
 /// creating a missing database in development).
@@ -486,6 +487,19 @@ impl Settings {
         if server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");
         }
+        // Sent to PostgreSQL as session settings, which take at most INT_MAX milliseconds.
+        let m = &self.migrations;
+        for (key, value) in [
+            ("migrations.lock_timeout", m.lock_timeout),
+            ("migrations.statement_timeout", m.statement_timeout),
+        ] {
+            if value.as_millis() > duration::POSTGRES_MAX_MILLIS {
+                return bad(
+                    key,
+                    "must be at most 2147483647ms (PostgreSQL's limit, about 24 days)",
+                );
+            }
+        }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(
                 "server.host",
@@ -641,46 +655,27 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// A duration of the one grammar ([`crate::migrate::duration`]): a number and a unit, `"250ms"`,
+/// `"10s"`, `"5m"` or `"5min"`, `"1h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration_str::parse(s)
+    duration::parse(s)
 }
 
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// serde for duration keys: [`parse_duration`] in, [`duration::render`] out.
 mod duration_str {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m or h, e.g. \"10s\")"))?;
-        let (n, unit) = s.split_at(split);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as \"10s\""))?;
-        match unit.trim() {
-            "ms" => Ok(Duration::from_millis(n)),
-            "s" => Ok(Duration::from_secs(n)),
-            "m" => Ok(Duration::from_secs(n * 60)),
-            "h" => Ok(Duration::from_secs(n * 3600)),
-            other => Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m or h)")),
-        }
-    }
+    use crate::migrate::duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if d.subsec_millis() == 0 {
-            s.serialize_str(&format!("{}s", d.as_secs()))
-        } else {
-            s.serialize_str(&format!("{}ms", d.as_millis()))
-        }
+        s.serialize_str(&duration::render(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let raw = String::deserialize(d)?;
-        parse(&raw).map_err(serde::de::Error::custom)
+        duration::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -733,11 +728,12 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(duration_str::parse("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(duration_str::parse("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration_str::parse("5m"), Ok(Duration::from_secs(300)));
-        assert!(duration_str::parse("10").is_err());
-        assert!(duration_str::parse("ten s").is_err());
-        assert!(duration_str::parse("3 days").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ten s").is_err());
+        assert!(parse_duration("3 days").is_err());
     }
 }

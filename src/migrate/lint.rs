@@ -34,6 +34,7 @@ use squawk_linter::{Linter, Rule as Squawk, Violation};
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
 
+use super::duration::{Bare, Span};
 use super::manifest::{NO_TRANSACTION_MARKER, Spec, header_settings};
 
 /// The severity file's name, next to `migrations/` (never inside it).
@@ -435,11 +436,11 @@ pub fn layered_lock_timeout_off(texts: impl IntoIterator<Item = impl AsRef<str>>
         .unwrap_or(false)
 }
 
-/// `0`, `'0'`, `"0s"`, `0ms`, … (a duration whose number is zero).
+/// Whether a `lock_timeout` value (a header's, a `SET`'s or a config file's, quotes and all) is
+/// zero: the guard off. A value that does not read as a duration is not taken as zero.
 fn is_zero_duration(value: &str) -> bool {
-    let v = value.trim().trim_matches(|c| c == '\'' || c == '"').trim();
-    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    !digits.is_empty() && digits.bytes().all(|b| b == b'0')
+    let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+    Span::parse(value, Bare::Millis).is_ok_and(Span::is_zero)
 }
 
 /// Context the rules need that the SQL does not carry.
