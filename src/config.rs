@@ -362,6 +362,29 @@ impl Settings {
 
     /// Loads the layers from `config_dir` and the process environment.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+        let (figment, environment) = Self::layers(config_dir)?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| Self::invalid(e, environment))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// `migrations.lock_timeout` alone, from the same layers as [`Settings::load`]: for a
+    /// command that needs nothing else when the whole configuration does not load (production
+    /// without `DATABASE_URL` in a build step, say).
+    pub fn lock_timeout_alone(config_dir: &Path) -> Result<Duration, ConfigError> {
+        const KEY: &str = "migrations.lock_timeout";
+        let (figment, environment) = Self::layers(config_dir)?;
+        let raw: String = figment
+            .extract_inner(KEY)
+            .map_err(|e| Self::invalid(e, environment))?;
+        parse_duration(&raw).map_err(|e| ConfigError::Invalid(format!("{KEY}: {e}")))
+    }
+
+    /// The layers, later wins: `default.toml`, `<ENVIRONMENT>.toml`, the environment. The one
+    /// place `ENVIRONMENT` is read.
+    fn layers(config_dir: &Path) -> Result<(Figment, Environment), ConfigError> {
         let environment: Environment = std::env::var("ENVIRONMENT")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -397,16 +420,15 @@ impl Settings {
                 figment.merge(Env::raw().only(&[var]).map(move |_| key.into()))
             };
         }
-        let figment = figment.merge(("environment", environment));
-        let settings: Settings = figment.extract().map_err(|e| {
-            let lines: Vec<String> = e
-                .into_iter()
-                .map(|e| Self::describe_error(&e, environment))
-                .collect();
-            ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
-        })?;
-        settings.validate()?;
-        Ok(settings)
+        Ok((figment.merge(("environment", environment)), environment))
+    }
+
+    fn invalid(e: figment::Error, environment: Environment) -> ConfigError {
+        let lines: Vec<String> = e
+            .into_iter()
+            .map(|e| Self::describe_error(&e, environment))
+            .collect();
+        ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
     }
 
     /// figment's words, except for a missing key that an environment variable sets: figment

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::Environment;
+use crate::config::Settings;
 use crate::exit::Exit;
 use crate::migrate::lint::{self, Options, Report, Severities};
 use crate::migrate::{MigrationSet, SourceError, embedded};
@@ -248,20 +248,10 @@ fn print(
     let _ = writeln!(stdout, "{} (severities: {config})", report.summary());
 }
 
-/// Whether `migrations.lock_timeout` is zero in `default.toml` and `<ENVIRONMENT>.toml` of
-/// `config_dir` (the later file wins), for when the whole configuration cannot load.
+/// Whether `migrations.lock_timeout` is zero in the configuration's layers, read for that key
+/// alone ([`Settings::lock_timeout_alone`]: the same files, `ENVIRONMENT` and variables as a
+/// full load), for when the whole configuration cannot load. When even that key cannot be
+/// read, the engine's guard is taken as on.
 pub fn lock_timeout_off_in_files(config_dir: &Path) -> bool {
-    let environment = std::env::var("ENVIRONMENT")
-        .ok()
-        .and_then(|e| e.parse::<Environment>().ok())
-        .unwrap_or(Environment::Development);
-    let layers = [
-        "default.toml".to_string(),
-        format!("{}.toml", environment.as_str()),
-    ];
-    lint::layered_lock_timeout_off(
-        layers
-            .iter()
-            .filter_map(|file| std::fs::read_to_string(config_dir.join(file)).ok()),
-    )
+    Settings::lock_timeout_alone(config_dir).is_ok_and(|d| d.is_zero())
 }
