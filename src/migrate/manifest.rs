@@ -388,10 +388,39 @@ struct Slot {
 pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Vec<ManifestError>> {
     let mut errors = Vec::new();
     let mut notes = Vec::new();
+    let slots = slots(files, options, &mut errors, &mut notes);
+    let mut specs = Vec::with_capacity(slots.len());
+    let mut lone_downs = Vec::new();
+    for (version, slot) in slots {
+        match slot.resolve(version, &mut notes) {
+            Ok(Resolved::Spec(spec)) => specs.push(spec),
+            Ok(Resolved::LoneDown(lone)) => lone_downs.push(lone),
+            Err(slot_errors) => errors.extend(slot_errors),
+        }
+    }
+    if errors.is_empty() {
+        notes.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(Manifest {
+            specs,
+            lone_downs,
+            notes,
+        })
+    } else {
+        errors.sort_by(|a, b| a.file.cmp(&b.file));
+        Err(errors)
+    }
+}
+
+/// Each file read on its own (name, version, text, header) and put in its version's slot.
+fn slots(
+    files: &[SourceFile],
+    options: &ReadOptions,
+    errors: &mut Vec<ManifestError>,
+    notes: &mut Vec<Note>,
+) -> BTreeMap<i64, Slot> {
     let mut slots: BTreeMap<i64, Slot> = BTreeMap::new();
     let mut files: Vec<&SourceFile> = files.iter().collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
-
     for file in files {
         let fail = |rule| ManifestError {
             file: file.name.clone(),
@@ -442,38 +471,24 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
         };
         list.push((script, name.description));
     }
+    slots
+}
 
-    let mut specs = Vec::with_capacity(slots.len());
-    let mut lone_downs = Vec::new();
-    for (version, slot) in slots {
-        let Slot { simple, up, down } = slot;
-        let mut slot_errors = Vec::new();
-        for list in [&simple, &up, &down] {
-            for (dup, _) in list.iter().skip(1) {
-                slot_errors.push(ManifestError {
-                    file: dup.file.clone(),
-                    rule: Rule::DuplicateVersion {
-                        version,
-                        other: list[0].0.file.clone(),
-                    },
-                });
-            }
-        }
-        if let (Some((s, _)), Some((u, _))) = (simple.first(), up.first()) {
-            slot_errors.push(ManifestError {
-                file: s.file.clone(),
-                rule: Rule::MixedKinds {
-                    other: u.file.clone(),
-                },
-            });
-        }
-        if !slot_errors.is_empty() {
-            errors.extend(slot_errors);
-            continue;
-        }
+/// What one version's files make.
+enum Resolved {
+    Spec(Spec),
+    LoneDown(LoneDown),
+}
+
+impl Slot {
+    /// The version's migration (or lone down file), with its notes; or why its files cannot
+    /// make one.
+    fn resolve(self, version: i64, notes: &mut Vec<Note>) -> Result<Resolved, Vec<ManifestError>> {
+        self.refusals(version)?;
+        let Slot { simple, up, down } = self;
         let down = down.into_iter().next();
         let (kind, (up, description)) = match (simple.into_iter().next(), up.into_iter().next()) {
-            (Some(simple), None) => (Kind::Simple, simple),
+            (Some(simple), _) => (Kind::Simple, simple),
             (None, Some(up)) => (Kind::Reversible, up),
             (None, None) => {
                 let (script, description) = down.expect("a slot holds at least one file");
@@ -481,14 +496,12 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
                     file: script.file.clone(),
                     kind: NoteKind::LoneDown,
                 });
-                lone_downs.push(LoneDown {
+                return Ok(Resolved::LoneDown(LoneDown {
                     version,
                     description,
                     script,
-                });
-                continue;
+                }));
             }
-            (Some(_), Some(_)) => unreachable!("refused above"),
         };
         match (&down, kind) {
             (None, Kind::Reversible) => notes.push(Note {
@@ -513,25 +526,42 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
                 },
             });
         }
-        specs.push(Spec {
+        Ok(Resolved::Spec(Spec {
             version,
             description,
             kind,
             up,
             down: down.map(|(script, _)| script),
-        });
+        }))
     }
 
-    if errors.is_empty() {
-        notes.sort_by(|a, b| a.file.cmp(&b.file));
-        Ok(Manifest {
-            specs,
-            lone_downs,
-            notes,
-        })
-    } else {
-        errors.sort_by(|a, b| a.file.cmp(&b.file));
-        Err(errors)
+    /// Two files for one version and direction; simple and `.up.sql` files for one version.
+    fn refusals(&self, version: i64) -> Result<(), Vec<ManifestError>> {
+        let mut errors = Vec::new();
+        for list in [&self.simple, &self.up, &self.down] {
+            for (dup, _) in list.iter().skip(1) {
+                errors.push(ManifestError {
+                    file: dup.file.clone(),
+                    rule: Rule::DuplicateVersion {
+                        version,
+                        other: list[0].0.file.clone(),
+                    },
+                });
+            }
+        }
+        if let (Some((s, _)), Some((u, _))) = (self.simple.first(), self.up.first()) {
+            errors.push(ManifestError {
+                file: s.file.clone(),
+                rule: Rule::MixedKinds {
+                    other: u.file.clone(),
+                },
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
