@@ -125,14 +125,11 @@ impl FileLint<'_> {
     }
 
     fn truncate(&mut self, line: usize, stmt: &ast::Stmt) {
+        let what = snippet(stmt.syntax());
         let live = self.live_tables(stmt);
-        if !live.is_empty() {
-            let what = snippet(stmt.syntax());
-            for table in &live {
-                self.hit(line, TRUNCATE, format!("{what} on live table {table}"));
-            }
-            self.takes_lock(line, "TRUNCATE");
-        }
+        self.per_live_table(line, TRUNCATE, "TRUNCATE", &live, |table| {
+            format!("{what} on live table {table}")
+        });
     }
 
     fn lock(&mut self, line: usize, lock: &ast::Lock) {
@@ -143,12 +140,27 @@ impl FileLint<'_> {
             .filter_map(|r| relation_key(r.relation_name_ref()))
             .filter(|t| self.is_live(t))
             .collect();
-        for table in &tables {
-            self.hit(line, LOCK_TABLE, format!("LOCK TABLE {table}"));
+        self.per_live_table(line, LOCK_TABLE, "LOCK TABLE", &tables, |table| {
+            format!("LOCK TABLE {table}")
+        });
+    }
+
+    /// One finding per live table, then the statement's lock wait.
+    fn per_live_table(
+        &mut self,
+        line: usize,
+        rule: &'static str,
+        what: &str,
+        live: &[String],
+        message: impl Fn(&str) -> String,
+    ) {
+        if live.is_empty() {
+            return;
         }
-        if !tables.is_empty() {
-            self.takes_lock(line, "LOCK TABLE");
+        for table in live {
+            self.hit(line, rule, message(table));
         }
+        self.takes_lock(line, what);
     }
 
     fn vacuum_full(&mut self, line: usize, vacuum: &ast::Vacuum) {
