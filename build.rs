@@ -5,8 +5,12 @@
 //! A bad migration set fails the build here, naming each offending file, so a binary that builds
 //! always carries a set that sqlx would read the same way. The SQL itself is embedded by
 //! `include_dir!` in `src/migrate/embedded.rs`; this script only checks it and writes the index.
-//! The safety lint (`src/migrate/lint.rs`) prints its warnings as cargo warnings and fails the
+//! The safety lint (`src/migrate/lint/`) prints its warnings as cargo warnings and fails the
 //! build on a finding whose rule is set to deny (`migration-lint.toml`).
+
+#[path = "src/migrate/duration.rs"]
+#[allow(dead_code)]
+mod duration;
 
 #[path = "src/migrate/manifest.rs"]
 #[allow(dead_code)]
@@ -16,8 +20,8 @@ mod manifest;
 #[allow(dead_code)]
 mod sqlx_toml;
 
-#[path = "src/migrate/lint.rs"]
-#[allow(dead_code)]
+#[path = "src/migrate/lint/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod lint;
 
 use std::path::Path;

@@ -3,7 +3,8 @@
 //! Environment variables: `DATABASE_URL`, `DATABASE_MIGRATION_URL`, `HOST`, `PORT`, `ENVIRONMENT`,
 //! `DEBUG`, and any key as `APP_<SECTION>__<KEY>` (e.g. `APP_DATABASE__MAX_CONNECTIONS=20`).
 //! Unknown keys and bad values stop start-up with the key's name. The database URLs are
-//! [`DatabaseUrl`]s: they print masked.
+//! [`DatabaseUrl`]s (`config/database_url.rs`): they print masked. Durations are read by the
+//! one grammar of [`crate::migrate::duration`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,12 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sqlx::postgres::PgConnectOptions;
 
-use crate::migrate::UnknownPolicy;
+use crate::migrate::{UnknownPolicy, duration};
+
+mod database_url;
+
+pub use database_url::{DatabaseUrl, mask_url};
 
 /// Where the service runs; picks `config/<name>.toml` and a few behaviours (log format,
 /// creating a missing database in development).
@@ -211,7 +215,7 @@ pub struct DatabaseSettings {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "migration_url"
+        deserialize_with = "database_url::migration_url"
     )]
     pub migration_url: Option<DatabaseUrl>,
     pub max_connections: u32,
@@ -251,13 +255,6 @@ impl DatabaseSettings {
             "DATABASE_URL"
         }
     }
-}
-
-fn migration_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DatabaseUrl>, D::Error> {
-    let raw = String::deserialize(d)?;
-    DatabaseUrl::parse_as("database.migration_url", &raw)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -365,6 +362,29 @@ impl Settings {
 
     /// Loads the layers from `config_dir` and the process environment.
     pub fn load(config_dir: &Path) -> Result<Self, ConfigError> {
+        let (figment, environment) = Self::layers(config_dir)?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| Self::invalid(e, environment))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// `migrations.lock_timeout` alone, from the same layers as [`Settings::load`]: for a
+    /// command that needs nothing else when the whole configuration does not load (production
+    /// without `DATABASE_URL` in a build step, say).
+    pub fn lock_timeout_alone(config_dir: &Path) -> Result<Duration, ConfigError> {
+        const KEY: &str = "migrations.lock_timeout";
+        let (figment, environment) = Self::layers(config_dir)?;
+        let raw: String = figment
+            .extract_inner(KEY)
+            .map_err(|e| Self::invalid(e, environment))?;
+        parse_duration(&raw).map_err(|e| ConfigError::Invalid(format!("{KEY}: {e}")))
+    }
+
+    /// The layers, later wins: `default.toml`, `<ENVIRONMENT>.toml`, the environment. The one
+    /// place `ENVIRONMENT` is read.
+    fn layers(config_dir: &Path) -> Result<(Figment, Environment), ConfigError> {
         let environment: Environment = std::env::var("ENVIRONMENT")
             .ok()
             .filter(|s| !s.trim().is_empty())
@@ -400,16 +420,15 @@ impl Settings {
                 figment.merge(Env::raw().only(&[var]).map(move |_| key.into()))
             };
         }
-        let figment = figment.merge(("environment", environment));
-        let settings: Settings = figment.extract().map_err(|e| {
-            let lines: Vec<String> = e
-                .into_iter()
-                .map(|e| Self::describe_error(&e, environment))
-                .collect();
-            ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
-        })?;
-        settings.validate()?;
-        Ok(settings)
+        Ok((figment.merge(("environment", environment)), environment))
+    }
+
+    fn invalid(e: figment::Error, environment: Environment) -> ConfigError {
+        let lines: Vec<String> = e
+            .into_iter()
+            .map(|e| Self::describe_error(&e, environment))
+            .collect();
+        ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
     }
 
     /// figment's words, except for a missing key that an environment variable sets: figment
@@ -490,6 +509,19 @@ impl Settings {
         if server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");
         }
+        // Sent to PostgreSQL as session settings, which take at most INT_MAX milliseconds.
+        let m = &self.migrations;
+        for (key, value) in [
+            ("migrations.lock_timeout", m.lock_timeout),
+            ("migrations.statement_timeout", m.statement_timeout),
+        ] {
+            if value.as_millis() > duration::POSTGRES_MAX_MILLIS {
+                return bad(
+                    key,
+                    "must be at most 2147483647ms (PostgreSQL's limit, about 24 days)",
+                );
+            }
+        }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(
                 "server.host",
@@ -503,124 +535,6 @@ impl Settings {
     pub fn to_masked_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
-}
-
-/// `DATABASE_URL`, validated at load time. `Display`, `Debug` and `Serialize` mask the password;
-/// only [`DatabaseUrl::connect_options`] sees it.
-#[derive(Clone)]
-pub struct DatabaseUrl {
-    raw: String,
-    options: PgConnectOptions,
-}
-
-impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        Self::parse_as("database.url", raw)
-    }
-
-    /// [`DatabaseUrl::parse`] for the key `key` (named in the error).
-    pub fn parse_as(key: &str, raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        let scheme_ok = raw.starts_with("postgres://") || raw.starts_with("postgresql://");
-        if !scheme_ok {
-            return Err(format!(
-                "{key} ({}): must start with postgres:// or postgresql://",
-                unparsed(raw)
-            ));
-        }
-        // sqlx's message never echoes the URL; ours shows only its scheme, since in a URL that
-        // does not parse no other part can be told apart from a password.
-        let options = PgConnectOptions::from_str(raw)
-            .map_err(|e| format!("{key} ({}): {e}", unparsed(raw)))?;
-        Ok(Self {
-            raw: raw.to_string(),
-            options,
-        })
-    }
-
-    pub fn connect_options(&self) -> PgConnectOptions {
-        self.options.clone()
-    }
-
-    /// The database name the URL names (PostgreSQL defaults it to the user name).
-    pub fn database_name(&self) -> String {
-        self.options
-            .get_database()
-            .unwrap_or(self.options.get_username())
-            .to_string()
-    }
-
-    pub fn masked(&self) -> String {
-        mask_url(&self.raw)
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.masked())
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", self.masked())
-    }
-}
-
-impl Serialize for DatabaseUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.masked())
-    }
-}
-
-impl<'de> Deserialize<'de> for DatabaseUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        DatabaseUrl::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
-
-/// What may be shown of a URL that does not parse: its scheme, when it has a plausible one.
-fn unparsed(raw: &str) -> String {
-    let scheme = raw.split_once("://").map(|(scheme, _)| scheme).filter(|s| {
-        !s.is_empty()
-            && s.len() <= 16
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    });
-    match scheme {
-        Some(scheme) => format!("{scheme}://… not shown: it does not parse"),
-        None => "not shown: it does not parse".to_string(),
-    }
-}
-
-/// Replaces the password of `scheme://user:password@host…` with `***`, working on the text so
-/// that even a URL that does not parse is shown masked. A `password=` query parameter is masked
-/// too.
-pub fn mask_url(raw: &str) -> String {
-    let mut out = raw.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = scheme_end + 3;
-        // The password may itself hold '@', '/', '?' or ':', so take the LAST '@' and the FIRST
-        // ':' before it: in odd URLs this masks too much, never too little.
-        if let Some(at) = out[rest..].rfind('@')
-            && let Some(colon) = out[rest..rest + at].find(':')
-        {
-            out.replace_range(rest + colon + 1..rest + at, "***");
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let masked: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", masked.join("&"));
-    }
-    out
 }
 
 /// `true`/`false`, and the `1`/`0`/`yes`/`no`/`on`/`off` forms people put in env vars.
@@ -645,46 +559,27 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// A duration of the one grammar ([`crate::migrate::duration`]): a number and a unit, `"250ms"`,
+/// `"10s"`, `"5m"` or `"5min"`, `"1h"`, `"1d"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration_str::parse(s)
+    duration::parse(s)
 }
 
-/// Durations as `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// serde for duration keys: [`parse_duration`] in, [`duration::render`] out.
 mod duration_str {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m or h, e.g. \"10s\")"))?;
-        let (n, unit) = s.split_at(split);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration such as \"10s\""))?;
-        match unit.trim() {
-            "ms" => Ok(Duration::from_millis(n)),
-            "s" => Ok(Duration::from_secs(n)),
-            "m" => Ok(Duration::from_secs(n * 60)),
-            "h" => Ok(Duration::from_secs(n * 3600)),
-            other => Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m or h)")),
-        }
-    }
+    use crate::migrate::duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if d.subsec_millis() == 0 {
-            s.serialize_str(&format!("{}s", d.as_secs()))
-        } else {
-            s.serialize_str(&format!("{}ms", d.as_millis()))
-        }
+        s.serialize_str(&duration::render(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let raw = String::deserialize(d)?;
-        parse(&raw).map_err(serde::de::Error::custom)
+        duration::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -693,55 +588,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_password_in_userinfo_and_query() {
-        assert_eq!(
-            mask_url("postgres://app:s3cr3t@db.example:5432/app?sslmode=require"),
-            "postgres://app:***@db.example:5432/app?sslmode=require"
-        );
-        assert_eq!(
-            mask_url("postgresql://app@h/db?password=s3cr3t&sslmode=require"),
-            "postgresql://app@h/db?password=***&sslmode=require"
-        );
-        assert_eq!(mask_url("postgres://h/db"), "postgres://h/db");
-        // A password holding '@' and '/' characters, unparsable as a URL, is still hidden.
-        for raw in [
-            "postgres://app:p@ss@host/db",
-            "postgres://app:pa/ss?x@host/db",
-        ] {
-            let masked = mask_url(raw);
-            assert!(!masked.contains("ss"), "{masked}");
-        }
-    }
-
-    #[test]
-    fn bad_urls_are_errors_without_the_password() {
-        for raw in [
-            "mysql://u:pw123@h/db",
-            "postgres://u:pw123@h:notaport/db",
-            "postgres://u:pw123",
-            "mysql://u:pw123",
-            "pw123",
-        ] {
-            let err = DatabaseUrl::parse(raw).expect_err(raw);
-            assert!(!err.contains("pw123"), "{err}");
-            assert!(err.contains("database.url"), "{err}");
-        }
-        let err = DatabaseUrl::parse_as("database.migration_url", "mysql://u:pw123@h/db")
-            .expect_err("not postgres");
-        assert!(err.starts_with("database.migration_url ("), "{err}");
-        assert!(!err.contains("pw123"), "{err}");
-        let url = DatabaseUrl::parse("postgresql://u:pw123@h/db?sslmode=require").expect("valid");
-        assert_eq!(format!("{url} {url:?}").matches("pw123").count(), 0);
-        assert_eq!(url.database_name(), "db");
-    }
-
-    #[test]
     fn durations_parse_with_units() {
-        assert_eq!(duration_str::parse("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(duration_str::parse("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(duration_str::parse("5m"), Ok(Duration::from_secs(300)));
-        assert!(duration_str::parse("10").is_err());
-        assert!(duration_str::parse("ten s").is_err());
-        assert!(duration_str::parse("3 days").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5min"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ten s").is_err());
+        assert!(parse_duration("3 days").is_err());
     }
 }

@@ -9,7 +9,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod lint_cmd;
 pub mod migrate;
 pub mod monitoring;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 //! This file is compiled twice: by `build.rs` (through `#[path]`), which validates the migration
 //! directory and generates the embedded manifest, and by the library, which uses the same code
 //! to load a directory at run time for tests, benchmarks and `migrate lint`. It therefore depends
-//! on `std` and `sha2` only, never on `crate::`.
+//! on `std`, `sha2` and `super::duration` only, never on `crate::`.
 //!
 //! sqlx's reading (`sqlx_core::migrate::source::resolve_blocking_with_config`), kept exactly so
 //! that `_sqlx_migrations` rows are interchangeable and the differential test
@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use sha2::{Digest, Sha384};
+
+use super::duration::{Bare, POSTGRES_MAX_MILLIS, Span};
 
 /// The marker sqlx looks for at the very start of a file to run it outside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- no-transaction";
@@ -288,7 +290,9 @@ impl FileType {
 pub const HEADER_SETTINGS: [&str; 2] = ["lock_timeout", "statement_timeout"];
 
 /// Reads `-- <setting>: <value>` lines from the file's leading comment block. The value is a
-/// PostgreSQL duration: digits, optionally followed by a unit (ms, s, min, h, d).
+/// duration of the one grammar ([`super::duration`]; a bare number is PostgreSQL's
+/// milliseconds), within PostgreSQL's range for these settings, and is kept as PostgreSQL reads
+/// it (`5m` becomes `5min`).
 pub fn header_settings(sql: &str) -> Result<Vec<(String, String)>, String> {
     let mut settings = Vec::new();
     for line in sql.lines() {
@@ -307,17 +311,14 @@ pub fn header_settings(sql: &str) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         let value = value.trim();
-        let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        let unit = &value[digits.len()..];
-        if digits.is_empty()
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || !["", "ms", "s", "min", "h", "d"].contains(&unit)
-        {
+        let span = Span::parse(value, Bare::Millis)
+            .map_err(|_| format!("{key}: {value:?} is not a duration such as 30s or 10min"))?;
+        if span.duration().as_millis() > POSTGRES_MAX_MILLIS {
             return Err(format!(
-                "{key}: {value:?} is not a duration such as 30s or 10min"
+                "{key}: {value:?} is more than PostgreSQL takes ({POSTGRES_MAX_MILLIS}ms, about 24 days)"
             ));
         }
-        settings.push((key.to_string(), value.to_string()));
+        settings.push((key.to_string(), span.postgres()));
     }
     Ok(settings)
 }
@@ -387,10 +388,39 @@ struct Slot {
 pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Vec<ManifestError>> {
     let mut errors = Vec::new();
     let mut notes = Vec::new();
+    let slots = slots(files, options, &mut errors, &mut notes);
+    let mut specs = Vec::with_capacity(slots.len());
+    let mut lone_downs = Vec::new();
+    for (version, slot) in slots {
+        match slot.resolve(version, &mut notes) {
+            Ok(Resolved::Spec(spec)) => specs.push(spec),
+            Ok(Resolved::LoneDown(lone)) => lone_downs.push(lone),
+            Err(slot_errors) => errors.extend(slot_errors),
+        }
+    }
+    if errors.is_empty() {
+        notes.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(Manifest {
+            specs,
+            lone_downs,
+            notes,
+        })
+    } else {
+        errors.sort_by(|a, b| a.file.cmp(&b.file));
+        Err(errors)
+    }
+}
+
+/// Each file read on its own (name, version, text, header) and put in its version's slot.
+fn slots(
+    files: &[SourceFile],
+    options: &ReadOptions,
+    errors: &mut Vec<ManifestError>,
+    notes: &mut Vec<Note>,
+) -> BTreeMap<i64, Slot> {
     let mut slots: BTreeMap<i64, Slot> = BTreeMap::new();
     let mut files: Vec<&SourceFile> = files.iter().collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
-
     for file in files {
         let fail = |rule| ManifestError {
             file: file.name.clone(),
@@ -441,38 +471,24 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
         };
         list.push((script, name.description));
     }
+    slots
+}
 
-    let mut specs = Vec::with_capacity(slots.len());
-    let mut lone_downs = Vec::new();
-    for (version, slot) in slots {
-        let Slot { simple, up, down } = slot;
-        let mut slot_errors = Vec::new();
-        for list in [&simple, &up, &down] {
-            for (dup, _) in list.iter().skip(1) {
-                slot_errors.push(ManifestError {
-                    file: dup.file.clone(),
-                    rule: Rule::DuplicateVersion {
-                        version,
-                        other: list[0].0.file.clone(),
-                    },
-                });
-            }
-        }
-        if let (Some((s, _)), Some((u, _))) = (simple.first(), up.first()) {
-            slot_errors.push(ManifestError {
-                file: s.file.clone(),
-                rule: Rule::MixedKinds {
-                    other: u.file.clone(),
-                },
-            });
-        }
-        if !slot_errors.is_empty() {
-            errors.extend(slot_errors);
-            continue;
-        }
+/// What one version's files make.
+enum Resolved {
+    Spec(Spec),
+    LoneDown(LoneDown),
+}
+
+impl Slot {
+    /// The version's migration (or lone down file), with its notes; or why its files cannot
+    /// make one.
+    fn resolve(self, version: i64, notes: &mut Vec<Note>) -> Result<Resolved, Vec<ManifestError>> {
+        self.refusals(version)?;
+        let Slot { simple, up, down } = self;
         let down = down.into_iter().next();
         let (kind, (up, description)) = match (simple.into_iter().next(), up.into_iter().next()) {
-            (Some(simple), None) => (Kind::Simple, simple),
+            (Some(simple), _) => (Kind::Simple, simple),
             (None, Some(up)) => (Kind::Reversible, up),
             (None, None) => {
                 let (script, description) = down.expect("a slot holds at least one file");
@@ -480,14 +496,12 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
                     file: script.file.clone(),
                     kind: NoteKind::LoneDown,
                 });
-                lone_downs.push(LoneDown {
+                return Ok(Resolved::LoneDown(LoneDown {
                     version,
                     description,
                     script,
-                });
-                continue;
+                }));
             }
-            (Some(_), Some(_)) => unreachable!("refused above"),
         };
         match (&down, kind) {
             (None, Kind::Reversible) => notes.push(Note {
@@ -512,25 +526,42 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
                 },
             });
         }
-        specs.push(Spec {
+        Ok(Resolved::Spec(Spec {
             version,
             description,
             kind,
             up,
             down: down.map(|(script, _)| script),
-        });
+        }))
     }
 
-    if errors.is_empty() {
-        notes.sort_by(|a, b| a.file.cmp(&b.file));
-        Ok(Manifest {
-            specs,
-            lone_downs,
-            notes,
-        })
-    } else {
-        errors.sort_by(|a, b| a.file.cmp(&b.file));
-        Err(errors)
+    /// Two files for one version and direction; simple and `.up.sql` files for one version.
+    fn refusals(&self, version: i64) -> Result<(), Vec<ManifestError>> {
+        let mut errors = Vec::new();
+        for list in [&self.simple, &self.up, &self.down] {
+            for (dup, _) in list.iter().skip(1) {
+                errors.push(ManifestError {
+                    file: dup.file.clone(),
+                    rule: Rule::DuplicateVersion {
+                        version,
+                        other: list[0].0.file.clone(),
+                    },
+                });
+            }
+        }
+        if let (Some((s, _)), Some((u, _))) = (self.simple.first(), self.up.first()) {
+            errors.push(ManifestError {
+                file: s.file.clone(),
+                rule: Rule::MixedKinds {
+                    other: u.file.clone(),
+                },
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -866,6 +897,30 @@ mod tests {
             "2_y.sql",
         );
         assert!(matches!(rule, Rule::BadHeader(_)), "{rule:?}");
+    }
+
+    /// The one duration grammar: `m` (configuration's minutes) is sent as PostgreSQL's `min`,
+    /// and a value PostgreSQL would refuse at deploy time is refused at build time.
+    #[test]
+    fn header_settings_are_rendered_as_postgresql_reads_them() {
+        let sql = "-- lock_timeout: 5m\n-- statement_timeout: 1500\nSELECT 1;";
+        assert_eq!(
+            header_settings(sql),
+            Ok(vec![
+                ("lock_timeout".to_string(), "5min".to_string()),
+                ("statement_timeout".to_string(), "1500".to_string())
+            ])
+        );
+        assert_eq!(
+            header_settings("-- lock_timeout: 2 s\n"),
+            Ok(vec![("lock_timeout".to_string(), "2s".to_string())])
+        );
+        assert_eq!(
+            header_settings("-- lock_timeout: 24d\n").map(|s| s.len()),
+            Ok(1)
+        );
+        let e = header_settings("-- statement_timeout: 25d\n").expect_err("out of range");
+        assert!(e.contains("more than PostgreSQL takes"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Schema migrations in sqlx's format, embedded in the binary and applied before serving.
 //!
 //! - [`manifest`]: file-name rules, validation and checksums (shared with `build.rs`).
+//! - [`duration`]: the one duration grammar of configuration, headers and lint (shared with
+//!   `build.rs`).
 //! - [`sqlx_toml`]: sqlx's `sqlx.toml` `[migrate]` table (shared with `build.rs`).
 //! - [`embedded`]: the set compiled into this binary.
 //! - [`history`]: the `_sqlx_migrations` table, read and written exactly as sqlx 0.9 does.
@@ -11,6 +13,7 @@
 //! - [`lint`]: the safety lint for dangerous DDL (shared with `build.rs`).
 
 mod dirty;
+pub mod duration;
 pub mod embedded;
 pub mod engine;
 mod error;

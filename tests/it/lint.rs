@@ -231,6 +231,37 @@ fn lints_without_a_loadable_configuration() {
     assert_eq!(doc["ok"], true);
 }
 
+/// Without a loadable configuration, `migrations.lock_timeout` is still read through the same
+/// layers as a full load: `ENVIRONMENT`'s file and the `APP_` variables count, not only the
+/// files.
+#[test]
+fn the_fallback_reads_lock_timeout_through_the_same_layers() {
+    let root = set(
+        &[("1_x.sql", "ALTER TABLE items ADD COLUMN note text;\n")],
+        None,
+    );
+    let run = |vars: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["migrate", "lint", &dir_of(&root), "--json"])
+            .env_clear()
+            .env("ENVIRONMENT", "production")
+            .env(
+                "CONFIG_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config"),
+            )
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(stderr.contains("note: "), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["engine_lock_timeout_off"].clone()
+    };
+    assert_eq!(run(&[]), false);
+    assert_eq!(run(&[("APP_MIGRATIONS__LOCK_TIMEOUT", "0m")]), true);
+    assert_eq!(run(&[("APP_MIGRATIONS__LOCK_TIMEOUT", "soon")]), false);
+}
+
 /// The corpus files, in version order: (file name, SQL).
 fn corpus() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint_corpus");

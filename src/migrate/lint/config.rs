@@ -1,0 +1,188 @@
+//! What the lint is told besides the SQL: the severity file (`migration-lint.toml`) and whether
+//! the engine's default `lock_timeout` is off in the service's configuration files. Both are
+//! TOML, read with the `toml` crate (a build-dependency too); durations by the one grammar.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::super::duration;
+use super::rules::{Level, RULES, rule};
+
+/// The severity file's name, next to `migrations/` (never inside it).
+pub const CONFIG_FILE: &str = "migration-lint.toml";
+
+/// The level of each rule: the defaults, overridden by the severity file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Severities {
+    levels: BTreeMap<&'static str, Level>,
+}
+
+impl Default for Severities {
+    fn default() -> Self {
+        Self {
+            levels: RULES.iter().map(|r| (r.id, r.default)).collect(),
+        }
+    }
+}
+
+/// The `[rules]` table of the severity file (the other top-level entries are read apart).
+#[derive(Deserialize)]
+struct RulesTable {
+    #[serde(default)]
+    rules: BTreeMap<String, Spanned<String>>,
+}
+
+impl Severities {
+    pub fn level(&self, id: &str) -> Level {
+        // INVALID_ALLOW (not configurable) is always an error.
+        self.levels.get(id).copied().unwrap_or(Level::Deny)
+    }
+
+    /// Reads the severity file: `rule-id = "deny" | "warn" | "off"` entries, in a `[rules]`
+    /// table or at the top level. Errors name `label:line`.
+    pub fn parse(label: &str, text: &str) -> Result<Self, String> {
+        let at = |span: std::ops::Range<usize>| format!("{label}:{}", line_of(text, span.start));
+        let toml_error = |e: toml::de::Error| match e.span() {
+            Some(span) => format!("{}: {}", at(span), e.message().trim_end()),
+            None => format!("{label}: {}", e.message().trim_end()),
+        };
+        let top: BTreeMap<String, Spanned<toml::Value>> =
+            toml::from_str(text).map_err(toml_error)?;
+        let mut entries = Vec::new();
+        for (key, value) in top {
+            let span = value.span();
+            match value.into_inner() {
+                toml::Value::String(level) => entries.push((span, key, level)),
+                toml::Value::Table(_) if key == "rules" => {}
+                _ => {
+                    return Err(format!(
+                        "{}: expected `rule-id = \"deny\" | \"warn\" | \"off\"` or a `[rules]` table, found {key:?}",
+                        at(span)
+                    ));
+                }
+            }
+        }
+        let table: RulesTable = toml::from_str(text).map_err(toml_error)?;
+        for (key, level) in table.rules {
+            entries.push((level.span(), key, level.into_inner()));
+        }
+        // In the file's order, so the first error is the first in the file.
+        entries.sort_by_key(|(span, _, _)| span.start);
+        let mut out = Self::default();
+        for (span, key, value) in entries {
+            let Some(info) = rule(&key) else {
+                return Err(format!(
+                    "{}: unknown rule {key:?}; known rules: {}",
+                    at(span),
+                    RULES.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+                ));
+            };
+            let Some(level) = Level::parse(&value) else {
+                return Err(format!(
+                    "{}: unknown level {value:?} for {key}; use \"deny\", \"warn\" or \"off\"",
+                    at(span)
+                ));
+            };
+            out.levels.insert(info.id, level);
+        }
+        Ok(out)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Level)> + '_ {
+        self.levels.iter().map(|(k, v)| (*k, *v))
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |head| head.matches('\n').count() + 1)
+}
+
+/// Whether `[migrations] lock_timeout` in a configuration file's text is zero (the engine's
+/// default guard turned off): `Some(true)` zero, `Some(false)` set to anything else (a value
+/// the configuration refuses included), `None` not set or not TOML (loading refuses that file).
+pub fn config_lock_timeout_off(text: &str) -> Option<bool> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let value = table.get("migrations")?.get("lock_timeout")?;
+    Some(
+        value
+            .as_str()
+            .and_then(|s| duration::parse(s).ok())
+            .is_some_and(|d| d.is_zero()),
+    )
+}
+
+/// Whether the engine's default lock_timeout is off across config file texts given in layer
+/// order (a later file that sets it wins; none setting it: on).
+pub fn layered_lock_timeout_off(texts: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
+    texts
+        .into_iter()
+        .filter_map(|text| config_lock_timeout_off(text.as_ref()))
+        .last()
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::DROP_TABLE;
+    use super::*;
+
+    #[test]
+    fn the_severity_file_is_toml() {
+        // Top-level entries and the [rules] table, in the file's order: the first error wins.
+        let s = Severities::parse(
+            CONFIG_FILE,
+            "drop-table = 'warn'\n[rules]\n\"truncate\" = \"off\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.level(DROP_TABLE), Level::Warn);
+        assert_eq!(s.level("truncate"), Level::Off);
+        let e = Severities::parse(CONFIG_FILE, "\n\ndrop-table = warn\n").unwrap_err();
+        assert!(e.starts_with("migration-lint.toml:3: "), "{e}");
+        let e = Severities::parse(CONFIG_FILE, "[rules]\ndrop-table = 1\n").unwrap_err();
+        assert!(e.starts_with("migration-lint.toml:2: "), "{e}");
+        let e = Severities::parse(CONFIG_FILE, "[other]\nx = \"warn\"\n").unwrap_err();
+        assert!(e.contains("found \"other\""), "{e}");
+        let e = Severities::parse(
+            CONFIG_FILE,
+            "[rules]\ndrop-table = \"warn\"\ntruncate = \"never\"\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("migration-lint.toml:3: unknown level"), "{e}");
+        assert_eq!(
+            Severities::parse(CONFIG_FILE, ""),
+            Ok(Severities::default())
+        );
+    }
+
+    #[test]
+    fn config_lock_timeout_is_read_from_the_migrations_section() {
+        assert_eq!(
+            config_lock_timeout_off("[migrations]\nlock_timeout = \"0s\"\n"),
+            Some(true)
+        );
+        assert_eq!(
+            config_lock_timeout_off("[migrations]\nlock_timeout = \"0 m\"\n"),
+            Some(true)
+        );
+        assert_eq!(
+            config_lock_timeout_off("[migrations]\nlock_timeout = \"5s\" # guard\n"),
+            Some(false)
+        );
+        assert_eq!(
+            config_lock_timeout_off("[other]\nlock_timeout = \"0s\"\n"),
+            None
+        );
+
+        // Layers: the later file that sets it wins; a layer that does not set it changes nothing.
+        let off = "[migrations]\nlock_timeout = \"0s\"\n";
+        let on = "[migrations]\nlock_timeout = \"5s\"\n";
+        assert!(layered_lock_timeout_off([on, off]));
+        assert!(!layered_lock_timeout_off([off, on]));
+        assert!(layered_lock_timeout_off([off, "[server]\nport = 1\n"]));
+        assert!(!layered_lock_timeout_off(Vec::<String>::new()));
+    }
+}

@@ -1,0 +1,253 @@
+//! The migration safety lint: dangerous DDL is reported at build time, before it reaches
+//! production.
+//!
+//! Like `manifest.rs`, this module is compiled twice: by `build.rs` (through `#[path]`, next to
+//! `manifest` and `duration`), which lints `migrations/` on every build, and by the library,
+//! which runs the same rules for `server migrate lint [DIR]`. It therefore depends on `std`,
+//! squawk's crates, `toml` and `serde` (build-dependencies too) and its sibling modules
+//! `manifest` and `duration` only, never on `crate::`.
+//!
+//! Reading and detecting is squawk's: `squawk-syntax` parses each file with a PostgreSQL grammar
+//! (a lossless tree, error-tolerant: a statement it cannot read is reported and the rest is
+//! still linted), and `squawk-linter` finds the dangerous DDL its rules know. This file is the
+//! project's policy on top: it maps squawk's rules onto this project's rule ids, drops what
+//! cannot hurt production (tables created in the same file, binary-coercible type changes,
+//! non-volatile defaults, a validated NOT NULL check from an earlier migration), applies the
+//! severities of `migration-lint.toml` and the `-- lint:allow <rule>: <reason>` comments, and
+//! adds the few rules squawk has no equivalent for (see docs/migration-lint.md for the map).
+//!
+//! One job per file: [`rules`] (ids, levels, texts, squawk's map), [`config`] (the severity
+//! file, the engine's lock_timeout in the configuration files), this file (a set, file by
+//! file), `file` (what a file created, live tables, the lock_timeout in force), `squawk`
+//! (squawk's findings judged), `statement` and `alter` (the project's own rules), `types` (type
+//! changes and defaults), `allow` (allow comments), `syntax` (names and lines), [`report`]
+//! (findings and the report).
+//!
+//! What is linted: the up side of every migration (`.up.sql` and simple `.sql` files), in
+//! version order. Down files are not linted: they run only in a deliberate rollback and exist to
+//! drop what their up file created, so the live-traffic rules would flag every one of them.
+//!
+//! "Live" table: a table that exists before the migration file runs, i.e. any table the file
+//! did not create itself (a table created by an earlier migration is in production and serving
+//! traffic). A table created by the same file is empty and unseen by the running release, so
+//! the rules about locks and the previous release skip it. Names are compared by their last
+//! part (`public.t` and `t` are one table), case-folded unless quoted. Because the set is read
+//! in order, the lint also knows each column's type from the earlier files, which is what tells
+//! a binary-coercible `ALTER COLUMN … TYPE` (no rewrite) from one that rewrites the table.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use squawk_linter::{Linter, Violation};
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::{Parse, SourceFile};
+
+use super::manifest::{NO_TRANSACTION_MARKER, Spec, header_settings};
+
+mod allow;
+mod alter;
+pub mod config;
+mod file;
+pub mod report;
+pub mod rules;
+mod squawk;
+mod statement;
+mod syntax;
+mod types;
+
+pub use config::{CONFIG_FILE, Severities, config_lock_timeout_off, layered_lock_timeout_off};
+pub use report::{Finding, Report};
+pub use rules::*;
+
+use file::{FileLint, is_zero_setting};
+use syntax::{Lines, stmt_line};
+use types::SqlType;
+
+/// Context the rules need that the SQL does not carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The engine's default `lock_timeout` (`migrations.lock_timeout`) is 0: files without a
+    /// `-- lock_timeout:` header run without one.
+    pub engine_lock_timeout_off: bool,
+}
+
+/// One file to lint: an up or simple migration, in version order.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub file: &'a str,
+    pub sql: &'a str,
+}
+
+/// The files the lint reads from a validated set: each migration's up (or simple) side. Down
+/// files run only in a deliberate rollback and drop things by nature.
+pub fn up_sources<'a>(specs: impl IntoIterator<Item = &'a Spec>) -> Vec<Source<'a>> {
+    specs
+        .into_iter()
+        .map(|s| Source {
+            file: &s.up.file,
+            sql: &s.up.sql,
+        })
+        .collect()
+}
+
+/// Lints a set's up/simple files (down files are skipped), in the order given (version order).
+pub fn lint_set(sources: &[Source<'_>], severities: &Severities, options: Options) -> Report {
+    let mut state = SetState::default();
+    let mut report = Report::default();
+    for source in sources {
+        if source.file.ends_with(".down.sql") {
+            continue;
+        }
+        report.files += 1;
+        let (findings, statements) = lint_file(source, severities, options, &mut state);
+        report.findings.extend(findings);
+        report.statements += statements;
+    }
+    report
+}
+
+/// What earlier files of the set left that later ones can rely on.
+#[derive(Debug, Default)]
+struct SetState {
+    /// (table, column) with a validated `CHECK (column IS NOT NULL)`.
+    validated_not_null: BTreeSet<(String, String)>,
+    /// Constraint name → (table, column) of a `CHECK (column IS NOT NULL) NOT VALID`.
+    not_valid_not_null: BTreeMap<String, (String, String)>,
+    /// (table, column) → the column's type as the set declared it.
+    columns: BTreeMap<(String, String), SqlType>,
+    /// Index → its table.
+    indexes: BTreeMap<String, String>,
+}
+
+/// A raw finding before severities and allows are applied. `uncertain` caps a deny rule at
+/// warn: the lint suspects but cannot know (e.g. a default calling a function it does not know).
+struct Hit {
+    line: usize,
+    rule: &'static str,
+    message: String,
+    uncertain: bool,
+}
+
+/// Lints one file with what the set's earlier files left in `state`: its findings (severities
+/// and allow comments applied) and its number of statements.
+fn lint_file(
+    source: &Source<'_>,
+    severities: &Severities,
+    options: Options,
+    state: &mut SetState,
+) -> (Vec<Finding>, usize) {
+    let parse = SourceFile::parse(source.sql);
+    let root = parse.syntax_node();
+    let lines = Lines::new(source.sql);
+
+    let mut hits = Vec::new();
+    let allows = allow::read_allows(&root, &lines, &mut hits);
+    hits.extend(parse_errors(&parse, &lines));
+    let transactional = !source.sql.starts_with(NO_TRANSACTION_MARKER);
+    let stmts: Vec<ast::Stmt> = parse.tree().stmts().collect();
+    let by_stmt = squawk_violations(&parse, source.sql, severities, transactional, &stmts);
+
+    let header_off = header_settings(source.sql)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "lock_timeout")
+        .map(|(_, v)| is_zero_setting(&v));
+    let mut lint = FileLint::new(hits, &stmts, transactional, header_off, options, state);
+    for (i, (stmt, violations)) in stmts.iter().zip(by_stmt).enumerate() {
+        let line = stmt_line(stmt, &lines);
+        lint.concurrently(line, stmt);
+        for v in &violations {
+            lint.squawk(i, stmt, &root, &lines, v);
+        }
+        lint.statement(i, line, stmt);
+    }
+    let findings = findings(source.file, lint.hits, severities, &allows);
+    (findings, stmts.len())
+}
+
+/// One `parse-error` hit per line the parser could not read.
+fn parse_errors(parse: &Parse<SourceFile>, lines: &Lines) -> Vec<Hit> {
+    let mut error_lines = BTreeSet::new();
+    let mut hits = Vec::new();
+    for e in parse.errors() {
+        let line = lines.line(e.range().start());
+        if error_lines.insert(line) {
+            hits.push(Hit {
+                line,
+                rule: PARSE_ERROR,
+                message: format!("{}; the statement was not fully read", e.message()),
+                uncertain: false,
+            });
+        }
+    }
+    hits
+}
+
+/// squawk's findings for the rules not turned off, grouped by the statement they are in.
+fn squawk_violations(
+    parse: &Parse<SourceFile>,
+    sql: &str,
+    severities: &Severities,
+    transactional: bool,
+    stmts: &[ast::Stmt],
+) -> Vec<Vec<Violation>> {
+    let mut linter = Linter::from(
+        SQUAWK_RULES
+            .iter()
+            .filter(|(_, id)| severities.level(id) != Level::Off)
+            .map(|(rule, _)| *rule),
+    );
+    // squawk's default PostgreSQL version (15): the rules used here read alike from 12 on.
+    linter.settings.assume_in_transaction = transactional;
+    let mut by_stmt: Vec<Vec<Violation>> = vec![Vec::new(); stmts.len()];
+    for v in linter.lint(parse, sql) {
+        let at = v.text_range.start();
+        // Half-open ranges first: a statement that starts right where the previous one ends
+        // owns that offset.
+        if let Some(i) = stmts
+            .iter()
+            .position(|s| s.syntax().text_range().contains(at))
+            .or_else(|| {
+                stmts
+                    .iter()
+                    .rposition(|s| s.syntax().text_range().contains_inclusive(at))
+            })
+        {
+            by_stmt[i].push(v);
+        }
+    }
+    by_stmt
+}
+
+/// Hits become findings: duplicates dropped, severities applied (an uncertain hit at most
+/// warns), allow comments attached, in line order.
+fn findings(
+    file: &str,
+    hits: Vec<Hit>,
+    severities: &Severities,
+    allows: &BTreeMap<&'static str, String>,
+) -> Vec<Finding> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Finding> = hits
+        .into_iter()
+        .filter(|h| seen.insert((h.line, h.rule, h.message.clone())))
+        .filter_map(|h| {
+            let mut level = severities.level(h.rule);
+            if h.uncertain {
+                level = level.min(Level::Warn);
+            }
+            (level != Level::Off).then(|| Finding {
+                file: file.to_string(),
+                line: h.line,
+                rule: h.rule,
+                level,
+                message: h.message,
+                allowed: allows.get(h.rule).cloned(),
+            })
+        })
+        .collect();
+    out.sort_by_key(|f| f.line);
+    out
+}
+
+#[cfg(test)]
+mod tests;
