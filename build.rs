@@ -127,7 +127,7 @@ fn main() {
 
 /// Runs the safety lint over the validated set: warnings become cargo warnings, a deny finding
 /// fails the build with the whole report. The severity file is baked in for `server migrate lint`.
-fn lint_set(specs: &[manifest::Spec], shown_dir: &str) {
+fn lint_set(specs: &[manifest::Migration], shown_dir: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config_path = root.join(lint::CONFIG_FILE);
     println!("cargo:rerun-if-changed={}", config_path.display());

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use include_dir::{Dir, include_dir};
 
 use super::snapshot::Snapshot;
-use super::{Bookkeeping, Kind, Migration, MigrationSet, Script};
+use super::{Bookkeeping, Migration, MigrationKind, MigrationSet, Script};
 
 // The absolute path of the directory build.rs read (set by it through `cargo:rustc-env`).
 static MIGRATIONS_DIR: Dir<'static> = include_dir!("$AGENT_MIGRATIONS_DIR");
@@ -18,7 +18,7 @@ static MIGRATIONS_DIR: Dir<'static> = include_dir!("$AGENT_MIGRATIONS_DIR");
 pub(crate) struct Entry {
     version: i64,
     description: &'static str,
-    kind: Kind,
+    kind: MigrationKind,
     up: ScriptEntry,
     down: Option<ScriptEntry>,
 }

@@ -56,18 +56,18 @@ pub struct ReadOptions {
 
 /// Whether a version is a single file or an up/down pair, as its up file is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum MigrationKind {
     /// `<version>_<description>.sql` (a `.down.sql` beside it still reverts it, as in sqlx).
     Simple,
     /// `<version>_<description>.up.sql` (its `.down.sql` may be missing, as sqlx allows).
     Reversible,
 }
 
-impl Kind {
+impl MigrationKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Simple => "simple",
-            Kind::Reversible => "reversible",
+            MigrationKind::Simple => "simple",
+            MigrationKind::Reversible => "reversible",
         }
     }
 }
@@ -88,10 +88,10 @@ pub struct Script {
 
 /// One validated migration version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
+pub struct Migration {
     pub version: i64,
     pub description: String,
-    pub kind: Kind,
+    pub kind: MigrationKind,
     pub up: Script,
     pub down: Option<Script>,
 }
@@ -108,7 +108,7 @@ pub struct LoneDown {
 /// A directory read and validated: the migrations by version, and what the reader should know.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
-    pub specs: Vec<Spec>,
+    pub specs: Vec<Migration>,
     pub lone_downs: Vec<LoneDown>,
     /// Warnings, sorted by file name.
     pub notes: Vec<Note>,
@@ -393,7 +393,7 @@ pub fn build(files: &[SourceFile], options: &ReadOptions) -> Result<Manifest, Ve
     let mut lone_downs = Vec::new();
     for (version, slot) in slots {
         match slot.resolve(version, &mut notes) {
-            Ok(Resolved::Spec(spec)) => specs.push(spec),
+            Ok(Resolved::Migration(spec)) => specs.push(spec),
             Ok(Resolved::LoneDown(lone)) => lone_downs.push(lone),
             Err(slot_errors) => errors.extend(slot_errors),
         }
@@ -476,7 +476,7 @@ fn slots(
 
 /// What one version's files make.
 enum Resolved {
-    Spec(Spec),
+    Migration(Migration),
     LoneDown(LoneDown),
 }
 
@@ -488,8 +488,8 @@ impl Slot {
         let Slot { simple, up, down } = self;
         let down = down.into_iter().next();
         let (kind, (up, description)) = match (simple.into_iter().next(), up.into_iter().next()) {
-            (Some(simple), _) => (Kind::Simple, simple),
-            (None, Some(up)) => (Kind::Reversible, up),
+            (Some(simple), _) => (MigrationKind::Simple, simple),
+            (None, Some(up)) => (MigrationKind::Reversible, up),
             (None, None) => {
                 let (script, description) = down.expect("a slot holds at least one file");
                 notes.push(Note {
@@ -504,11 +504,11 @@ impl Slot {
             }
         };
         match (&down, kind) {
-            (None, Kind::Reversible) => notes.push(Note {
+            (None, MigrationKind::Reversible) => notes.push(Note {
                 file: up.file.clone(),
                 kind: NoteKind::NoDown,
             }),
-            (Some((d, _)), Kind::Simple) => notes.push(Note {
+            (Some((d, _)), MigrationKind::Simple) => notes.push(Note {
                 file: d.file.clone(),
                 kind: NoteKind::DownForSimple {
                     up: up.file.clone(),
@@ -526,7 +526,7 @@ impl Slot {
                 },
             });
         }
-        Ok(Resolved::Spec(Spec {
+        Ok(Resolved::Migration(Migration {
             version,
             description,
             kind,
@@ -567,7 +567,7 @@ impl Slot {
 
 /// Rust source for the embedded manifest: a `static MANIFEST: &[Entry]` whose SQL is looked up in
 /// the `include_dir` copy of the directory at run time. Written by `build.rs` into `OUT_DIR`.
-pub fn render_manifest(specs: &[Spec]) -> String {
+pub fn render_manifest(specs: &[Migration]) -> String {
     fn script(s: &Script) -> String {
         let settings: Vec<String> = s
             .settings
@@ -592,8 +592,8 @@ pub fn render_manifest(specs: &[Spec]) -> String {
             .as_ref()
             .map_or_else(|| "None".to_string(), |d| format!("Some({})", script(d)));
         let kind = match spec.kind {
-            Kind::Simple => "Kind::Simple",
-            Kind::Reversible => "Kind::Reversible",
+            MigrationKind::Simple => "MigrationKind::Simple",
+            MigrationKind::Reversible => "MigrationKind::Reversible",
         };
         out.push_str(&format!(
             "    Entry {{ version: {}, description: {:?}, kind: {kind}, up: {}, down: {} }},\n",
@@ -663,12 +663,12 @@ mod tests {
         let versions: Vec<_> = specs.iter().map(|s| s.version).collect();
         assert_eq!(versions, [2, 3, 4, 20240101000000]);
         assert_eq!(specs[0].description, "add index");
-        assert_eq!(specs[0].kind, Kind::Reversible);
+        assert_eq!(specs[0].kind, MigrationKind::Reversible);
         assert!(specs[0].up.no_tx);
         assert!(!specs[0].down.as_ref().expect("down").no_tx);
         assert_eq!(specs[2].description, "padded", "suffix trimmed repeatedly");
         assert_eq!(specs[3].description, "create users table");
-        assert_eq!(specs[3].kind, Kind::Simple);
+        assert_eq!(specs[3].kind, MigrationKind::Simple);
         assert_eq!(specs[3].up.checksum, checksum(b"CREATE TABLE users();"));
         assert!(m.notes.is_empty(), "{:?}", m.notes);
     }
@@ -788,7 +788,7 @@ mod tests {
         ]);
         assert_eq!(m.specs.len(), 1);
         assert_eq!(m.specs[0].version, 4);
-        assert_eq!(m.specs[0].kind, Kind::Reversible);
+        assert_eq!(m.specs[0].kind, MigrationKind::Reversible);
         assert!(m.specs[0].down.is_none());
         assert_eq!(m.lone_downs.len(), 1);
         assert_eq!(m.lone_downs[0].version, 3);
@@ -835,7 +835,7 @@ mod tests {
     #[test]
     fn a_down_file_beside_a_simple_file_reverts_it() {
         let m = read(&[f("4_x.sql", "SELECT 1;"), f("4_x.down.sql", "SELECT 2;")]);
-        assert_eq!(m.specs[0].kind, Kind::Simple);
+        assert_eq!(m.specs[0].kind, MigrationKind::Simple);
         assert_eq!(m.specs[0].down.as_ref().expect("down").file, "4_x.down.sql");
         assert!(matches!(m.notes[0].kind, NoteKind::DownForSimple { .. }));
     }
@@ -928,7 +928,7 @@ mod tests {
         let m = read(&[f("1_a.up.sql", "SELECT 1;"), f("1_a.down.sql", "SELECT 2;")]);
         let code = render_manifest(&m.specs);
         assert!(code.contains("version: 1,"));
-        assert!(code.contains("kind: Kind::Reversible"));
+        assert!(code.contains("kind: MigrationKind::Reversible"));
         assert!(code.contains("\"1_a.up.sql\""));
         assert!(code.contains("Some(ScriptEntry { file: \"1_a.down.sql\""));
     }

@@ -30,7 +30,7 @@ mod step;
 pub use dirty::{Direction, DirtyReport};
 pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Step};
 pub use error::{MigrateError, error_text};
-pub use manifest::{Kind, Script, Spec as Migration};
+pub use manifest::{Migration, MigrationKind, Script};
 pub use status::{Policy, Status, UnknownPolicy, Verdict};
 
 use std::path::Path;

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use agent_backend::migrate::manifest::{Kind, Manifest, NoteKind, Rule};
+use agent_backend::migrate::manifest::{Manifest, MigrationKind, NoteKind, Rule};
 use agent_backend::migrate::{
     MigrateError, MigrateOptions, MigrationSet, Migrator, SourceError, read_dir, sqlx_toml,
 };
@@ -60,8 +60,8 @@ fn our_rows(manifest: &Manifest) -> Rows {
     let mut rows = Rows::new();
     for spec in &manifest.specs {
         let ty = match spec.kind {
-            Kind::Simple => MigrationType::Simple,
-            Kind::Reversible => MigrationType::ReversibleUp,
+            MigrationKind::Simple => MigrationType::Simple,
+            MigrationKind::Reversible => MigrationType::ReversibleUp,
         };
         let script_row = |s: &agent_backend::migrate::Script, description: Option<String>| Row {
             description,

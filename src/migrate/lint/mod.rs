@@ -41,7 +41,7 @@ use squawk_linter::{Linter, Violation};
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{Parse, SourceFile};
 
-use super::manifest::{NO_TRANSACTION_MARKER, Spec, header_settings};
+use super::manifest::{Migration, NO_TRANSACTION_MARKER, header_settings};
 
 mod allow;
 mod alter;
@@ -79,7 +79,7 @@ pub struct Source<'a> {
 
 /// The files the lint reads from a validated set: each migration's up (or simple) side. Down
 /// files run only in a deliberate rollback and drop things by nature.
-pub fn up_sources<'a>(specs: impl IntoIterator<Item = &'a Spec>) -> Vec<Source<'a>> {
+pub fn up_sources<'a>(specs: impl IntoIterator<Item = &'a Migration>) -> Vec<Source<'a>> {
     specs
         .into_iter()
         .map(|s| Source {
