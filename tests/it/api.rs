@@ -608,7 +608,16 @@ async fn refused_fields_get_a_422_naming_them() {
         let p = problem(api.get(&format!("/conversations?limit={limit}")).await, 422).await;
         assert_eq!(p["errors"][0]["field"], "limit");
     }
-    // The whole body, as clients have always received it.
+}
+
+/// Refusals read as they always have: the whole problem body is the API's contract.
+#[tokio::test]
+async fn refusals_keep_their_wording() {
+    let api = Api::start("").await;
+    let id = api.conversation("Wording").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let long = api
         .post("/conversations", json!({ "title": "x".repeat(201) }))
         .await;
