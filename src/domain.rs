@@ -1,7 +1,19 @@
 //! Validated values of the product API. Request data is parsed into these once, at the edge;
 //! a value of one of these types is valid by construction. Failures are [`Invalid`]: the field
 //! and what is wrong, which the API answers with 422.
+//!
+//! Each type owns its rules, and they are written only here: the constraints the OpenAPI
+//! document publishes for it ([`Rule`], in JSON Schema's terms: lengths, patterns, ranges) and
+//! those it cannot publish (no NUL character, surrounding white space dropped, a bounded JSON
+//! size). `api::fields` shows these types to poem-openapi, which takes the document's
+//! constraints from the same [`Rule`]s these types check.
 
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use regex::Regex;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -19,6 +31,76 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
         field,
         message: message.into(),
     }
+}
+
+/// A constraint the API document publishes for a field, named by its JSON Schema keyword.
+/// A value that breaks one is refused in the same words ("does not satisfy maxLength(200)"),
+/// the words poem-openapi's own validators use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Maximum(i64),
+    Minimum(i64),
+    /// At most this many characters.
+    MaxLength(usize),
+    /// At least this many characters.
+    MinLength(usize),
+    /// A regular expression the text must match somewhere (anchor it to match all of it).
+    Pattern(&'static str),
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Maximum(n) => write!(f, "maximum({n}, exclusive: false)"),
+            Rule::Minimum(n) => write!(f, "minimum({n}, exclusive: false)"),
+            Rule::MaxLength(n) => write!(f, "maxLength({n})"),
+            Rule::MinLength(n) => write!(f, "minLength({n})"),
+            Rule::Pattern(p) => write!(f, "pattern(\"{p}\")"),
+        }
+    }
+}
+
+impl Rule {
+    fn admits_text(self, text: &str) -> bool {
+        match self {
+            Rule::MaxLength(n) => text.chars().nth(n).is_none(),
+            Rule::MinLength(n) => text.chars().count() >= n,
+            Rule::Pattern(pattern) => matches(pattern, text),
+            Rule::Maximum(_) | Rule::Minimum(_) => true,
+        }
+    }
+
+    fn admits_number(self, n: i64) -> bool {
+        match self {
+            Rule::Maximum(max) => n <= max,
+            Rule::Minimum(min) => n >= min,
+            Rule::MaxLength(_) | Rule::MinLength(_) | Rule::Pattern(_) => true,
+        }
+    }
+
+    /// The first of `rules` that `admits` refuses, as the field's refusal.
+    fn check(
+        field: &'static str,
+        rules: &[Rule],
+        admits: impl Fn(Rule) -> bool,
+    ) -> Result<(), Invalid> {
+        match rules.iter().find(|rule| !admits(**rule)) {
+            Some(rule) => Err(invalid(field, format!("does not satisfy {rule}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `text` matches `pattern`; each pattern is compiled once.
+fn matches(pattern: &'static str, text: &str) -> bool {
+    static COMPILED: LazyLock<Mutex<HashMap<&'static str, Regex>>> = LazyLock::new(Mutex::default);
+    let regex = COMPILED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(pattern)
+        .or_insert_with(|| Regex::new(pattern).expect("the rules' patterns are valid (tested)"))
+        .clone();
+    regex.is_match(text)
 }
 
 /// PostgreSQL stores no NUL character in `text` or `jsonb`: refuse it up front (422) rather
@@ -40,80 +122,83 @@ fn json_has_nul(value: &Value) -> bool {
     }
 }
 
-/// A JSON document of bounded size without NUL characters.
-fn bounded_json(field: &'static str, value: &Value) -> Result<(), Invalid> {
-    if json_has_nul(value) {
-        return Err(invalid(field, "must not contain NUL characters (\\u0000)"));
-    }
-    if json_size(value) > DOCUMENT_MAX_BYTES {
-        return Err(invalid(
-            field,
-            format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
-        ));
-    }
-    Ok(())
-}
-
-/// Non-empty (after trimming) text of at most `max` characters.
-fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, Invalid> {
-    no_nul(field, raw)?;
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(invalid(field, "must not be empty"));
-    }
-    let len = text.chars().count();
-    if len > max {
-        return Err(invalid(
-            field,
-            format!("is {len} characters long; at most {max}"),
-        ));
-    }
-    Ok(text.to_string())
-}
-
 /// Serialized size of a JSON value, for bounding stored documents.
 fn json_size(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
 }
 
 pub const TITLE_MAX: usize = 200;
-pub const KIND_MAX: usize = 64;
 pub const TOOL_CALL_ID_MAX: usize = 200;
 pub const CONTENT_MAX: usize = 200_000;
 pub const DOCUMENT_MAX_BYTES: usize = 256 * 1024;
+/// Not only white space.
+const NOT_BLANK: Rule = Rule::Pattern(r"\S");
 
-/// A conversation or artifact title.
+/// The rules of one text field.
+pub trait TextField: Send + Sync + 'static {
+    /// The field's name in refusals.
+    const NAME: &'static str;
+    /// The published constraints, checked in this order against the text as sent.
+    const RULES: &'static [Rule];
+    /// Whether surrounding white space is dropped (after the rules).
+    const TRIM: bool;
+}
+
+/// Text valid under `F`'s rules, without NUL characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Title(String);
+pub struct Text<F>(String, PhantomData<F>);
 
-impl Title {
+impl<F: TextField> Text<F> {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        bounded_text("title", raw, TITLE_MAX).map(Self)
+        Rule::check(F::NAME, F::RULES, |rule| rule.admits_text(raw))?;
+        no_nul(F::NAME, raw)?;
+        let text = if F::TRIM { raw.trim() } else { raw };
+        Ok(Self(text.to_string(), PhantomData))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// Conversation metadata: a JSON object of bounded size.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metadata(Value);
-
-impl Metadata {
-    pub fn parse(value: Value) -> Result<Self, Invalid> {
-        if !value.is_object() {
-            return Err(invalid("metadata", "must be a JSON object"));
-        }
-        bounded_json("metadata", &value)?;
-        Ok(Self(value))
-    }
-    pub fn empty() -> Self {
-        Self(Value::Object(serde_json::Map::new()))
-    }
-    pub fn into_value(self) -> Value {
+    pub fn into_string(self) -> String {
         self.0
     }
 }
+
+/// Declares a [`TextField`] and its [`Text`] type.
+macro_rules! text_field {
+    ($(#[$doc:meta])* $text:ident, $field:ident, $name:literal, [$($rule:expr),*], trim: $trim:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $field {}
+        impl TextField for $field {
+            const NAME: &'static str = $name;
+            const RULES: &'static [Rule] = &[$($rule),*];
+            const TRIM: bool = $trim;
+        }
+        $(#[$doc])*
+        pub type $text = Text<$field>;
+    };
+}
+
+text_field!(
+    /// A conversation or artifact title: 1–200 characters, not only white space; trimmed.
+    Title, TitleField, "title",
+    [Rule::MaxLength(TITLE_MAX), Rule::MinLength(1), NOT_BLANK], trim: true
+);
+text_field!(
+    /// A message's text: 1–200000 characters, kept as sent.
+    Content, ContentField, "content",
+    [Rule::MaxLength(CONTENT_MAX), Rule::MinLength(1)], trim: false
+);
+text_field!(
+    /// The tool call a `tool` message answers: 1–200 characters, not only white space; trimmed.
+    ToolCallId, ToolCallIdField, "tool_call_id",
+    [Rule::MaxLength(TOOL_CALL_ID_MAX), Rule::MinLength(1), NOT_BLANK], trim: true
+);
+text_field!(
+    /// What kind of artifact the client renders ("chart", "form", …): 1–64 letters, digits,
+    /// `-`, `_`, `.`.
+    ArtifactKind, ArtifactKindField, "kind",
+    [Rule::Pattern("^[A-Za-z0-9._-]{1,64}$")], trim: false
+);
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,16 +213,15 @@ impl Role {
     pub const ALL: [Role; 4] = [Role::User, Role::Assistant, Role::System, Role::Tool];
 
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        match raw {
-            "user" => Ok(Role::User),
-            "assistant" => Ok(Role::Assistant),
-            "system" => Ok(Role::System),
-            "tool" => Ok(Role::Tool),
-            other => Err(invalid(
-                "role",
-                format!("{other:?} is not one of user, assistant, system, tool"),
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|role| role.as_str() == raw)
+            .ok_or_else(|| {
+                invalid(
+                    "role",
+                    format!("{raw:?} is not one of user, assistant, system, tool"),
+                )
+            })
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -149,91 +233,84 @@ impl Role {
     }
 }
 
-/// A message to append: role, text, optional structured parts, optional tool call id.
+/// The JSON shape a document field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Object,
+    Array,
+}
+
+/// The rules of one JSON document field.
+pub trait JsonField: Send + Sync + 'static {
+    /// The field's name in refusals.
+    const NAME: &'static str;
+    const SHAPE: Shape;
+}
+
+/// A JSON document of `F`'s shape, at most [`DOCUMENT_MAX_BYTES`] serialized, without NUL
+/// characters in any key or string.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    pub role: Role,
-    pub content: String,
-    pub parts: Option<Value>,
-    pub tool_call_id: Option<String>,
-}
+pub struct Document<F>(Value, PhantomData<F>);
 
-impl NewMessage {
-    pub fn parse(
-        role: &str,
-        content: &str,
-        parts: Option<Value>,
-        tool_call_id: Option<&str>,
-    ) -> Result<Self, Invalid> {
-        let role = Role::parse(role)?;
-        if content.is_empty() {
-            return Err(invalid("content", "must not be empty"));
-        }
-        no_nul("content", content)?;
-        let len = content.chars().count();
-        if len > CONTENT_MAX {
-            return Err(invalid(
-                "content",
-                format!("is {len} characters long; at most {CONTENT_MAX}"),
-            ));
-        }
-        let parts = match parts {
-            None | Some(Value::Null) => None,
-            Some(p @ Value::Array(_)) => {
-                bounded_json("parts", &p)?;
-                Some(p)
-            }
-            Some(_) => return Err(invalid("parts", "must be a JSON array")),
-        };
-        let tool_call_id = tool_call_id
-            .map(|id| bounded_text("tool_call_id", id, TOOL_CALL_ID_MAX))
-            .transpose()?;
-        Ok(Self {
-            role,
-            content: content.to_string(),
-            parts,
-            tool_call_id,
-        })
-    }
-}
-
-/// An artifact kind ("chart", "form", …): a short identifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kind(String);
-
-impl Kind {
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let kind = bounded_text("kind", raw, KIND_MAX)?;
-        if !kind
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                "kind",
-                "may hold only letters, digits, '-', '_' and '.'",
-            ));
-        }
-        Ok(Self(kind))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// An artifact's spec: any JSON document except `null`, of bounded size.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spec(Value);
-
-impl Spec {
+impl<F: JsonField> Document<F> {
     pub fn parse(value: Value) -> Result<Self, Invalid> {
-        if value.is_null() {
-            return Err(invalid("spec", "must not be null"));
+        match (F::SHAPE, &value) {
+            (Shape::Object, Value::Object(_)) | (Shape::Array, Value::Array(_)) => {}
+            (Shape::Object, _) => return Err(invalid(F::NAME, "must be a JSON object")),
+            (Shape::Array, _) => return Err(invalid(F::NAME, "must be a JSON array")),
         }
-        bounded_json("spec", &value)?;
-        Ok(Self(value))
+        if json_has_nul(&value) {
+            return Err(invalid(
+                F::NAME,
+                "must not contain NUL characters (\\u0000)",
+            ));
+        }
+        if json_size(&value) > DOCUMENT_MAX_BYTES {
+            return Err(invalid(
+                F::NAME,
+                format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
+            ));
+        }
+        Ok(Self(value, PhantomData))
+    }
+    pub fn as_value(&self) -> &Value {
+        &self.0
     }
     pub fn into_value(self) -> Value {
         self.0
+    }
+}
+
+/// Declares a [`JsonField`] and its [`Document`] type.
+macro_rules! json_field {
+    ($(#[$doc:meta])* $document:ident, $field:ident, $name:literal, $shape:expr) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $field {}
+        impl JsonField for $field {
+            const NAME: &'static str = $name;
+            const SHAPE: Shape = $shape;
+        }
+        $(#[$doc])*
+        pub type $document = Document<$field>;
+    };
+}
+
+json_field!(
+    /// Conversation metadata: a JSON object for the client.
+    Metadata, MetadataField, "metadata", Shape::Object
+);
+json_field!(
+    /// An artifact's specification: a JSON object.
+    ArtifactSpec, ArtifactSpecField, "spec", Shape::Object
+);
+json_field!(
+    /// A message's structured parts: a JSON array.
+    Parts, PartsField, "parts", Shape::Array
+);
+
+impl Metadata {
+    pub fn empty() -> Self {
+        Self(Value::Object(serde_json::Map::new()), PhantomData)
     }
 }
 
@@ -244,25 +321,31 @@ pub struct Limit(i64);
 impl Limit {
     pub const DEFAULT: i64 = 20;
     pub const MAX: i64 = 100;
+    pub const RULES: &'static [Rule] = &[Rule::Maximum(Self::MAX), Rule::Minimum(1)];
 
-    pub fn parse(raw: Option<i64>) -> Result<Self, Invalid> {
-        match raw.unwrap_or(Self::DEFAULT) {
-            n @ 1..=Self::MAX => Ok(Self(n)),
-            n => Err(invalid(
-                "limit",
-                format!("{n} is out of range 1..={}", Self::MAX),
-            )),
-        }
+    pub fn parse(n: i64) -> Result<Self, Invalid> {
+        Rule::check("limit", Self::RULES, |rule| rule.admits_number(n))?;
+        Ok(Self(n))
     }
     pub fn get(self) -> i64 {
         self.0
     }
 }
 
-/// Why a cursor was refused: it is opaque, so this is the client's error (400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid cursor: pass back the next_cursor of a previous page unchanged")]
-pub struct BadCursor;
+impl Default for Limit {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
+
+/// A cursor that matches its pattern yet does not decode. The patterns admit only what
+/// decodes, so this is never sent; it is refused like any other bad cursor.
+fn undecodable() -> Invalid {
+    invalid(
+        "cursor",
+        "invalid cursor: pass back the next_cursor of a previous page unchanged",
+    )
+}
 
 /// Position after an item ordered by `(created_at, id)`: `<unix micros hex>.<uuid>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,31 +355,38 @@ pub struct TimeCursor {
 }
 
 impl TimeCursor {
+    pub const RULES: &'static [Rule] = &[Rule::Pattern(r"^[0-9a-f]{1,16}\.[0-9a-f]{32}$")];
+
     pub fn encode(created_at: OffsetDateTime, id: Uuid) -> String {
         let micros = created_at.unix_timestamp_nanos() / 1000;
         format!("{micros:x}.{}", id.simple())
     }
 
-    pub fn parse(raw: Option<&str>) -> Result<Option<Self>, BadCursor> {
-        let Some(raw) = raw else { return Ok(None) };
-        let (micros, id) = raw.split_once('.').ok_or(BadCursor)?;
-        if micros.is_empty() || micros.len() > 16 {
-            return Err(BadCursor);
-        }
-        let micros = i128::from_str_radix(micros, 16).map_err(|_| BadCursor)?;
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Rule::check("cursor", Self::RULES, |rule| rule.admits_text(raw))?;
+        let (micros, id) = raw.split_once('.').ok_or_else(undecodable)?;
+        let micros = i128::from_str_radix(micros, 16).map_err(|_| undecodable())?;
         // A well-formed cursor beyond the representable range just points past everything.
         let created_at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000)
             .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
-        let id = Uuid::try_parse(id).map_err(|_| BadCursor)?;
-        Ok(Some(Self { created_at, id }))
+        let id = Uuid::try_parse(id).map_err(|_| undecodable())?;
+        Ok(Self { created_at, id })
     }
 }
 
-/// Position after a message sequence number.
-pub fn parse_seq_cursor(raw: Option<&str>) -> Result<i64, BadCursor> {
-    match raw {
-        None => Ok(0),
-        Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or(BadCursor),
+/// Position after a sequence number (a message's `seq`, an artifact's `version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeqCursor(i64);
+
+impl SeqCursor {
+    pub const RULES: &'static [Rule] = &[Rule::Pattern("^[0-9]{1,18}$")];
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Rule::check("cursor", Self::RULES, |rule| rule.admits_text(raw))?;
+        raw.parse().map(Self).map_err(|_| undecodable())
+    }
+    pub fn get(self) -> i64 {
+        self.0
     }
 }
 
@@ -311,74 +401,106 @@ mod tests {
             Title::parse("  Hello ").map(|t| t.as_str().to_string()),
             Ok("Hello".into())
         );
-        assert_eq!(Title::parse("   ").unwrap_err().field, "title");
+        assert_eq!(
+            Title::parse("   ").unwrap_err().message,
+            r#"does not satisfy pattern("\S")"#
+        );
         assert!(Title::parse(&"é".repeat(TITLE_MAX)).is_ok());
-        assert!(Title::parse(&"é".repeat(TITLE_MAX + 1)).is_err());
+        assert_eq!(
+            Title::parse(&"é".repeat(TITLE_MAX + 1)).unwrap_err(),
+            invalid("title", "does not satisfy maxLength(200)")
+        );
+        assert_eq!(
+            Title::parse("").unwrap_err().message,
+            "does not satisfy minLength(1)"
+        );
     }
 
     #[test]
     fn messages_need_a_known_role_text_and_array_parts() {
-        assert!(NewMessage::parse("user", "hi", None, None).is_ok());
+        assert_eq!(Role::parse("tool"), Ok(Role::Tool));
         assert_eq!(
-            NewMessage::parse("robot", "hi", None, None)
-                .unwrap_err()
-                .field,
-            "role"
+            Role::parse("robot").unwrap_err().to_string(),
+            r#"role: "robot" is not one of user, assistant, system, tool"#
         );
+        assert_eq!(Content::parse("").unwrap_err().field, "content");
+        assert_eq!(Content::parse(" hi ").unwrap().as_str(), " hi ");
         assert_eq!(
-            NewMessage::parse("user", "", None, None).unwrap_err().field,
-            "content"
-        );
-        let parts = Some(json!({"not": "an array"}));
-        assert_eq!(
-            NewMessage::parse("user", "hi", parts, None)
-                .unwrap_err()
-                .field,
+            Parts::parse(json!({"not": "an array"})).unwrap_err().field,
             "parts"
         );
-        let ok = NewMessage::parse("tool", "x", Some(json!([{"type": "text"}])), Some("call_1"))
-            .unwrap();
-        assert_eq!(ok.tool_call_id.as_deref(), Some("call_1"));
+        assert!(Parts::parse(json!([{"type": "text"}])).is_ok());
+        assert_eq!(ToolCallId::parse(" call_1 ").unwrap().as_str(), "call_1");
+    }
+
+    #[test]
+    fn kinds_are_short_identifiers() {
+        assert!(ArtifactKind::parse("bar-chart").is_ok());
+        assert!(ArtifactKind::parse("bar chart").is_err());
+        assert!(ArtifactKind::parse(&"k".repeat(64)).is_ok());
+        assert!(ArtifactKind::parse(&"k".repeat(65)).is_err());
     }
 
     #[test]
     fn limits_and_cursors() {
-        assert_eq!(Limit::parse(None).unwrap().get(), 20);
-        assert!(Limit::parse(Some(0)).is_err());
-        assert!(Limit::parse(Some(101)).is_err());
+        assert_eq!(Limit::default().get(), 20);
+        assert_eq!(
+            Limit::parse(0).unwrap_err().message,
+            "does not satisfy minimum(1, exclusive: false)"
+        );
+        assert_eq!(
+            Limit::parse(101).unwrap_err().message,
+            "does not satisfy maximum(100, exclusive: false)"
+        );
+        assert_eq!(Limit::parse(100).map(Limit::get), Ok(100));
         let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap();
         let id = Uuid::new_v4();
         let cursor = TimeCursor::encode(at, id);
         assert_eq!(
-            TimeCursor::parse(Some(&cursor)),
-            Ok(Some(TimeCursor { created_at: at, id }))
+            TimeCursor::parse(&cursor),
+            Ok(TimeCursor { created_at: at, id })
         );
-        assert_eq!(TimeCursor::parse(Some("zz.nope")), Err(BadCursor));
+        assert_eq!(TimeCursor::parse("zz.nope").unwrap_err().field, "cursor");
         let far = format!("ffffffffffffffff.{}", Uuid::nil().simple());
-        assert!(TimeCursor::parse(Some(&far)).unwrap().is_some());
-        assert_eq!(parse_seq_cursor(Some("-1")), Err(BadCursor));
+        assert!(TimeCursor::parse(&far).is_ok());
+        assert!(SeqCursor::parse("-1").is_err());
+        assert_eq!(
+            SeqCursor::parse("999999999999999999").map(SeqCursor::get),
+            Ok(999_999_999_999_999_999)
+        );
     }
 
     #[test]
     fn nul_characters_are_refused_everywhere() {
         assert_eq!(Title::parse("a\0b").unwrap_err().field, "title");
-        assert_eq!(
-            NewMessage::parse("user", "a\0", None, None)
-                .unwrap_err()
-                .field,
-            "content"
-        );
+        assert_eq!(Content::parse("a\0").unwrap_err().field, "content");
         assert!(Metadata::parse(json!({ "k\0": 1 })).is_err());
         assert!(Metadata::parse(json!({ "k": ["\0"] })).is_err());
-        assert!(Spec::parse(json!({ "a": { "b": "x\0" } })).is_err());
+        assert!(ArtifactSpec::parse(json!({ "a": { "b": "x\0" } })).is_err());
     }
 
     #[test]
-    fn metadata_must_be_an_object() {
+    fn every_pattern_compiles() {
+        let rules = [
+            TitleField::RULES,
+            ContentField::RULES,
+            ToolCallIdField::RULES,
+            ArtifactKindField::RULES,
+            TimeCursor::RULES,
+            SeqCursor::RULES,
+        ];
+        for rule in rules.iter().flat_map(|rules| rules.iter()) {
+            // Panics on a pattern that does not compile.
+            rule.admits_text("");
+        }
+    }
+
+    #[test]
+    fn documents_have_their_shape_and_a_bounded_size() {
         assert!(Metadata::parse(json!({"a": 1})).is_ok());
         assert!(Metadata::parse(json!([1])).is_err());
-        assert!(Spec::parse(json!(null)).is_err());
-        assert!(Kind::parse("bar-chart").is_ok());
-        assert!(Kind::parse("bar chart").is_err());
+        assert!(ArtifactSpec::parse(json!(null)).is_err());
+        let big = json!({ "x": "y".repeat(DOCUMENT_MAX_BYTES) });
+        assert!(Metadata::parse(big).is_err());
     }
 }

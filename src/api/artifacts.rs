@@ -5,19 +5,17 @@
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use std::collections::BTreeMap;
-
 use super::error::{ApiError, ErrorResponse};
 use super::json::JsonObject;
-use super::{ApiKey, ApiTags, object};
+use super::page::{self, Item, Page, PageSchema, Parent};
+use super::{ApiKey, ApiTags};
 use crate::db;
-use crate::domain::{Kind, Limit, Spec, TimeCursor, Title, parse_seq_cursor};
+use crate::domain::{ArtifactKind, ArtifactSpec, Limit, SeqCursor, TimeCursor, Title};
 
 /// A UI artifact at its current version.
 #[derive(Debug, Clone, Object)]
@@ -51,38 +49,37 @@ pub struct ArtifactVersion {
 #[derive(Debug, Object)]
 pub struct NewArtifact {
     /// 1–64 characters: letters, digits, `-`, `_`, `.`.
-    #[oai(validator(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
-    pub kind: String,
+    pub kind: ArtifactKind,
     /// 1–200 characters, not only white space (trimmed).
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
-    pub title: String,
+    pub title: Title,
     /// The component's specification: a JSON object, at most 256 KiB.
-    pub spec: BTreeMap<String, Value>,
+    pub spec: ArtifactSpec,
 }
 
 /// Body of `PATCH /artifacts/{id}`.
 #[derive(Debug, Object)]
 pub struct ArtifactUpdate {
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
-    pub title: Option<String>,
-    pub spec: Option<BTreeMap<String, Value>>,
+    pub title: Option<Title>,
+    pub spec: Option<ArtifactSpec>,
     /// The version this update is based on (or send `If-Match`).
     #[oai(validator(minimum(value = "1")))]
     pub version: Option<i32>,
 }
 
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ArtifactPage {
-    pub items: Vec<Artifact>,
-    pub next_cursor: Option<String>,
+impl Item for Artifact {
+    const PAGE: PageSchema = PageSchema::named("ArtifactPage");
+
+    fn cursor(&self) -> String {
+        TimeCursor::encode(self.created_at, self.id)
+    }
 }
 
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ArtifactVersionPage {
-    pub items: Vec<ArtifactVersion>,
-    pub next_cursor: Option<String>,
+impl Item for ArtifactVersion {
+    const PAGE: PageSchema = PageSchema::named("ArtifactVersionPage");
+
+    fn cursor(&self) -> String {
+        self.version.to_string()
+    }
 }
 
 #[derive(ApiResponse)]
@@ -97,8 +94,24 @@ pub enum Current {
     Ok(Json<Artifact>, #[oai(header = "ETag")] String),
 }
 
-fn etag(version: i32) -> String {
-    format!("\"{version}\"")
+/// An artifact's ETag is its version: `"3"`.
+fn etag(row: Artifact) -> (Json<Artifact>, String) {
+    let tag = format!("\"{}\"", row.version);
+    (Json(row), tag)
+}
+
+impl Created {
+    fn artifact(row: Artifact) -> Self {
+        let (body, tag) = etag(row);
+        Self::Created(body, tag)
+    }
+}
+
+impl Current {
+    fn artifact(row: Artifact) -> Self {
+        let (body, tag) = etag(row);
+        Self::Ok(body, tag)
+    }
 }
 
 /// `"3"`, `W/"3"` or `3` → `Some(3)`; `*` → `None` (any version).
@@ -136,10 +149,8 @@ impl ArtifactsApi {
         id: Path<Uuid>,
         body: Json<NewArtifact>,
     ) -> Result<Created> {
-        let kind = Kind::parse(&body.kind)?;
-        let title = Title::parse(&body.title)?;
-        let spec = Spec::parse(object(body.0.spec))?;
-        let row = sqlx::query_as!(
+        let NewArtifact { kind, title, spec } = body.0;
+        let created = sqlx::query_as!(
             Artifact,
             r#"WITH a AS (
                    INSERT INTO ui_artifacts (conversation_id, kind, title, spec)
@@ -161,9 +172,9 @@ impl ArtifactsApi {
         .fetch_optional(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("artifacts.create"))
         .await?
+        .map(Created::artifact)
         .ok_or(ApiError::NotFound("conversation"))?;
-        let tag = etag(row.version);
-        Ok(Created::Created(Json(row), tag))
+        Ok(created)
     }
 
     /// List a conversation's artifacts, oldest first.
@@ -177,15 +188,12 @@ impl ArtifactsApi {
         _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<i64>>,
+        limit: Query<Limit>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^[0-9a-f]{1,16}\.[0-9a-f]{32}$"))]
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<ArtifactPage>> {
-        let limit = Limit::parse(limit.0)?;
-        let after = TimeCursor::parse(cursor.0.as_deref())?;
-        let mut items = sqlx::query_as!(
+        cursor: Query<Option<TimeCursor>>,
+    ) -> Result<Json<Page<Artifact>>> {
+        let after = cursor.0;
+        let rows = sqlx::query_as!(
             Artifact,
             r#"SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
                FROM ui_artifacts
@@ -195,36 +203,20 @@ impl ArtifactsApi {
             id.0,
             after.map(|c| c.created_at),
             after.map(|c| c.id),
-            limit.get() + 1,
+            page::fetch_size(limit.0),
         )
         .fetch_all(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("artifacts.list"))
         .await?;
-        if items.is_empty() {
-            let exists = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS "e!""#,
-                id.0
-            )
-            .fetch_one(&mut *db::acquire(&self.pool).await?)
-            .instrument(db::query_span("artifacts.list"))
-            .await?;
-            if !exists {
-                return Err(ApiError::NotFound("conversation").into());
-            }
-        }
-        let max = usize::try_from(limit.get()).unwrap_or(usize::MAX);
-        let mut next_cursor = None;
-        if items.len() > max {
-            items.truncate(max);
-            next_cursor = items.last().map(|a| TimeCursor::encode(a.created_at, a.id));
-        }
-        Ok(Json(ArtifactPage { items, next_cursor }))
+        let parent = Parent::Conversation(id.0);
+        let page = Page::under(parent, rows, limit.0, &self.pool, "artifacts.list").await?;
+        Ok(Json(page))
     }
 
     /// Get an artifact at its current version (`ETag` carries the version).
     #[oai(path = "/artifacts/:id", method = "get", operation_id = "getArtifact")]
     async fn get(&self, _key: ApiKey, id: Path<Uuid>) -> Result<Current> {
-        let row = sqlx::query_as!(
+        sqlx::query_as!(
             Artifact,
             "SELECT id, conversation_id, kind, title, spec, version, created_at, updated_at
              FROM ui_artifacts WHERE id = $1",
@@ -233,9 +225,8 @@ impl ArtifactsApi {
         .fetch_optional(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("artifacts.get"))
         .await?
-        .ok_or(ApiError::NotFound("artifact"))?;
-        let tag = etag(row.version);
-        Ok(Current::Ok(Json(row), tag))
+        .map(Current::artifact)
+        .ok_or_else(|| ApiError::NotFound("artifact").into())
     }
 
     /// Update an artifact's title and/or spec, based on a known version (`If-Match` or
@@ -272,8 +263,7 @@ impl ArtifactsApi {
             Some(raw) => parse_if_match(raw)?,
             None => Some(body.version.ok_or(ApiError::PreconditionRequired)?),
         };
-        let title = body.title.as_deref().map(Title::parse).transpose()?;
-        let spec = body.0.spec.map(|s| Spec::parse(object(s))).transpose()?;
+        let ArtifactUpdate { title, spec, .. } = body.0;
         let row = sqlx::query_as!(
             Artifact,
             r#"WITH a AS (
@@ -293,14 +283,13 @@ impl ArtifactsApi {
             id.0,
             expected,
             title.as_ref().map(Title::as_str),
-            spec.map(Spec::into_value),
+            spec.map(ArtifactSpec::into_value),
         )
         .fetch_optional(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("artifacts.update"))
         .await?;
         if let Some(row) = row {
-            let tag = etag(row.version);
-            return Ok(Current::Ok(Json(row), tag));
+            return Ok(Current::artifact(row));
         }
         let current = sqlx::query_scalar!("SELECT version FROM ui_artifacts WHERE id = $1", id.0)
             .fetch_optional(&mut *db::acquire(&self.pool).await?)
@@ -327,44 +316,25 @@ impl ArtifactsApi {
         _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<i64>>,
+        limit: Query<Limit>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = "^[0-9]{1,18}$"))]
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<ArtifactVersionPage>> {
-        let limit = Limit::parse(limit.0)?;
-        let after = parse_seq_cursor(cursor.0.as_deref())?;
-        let mut items = sqlx::query_as!(
+        cursor: Query<Option<SeqCursor>>,
+    ) -> Result<Json<Page<ArtifactVersion>>> {
+        let after = cursor.0.unwrap_or_default();
+        let rows = sqlx::query_as!(
             ArtifactVersion,
             "SELECT artifact_id, version, title, spec, created_at FROM ui_artifact_versions
              WHERE artifact_id = $1 AND version > $2 ORDER BY version LIMIT $3",
             id.0,
-            i32::try_from(after).unwrap_or(i32::MAX),
-            limit.get() + 1,
+            i32::try_from(after.get()).unwrap_or(i32::MAX),
+            page::fetch_size(limit.0),
         )
         .fetch_all(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("artifacts.versions"))
         .await?;
-        if items.is_empty() {
-            let exists = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM ui_artifacts WHERE id = $1) AS "e!""#,
-                id.0
-            )
-            .fetch_one(&mut *db::acquire(&self.pool).await?)
-            .instrument(db::query_span("artifacts.versions"))
-            .await?;
-            if !exists {
-                return Err(ApiError::NotFound("artifact").into());
-            }
-        }
-        let max = usize::try_from(limit.get()).unwrap_or(usize::MAX);
-        let mut next_cursor = None;
-        if items.len() > max {
-            items.truncate(max);
-            next_cursor = items.last().map(|v| v.version.to_string());
-        }
-        Ok(Json(ArtifactVersionPage { items, next_cursor }))
+        let parent = Parent::Artifact(id.0);
+        let page = Page::under(parent, rows, limit.0, &self.pool, "artifacts.versions").await?;
+        Ok(Json(page))
     }
 
     /// Get one stored version of an artifact.

@@ -4,17 +4,15 @@
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use std::collections::BTreeMap;
-
 use super::error::{ApiError, ErrorResponse};
 use super::json::JsonObject;
-use super::{ApiKey, ApiTags, object};
+use super::page::{self, Item, Page, PageSchema};
+use super::{ApiKey, ApiTags};
 use crate::db;
 use crate::domain::{Limit, Metadata, TimeCursor, Title};
 
@@ -38,28 +36,28 @@ pub struct Conversation {
 #[derive(Debug, Object)]
 pub struct NewConversation {
     /// 1–200 characters, not only white space (trimmed).
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
-    pub title: String,
+    pub title: Title,
     /// A JSON object (default `{}`), at most 256 KiB.
-    pub metadata: Option<BTreeMap<String, Value>>,
+    pub metadata: Option<Metadata>,
 }
 
 /// Body of `PATCH /conversations/{id}`: the fields to change.
 #[derive(Debug, Object)]
 pub struct ConversationPatch {
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
-    pub title: Option<String>,
+    pub title: Option<Title>,
     /// Replaces the metadata object.
-    pub metadata: Option<BTreeMap<String, Value>>,
+    pub metadata: Option<Metadata>,
 }
 
-/// One page of conversations, newest first.
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct ConversationPage {
-    pub items: Vec<Conversation>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+impl Item for Conversation {
+    const PAGE: PageSchema = PageSchema::described(
+        "ConversationPage",
+        "One page of conversations, newest first.",
+    );
+
+    fn cursor(&self) -> String {
+        TimeCursor::encode(self.created_at, self.id)
+    }
 }
 
 #[derive(ApiResponse)]
@@ -94,11 +92,8 @@ impl ConversationsApi {
         operation_id = "createConversation"
     )]
     async fn create(&self, _key: ApiKey, body: Json<NewConversation>) -> Result<Created> {
-        let title = Title::parse(&body.title)?;
-        let metadata = match body.0.metadata {
-            Some(m) => Metadata::parse(object(m))?,
-            None => Metadata::empty(),
-        };
+        let NewConversation { title, metadata } = body.0;
+        let metadata = metadata.unwrap_or_else(Metadata::empty);
         let row = sqlx::query_as!(
             Conversation,
             r#"INSERT INTO conversations (title, metadata) VALUES ($1, $2)
@@ -123,17 +118,14 @@ impl ConversationsApi {
         &self,
         _key: ApiKey,
         /// Page size, 1–100 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<i64>>,
+        limit: Query<Limit>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^[0-9a-f]{1,16}\.[0-9a-f]{32}$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<TimeCursor>>,
         /// `true`: only archived; `false`: only active; absent: all.
         archived: Query<Option<bool>>,
-    ) -> Result<Json<ConversationPage>> {
-        let limit = Limit::parse(limit.0)?;
-        let after = TimeCursor::parse(cursor.0.as_deref())?;
-        let mut items = sqlx::query_as!(
+    ) -> Result<Json<Page<Conversation>>> {
+        let after = cursor.0;
+        let rows = sqlx::query_as!(
             Conversation,
             r#"SELECT id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
                       last_seq AS message_count, created_at, updated_at
@@ -145,13 +137,12 @@ impl ConversationsApi {
             archived.0,
             after.map(|c| c.created_at),
             after.map(|c| c.id),
-            limit.get() + 1,
+            page::fetch_size(limit.0),
         )
         .fetch_all(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("conversations.list"))
         .await?;
-        let next_cursor = page_cursor(&mut items, limit);
-        Ok(Json(ConversationPage { items, next_cursor }))
+        Ok(Json(Page::new(rows, limit.0)))
     }
 
     /// Get one conversation.
@@ -187,12 +178,7 @@ impl ConversationsApi {
         id: Path<Uuid>,
         body: Json<ConversationPatch>,
     ) -> Result<Json<Conversation>> {
-        let title = body.title.as_deref().map(Title::parse).transpose()?;
-        let metadata = body
-            .0
-            .metadata
-            .map(|m| Metadata::parse(object(m)))
-            .transpose()?;
+        let ConversationPatch { title, metadata } = body.0;
         sqlx::query_as!(
             Conversation,
             r#"UPDATE conversations
@@ -266,15 +252,4 @@ impl ConversationsApi {
         .map(Json)
         .ok_or_else(not_found)
     }
-}
-
-/// Trims a `limit + 1` fetch to `limit` items and returns the cursor after the last one when
-/// there was more.
-fn page_cursor(items: &mut Vec<Conversation>, limit: Limit) -> Option<String> {
-    let limit = usize::try_from(limit.get()).unwrap_or(usize::MAX);
-    if items.len() <= limit {
-        return None;
-    }
-    items.truncate(limit);
-    items.last().map(|c| TimeCursor::encode(c.created_at, c.id))
 }

@@ -4,10 +4,10 @@
 
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
-use poem_openapi::types::ToJSON;
+use poem_openapi::types::{ParseError, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object};
 
-use crate::domain::{BadCursor, Invalid};
+use crate::domain::Invalid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -62,6 +62,20 @@ impl Problem {
         }
     }
 
+    /// 422: one field failed validation.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self {
+            errors: Some(vec![FieldError {
+                field: field.to_string(),
+                message: message.to_string(),
+            }]),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{field}: {message}"),
+            )
+        }
+    }
+
     /// The document as JSON text.
     pub fn to_json_string(&self) -> String {
         self.to_json().map(|v| v.to_string()).unwrap_or_default()
@@ -83,8 +97,6 @@ impl Problem {
 pub enum ApiError {
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    #[error(transparent)]
-    BadCursor(#[from] BadCursor),
     #[error("If-Match must be an artifact version such as \"3\"")]
     BadIfMatch,
     #[error("{0} not found")]
@@ -170,7 +182,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadCursor(_) | ApiError::BadIfMatch => StatusCode::BAD_REQUEST,
+            ApiError::BadIfMatch => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::VersionConflict {
                 via_if_match: true, ..
@@ -185,12 +197,7 @@ impl ApiError {
     fn problem(&self) -> Problem {
         let mut problem = Problem::new(self.status(), self.to_string());
         match self {
-            ApiError::Invalid(e) => {
-                problem.errors = Some(vec![FieldError {
-                    field: e.field.to_string(),
-                    message: e.message.clone(),
-                }]);
-            }
+            ApiError::Invalid(e) => return Problem::invalid(e.field, &e.message),
             ApiError::VersionConflict { current, .. } => problem.current_version = Some(*current),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "internal error while handling a request");
@@ -271,12 +278,6 @@ impl From<Invalid> for ErrorResponse {
     }
 }
 
-impl From<BadCursor> for ErrorResponse {
-    fn from(e: BadCursor) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
 impl From<sqlx::Error> for ErrorResponse {
     fn from(e: sqlx::Error) -> Self {
         ApiError::from(e).into()
@@ -316,13 +317,13 @@ pub async fn from_poem_error(err: poem::Error) -> poem::Response {
     response
 }
 
-/// A request the OpenAPI validators refused (length, pattern, range) is a validation failure:
-/// 422 with the field, like the domain checks. A body or parameter that does not parse at all
-/// stays 400.
+/// A request the domain refused while poem-openapi parsed it (`api::fields`), or that an
+/// OpenAPI validator refused (length, pattern, range), is a validation failure: 422 with the
+/// field. A body or parameter that does not parse at all stays 400.
 fn validation_problem(err: &poem::Error) -> Option<Problem> {
     use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
     let (field, reason) = if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        (e.name.to_string(), e.reason.clone())
+        (e.name.to_string(), e.reason.as_str())
     } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         let field = e
             .reason
@@ -331,18 +332,73 @@ fn validation_problem(err: &poem::Error) -> Option<Problem> {
             .and_then(|rest| rest.split('`').next())
             .unwrap_or("body")
             .to_string();
-        (field, e.reason.clone())
+        (field, e.reason.as_str())
     } else {
         return None;
     };
-    let message = reason.split("verification failed. ").nth(1)?.to_string();
-    let mut problem = Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!("{field}: does not satisfy {message}"),
-    );
-    problem.errors = Some(vec![FieldError {
-        field,
-        message: format!("does not satisfy {message}"),
-    }]);
-    Some(problem)
+    if let Some(refusal) = Refusal::find(reason) {
+        return Some(Problem::invalid(&refusal.field, &refusal.message));
+    }
+    let message = reason.split("verification failed. ").nth(1)?;
+    Some(Problem::invalid(
+        &field,
+        &format!("does not satisfy {message}"),
+    ))
+}
+
+/// poem-openapi's parse errors carry only text: a domain refusal travels in it as this marker
+/// and the [`Invalid`] as JSON, and [`validation_problem`] reads it back.
+const REFUSED: &str = "refused by the domain: ";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Refusal {
+    field: String,
+    message: String,
+}
+
+impl Refusal {
+    fn find(reason: &str) -> Option<Self> {
+        let (_, json) = reason.split_once(REFUSED)?;
+        serde_json::Deserializer::from_str(json)
+            .into_iter()
+            .next()?
+            .ok()
+    }
+}
+
+/// A parse error for a value the domain refused: a 422 naming the field, whatever type is
+/// being parsed around it.
+pub fn refuse<T: Type>(invalid: Invalid) -> ParseError<T> {
+    let refusal = Refusal {
+        field: invalid.field.to_string(),
+        message: invalid.message,
+    };
+    let json = serde_json::to_string(&refusal).unwrap_or_default();
+    ParseError::custom(format!("{REFUSED}{json}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal survives poem-openapi's wrapping: the "failed to parse" prefix, and the
+    /// "(occurred while parsing …)" suffixes of the objects around it.
+    #[test]
+    fn refusals_read_back_through_the_wrapping() {
+        let invalid = Invalid {
+            field: "role",
+            message: r#""x) (occurred" is not one of user, assistant, system, tool"#.into(),
+        };
+        let error: ParseError<String> = refuse(invalid.clone());
+        let reason = format!(
+            r#"{} (occurred while parsing "AppendMessage")"#,
+            error.into_message()
+        );
+        let found = Refusal::find(&reason).unwrap();
+        assert_eq!(
+            (found.field.as_str(), found.message),
+            (invalid.field, invalid.message)
+        );
+        assert!(Refusal::find(r#"Expected input type "string", found 5."#).is_none());
+    }
 }

@@ -1,5 +1,5 @@
-//! Values the API stores as they came, declared in the document with the shape the database
-//! guarantees (its CHECK constraints and the domain checks): a client generated from
+//! Values the API returns as they were stored, declared in the document with the shape the
+//! database guarantees (its CHECK constraints and the domain checks): a client generated from
 //! `/openapi.json` gets `{ [key: string]: unknown }` for a JSON object, `unknown[]` for the
 //! parts array and a union of the four roles, not `unknown` and `string`.
 //!
@@ -30,8 +30,7 @@ impl From<Value> for JsonObject {
 
 impl Type for JsonObject {
     const IS_REQUIRED: bool = true;
-    type RawValueType = Value;
-    type RawElementValueType = Value;
+    own_raw_value!();
 
     fn name() -> Cow<'static, str> {
         "object".into()
@@ -42,14 +41,6 @@ impl Type for JsonObject {
             additional_properties: Some(any()),
             ..MetaSchema::new("object")
         }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Value> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
-        Box::new(std::iter::once(&self.0))
     }
 }
 
@@ -80,8 +71,7 @@ impl From<Option<Value>> for OptionalArray {
 
 impl Type for OptionalArray {
     const IS_REQUIRED: bool = false;
-    type RawValueType = Value;
-    type RawElementValueType = Value;
+    own_raw_value!();
 
     fn name() -> Cow<'static, str> {
         "array".into()
@@ -92,14 +82,6 @@ impl Type for OptionalArray {
             items: Some(any()),
             ..MetaSchema::new("array")
         }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Value> {
-        self.0.as_ref()
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
-        Box::new(self.0.iter())
     }
 
     fn is_none(&self) -> bool {
@@ -123,10 +105,8 @@ impl ToJSON for OptionalArray {
     }
 }
 
-/// A message's role, declared as the enum `Role` (`user`, `assistant`, `system`, `tool`).
-///
-/// Read as any string, like the plain `String` it replaces: an unknown role is the domain's to
-/// refuse ([`crate::domain::NewMessage::parse`], 422 naming the field), not a parse error.
+/// A message's role as stored, declared as the domain's `Role` enum (`user`, `assistant`,
+/// `system`, `tool`): the database's CHECK constraint keeps it one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleName(pub String);
 
@@ -138,31 +118,18 @@ impl From<String> for RoleName {
 
 impl Type for RoleName {
     const IS_REQUIRED: bool = true;
-    type RawValueType = String;
-    type RawElementValueType = String;
+    own_raw_value!();
 
     fn name() -> Cow<'static, str> {
-        "Role".into()
+        Role::name()
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Reference(Self::name().into_owned())
+        Role::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
-        registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
-            description: Some("Who wrote a message."),
-            enum_items: Role::ALL.iter().map(|r| Value::from(r.as_str())).collect(),
-            ..MetaSchema::new("string")
-        });
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        Some(&self.0)
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        Box::new(std::iter::once(&self.0))
+        Role::register(registry);
     }
 }
 

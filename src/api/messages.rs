@@ -8,7 +8,6 @@
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -16,9 +15,10 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
 use super::json::{OptionalArray, RoleName};
+use super::page::{self, Item, Page, PageSchema, Parent};
 use super::{ApiKey, ApiTags};
 use crate::db;
-use crate::domain::{Limit, NewMessage, parse_seq_cursor};
+use crate::domain::{Content, Limit, Parts, Role, SeqCursor, ToolCallId};
 
 /// A message in a conversation.
 #[derive(Debug, Clone, Object)]
@@ -39,24 +39,22 @@ pub struct Message {
 /// Body of `POST /conversations/{id}/messages`. A `role` outside `Role` gets 422 naming it.
 #[derive(Debug, Object)]
 pub struct AppendMessage {
-    pub role: RoleName,
+    pub role: Role,
     /// The text, 1–200000 characters.
-    #[oai(validator(min_length = 1, max_length = 200000))]
-    pub content: String,
+    pub content: Content,
     /// Optional structured parts: a JSON array, at most 256 KiB.
-    pub parts: Option<Vec<Value>>,
+    pub parts: Option<Parts>,
     /// For `tool` messages: the call this answers (1–200 characters, not only white space).
-    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
-    pub tool_call_id: Option<String>,
+    pub tool_call_id: Option<ToolCallId>,
 }
 
-/// One page of messages in sequence order.
-#[derive(Debug, Object)]
-#[oai(skip_serializing_if_is_none)]
-pub struct MessagePage {
-    pub items: Vec<Message>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
+impl Item for Message {
+    const PAGE: PageSchema =
+        PageSchema::described("MessagePage", "One page of messages in sequence order.");
+
+    fn cursor(&self) -> String {
+        self.seq.to_string()
+    }
 }
 
 #[derive(ApiResponse)]
@@ -91,12 +89,6 @@ impl MessagesApi {
             parts,
             tool_call_id,
         } = body.0;
-        let m = NewMessage::parse(
-            &role.0,
-            &content,
-            parts.map(Value::Array),
-            tool_call_id.as_deref(),
-        )?;
         let row = sqlx::query_as!(
             Message,
             r#"WITH c AS (
@@ -107,10 +99,10 @@ impl MessagesApi {
                SELECT c.id, c.last_seq, $2, $3, $4, $5 FROM c
                RETURNING id, conversation_id, seq, role, content, parts, tool_call_id, created_at"#,
             id.0,
-            m.role.as_str(),
-            m.content,
-            m.parts,
-            m.tool_call_id,
+            role.as_str(),
+            content.as_str(),
+            parts.map(Parts::into_value),
+            tool_call_id.as_ref().map(ToolCallId::as_str),
         )
         .fetch_optional(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("messages.append"))
@@ -130,47 +122,26 @@ impl MessagesApi {
         _key: ApiKey,
         id: Path<Uuid>,
         /// Page size, 1–100 (default 20).
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<i64>>,
+        limit: Query<Limit>,
         /// `next_cursor` of the previous page.
-        #[oai(validator(pattern = "^[0-9]{1,18}$"))]
-        cursor: Query<Option<String>>,
-    ) -> Result<Json<MessagePage>> {
-        let limit = Limit::parse(limit.0)?;
-        let after = parse_seq_cursor(cursor.0.as_deref())?;
-        let mut items = sqlx::query_as!(
+        cursor: Query<Option<SeqCursor>>,
+    ) -> Result<Json<Page<Message>>> {
+        let after = cursor.0.unwrap_or_default();
+        let rows = sqlx::query_as!(
             Message,
             r#"SELECT id, conversation_id, seq, role, content, parts, tool_call_id, created_at
                FROM messages WHERE conversation_id = $1 AND seq > $2
                ORDER BY seq LIMIT $3"#,
             id.0,
-            after,
-            limit.get() + 1,
+            after.get(),
+            page::fetch_size(limit.0),
         )
         .fetch_all(&mut *db::acquire(&self.pool).await?)
         .instrument(db::query_span("messages.list"))
         .await?;
-        if items.is_empty() {
-            let exists = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1) AS "e!""#,
-                id.0
-            )
-            .fetch_one(&mut *db::acquire(&self.pool).await?)
-            .instrument(db::query_span("messages.list"))
-            .await?;
-            if !exists {
-                return Err(ApiError::NotFound("conversation").into());
-            }
-        }
-        let limit = usize::try_from(limit.get()).unwrap_or(usize::MAX);
-        let next_cursor = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|m| m.seq.to_string())
-        });
-        Ok(Json(MessagePage {
-            items,
-            next_cursor: next_cursor.flatten(),
-        }))
+        let parent = Parent::Conversation(id.0);
+        let page = Page::under(parent, rows, limit.0, &self.pool, "messages.list").await?;
+        Ok(Json(page))
     }
 
     /// Get one message of a conversation.

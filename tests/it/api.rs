@@ -1,53 +1,68 @@
-//! The product API over HTTP against a real server process and its own database.
+//! The product API in process (`poem::test::TestClient` over the routes the binary serves, a
+//! real database of its own per test), and the one thing only a process shows: production
+//! refuses to start without API keys.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use reqwest::{Client, Response, StatusCode};
+use poem::endpoint::BoxEndpoint;
+use poem::http::{Method, StatusCode};
+use poem::test::{TestClient, TestRequestBuilder, TestResponse};
 use serde_json::{Value, json};
 
-use crate::support::{Running, TestDb, run_server, spawn_server};
+use crate::support::{TestDb, app, run_server};
+
+type Request<'a> = TestRequestBuilder<'a, BoxEndpoint<'static>>;
 
 struct Api {
-    _db: TestDb,
-    server: Running,
-    http: Client,
+    db: TestDb,
+    client: TestClient<BoxEndpoint<'static>>,
 }
 
 impl Api {
-    async fn start(env: &[(&str, &str)]) -> Self {
+    /// The application over a new migrated database; `config` as [`app`] takes it.
+    async fn start(config: &str) -> Self {
         let db = TestDb::migrated().await;
-        let server = spawn_server(&db.url, env).await;
-        Self {
-            _db: db,
-            server,
-            http: Client::new(),
+        let client = app(&db, config);
+        Self { db, client }
+    }
+
+    fn url(path: &str) -> String {
+        format!("/api/v1{path}")
+    }
+
+    /// A request, its body framed as an HTTP client frames one: the body limit reads
+    /// `Content-Length`.
+    fn request(&self, method: Method, path: &str, body: Option<(&str, String)>) -> Request<'_> {
+        let request = self.client.request(method, Self::url(path));
+        match body {
+            Some((content_type, body)) => request
+                .content_type(content_type)
+                .header("content-length", body.len())
+                .body(body),
+            None => request,
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.server.base)
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> TestResponse {
+        let body = body.map(|body| ("application/json", body.to_string()));
+        self.request(method, path, body).send().await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Response {
-        self.http
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+    async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.send(Method::POST, path, Some(body)).await
     }
 
-    async fn get(&self, path: &str) -> Response {
-        self.http.get(self.url(path)).send().await.unwrap()
+    async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, None).await
     }
 
-    async fn patch(&self, path: &str, body: Value) -> Response {
-        self.http
-            .patch(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+    async fn patch(&self, path: &str, body: Value) -> TestResponse {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> TestResponse {
+        self.send(Method::DELETE, path, None).await
     }
 
     async fn conversation(&self, title: &str) -> Value {
@@ -59,10 +74,24 @@ impl Api {
     }
 }
 
+fn header(resp: &TestResponse, name: &str) -> String {
+    resp.0
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn text(resp: TestResponse) -> String {
+    resp.0.into_body().into_string().await.unwrap()
+}
+
 /// The JSON body of a response with the expected status.
-async fn ok(resp: Response, status: u16) -> Value {
-    let got = resp.status();
-    let body = resp.text().await.unwrap();
+async fn ok(resp: TestResponse, status: u16) -> Value {
+    let got = resp.0.status();
+    let body = text(resp).await;
     assert_eq!(got.as_u16(), status, "{body}");
     if body.is_empty() {
         Value::Null
@@ -72,17 +101,16 @@ async fn ok(resp: Response, status: u16) -> Value {
 }
 
 /// The text of a 200 response.
-async fn ok_text(resp: Response) -> String {
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+async fn ok_text(resp: TestResponse) -> String {
+    assert_eq!(resp.0.status(), StatusCode::OK);
+    text(resp).await
 }
 
 /// The problem document of an error response, checked for RFC 9457 shape.
-async fn problem(resp: Response, status: u16) -> Value {
-    assert_eq!(resp.status().as_u16(), status);
-    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = resp.json().await.unwrap();
+async fn problem(resp: TestResponse, status: u16) -> Value {
+    assert_eq!(resp.0.status().as_u16(), status);
+    assert_eq!(header(&resp, "content-type"), "application/problem+json");
+    let body: Value = serde_json::from_str(&text(resp).await).unwrap();
     assert_eq!(body["status"], status, "{body}");
     assert!(
         body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
@@ -118,7 +146,7 @@ async fn all_pages(api: &Api, path: &str, limit: u32) -> (Vec<String>, usize) {
 
 #[tokio::test]
 async fn conversations_round_trip() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let created = ok(
         api.post(
             "/conversations",
@@ -195,29 +223,16 @@ async fn conversations_round_trip() {
         201,
     )
     .await;
-    let deleted = api
-        .http
-        .delete(api.url(&format!("/conversations/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let deleted = api.delete(&format!("/conversations/{id}")).await;
+    assert_eq!(deleted.0.status(), StatusCode::NO_CONTENT);
     problem(api.get(&format!("/conversations/{id}")).await, 404).await;
     problem(api.get(&format!("/conversations/{id}/messages")).await, 404).await;
-    problem(
-        api.http
-            .delete(api.url(&format!("/conversations/{id}")))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    problem(api.delete(&format!("/conversations/{id}")).await, 404).await;
 }
 
 #[tokio::test]
 async fn conversation_pages_cover_everything_once_newest_first() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let mut created = Vec::new();
     for i in 0..7 {
         created.push(
@@ -235,7 +250,7 @@ async fn conversation_pages_cover_everything_once_newest_first() {
 
 #[tokio::test]
 async fn messages_append_list_and_get() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let id = api.conversation("Chat").await["id"]
         .as_str()
         .unwrap()
@@ -301,24 +316,21 @@ async fn messages_append_list_and_get() {
 
 #[tokio::test]
 async fn fifty_concurrent_appends_get_sequence_one_to_fifty() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let id = api.conversation("Busy").await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let url = api.url(&format!("/conversations/{id}/messages"));
+    let api = Arc::new(api);
+    let path = format!("/conversations/{id}/messages");
     let tasks: Vec<_> = (0..50)
         .map(|i| {
-            let (http, url) = (api.http.clone(), url.clone());
+            let (api, path) = (api.clone(), path.clone());
             tokio::spawn(async move {
-                let resp = http
-                    .post(url)
-                    .json(&json!({ "role": "user", "content": format!("m{i}") }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 201);
-                resp.json::<Value>().await.unwrap()["seq"].as_i64().unwrap()
+                let body = json!({ "role": "user", "content": format!("m{i}") });
+                ok(api.post(&path, body).await, 201).await["seq"]
+                    .as_i64()
+                    .unwrap()
             })
         })
         .collect();
@@ -349,7 +361,7 @@ async fn fifty_concurrent_appends_get_sequence_one_to_fifty() {
 
 #[tokio::test]
 async fn artifacts_keep_every_version_under_optimistic_concurrency() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let cid = api.conversation("Dashboard").await["id"]
         .as_str()
         .unwrap()
@@ -360,70 +372,46 @@ async fn artifacts_keep_every_version_under_optimistic_concurrency() {
             json!({ "kind": "bar-chart", "title": "Sales", "spec": { "bars": [1, 2] } }),
         )
         .await;
-    assert_eq!(resp.headers()["etag"], "\"1\"");
+    assert_eq!(header(&resp, "etag"), "\"1\"");
     let created = ok(resp, 201).await;
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(created["version"], 1);
 
     let update = |if_match: Option<&str>, body: Value| {
-        let mut req = api
-            .http
-            .patch(api.url(&format!("/artifacts/{id}")))
-            .json(&body);
+        let body = Some(("application/json", body.to_string()));
+        let mut req = api.request(Method::PATCH, &format!("/artifacts/{id}"), body);
         if let Some(tag) = if_match {
             req = req.header("If-Match", tag);
         }
         req.send()
     };
-    let v2 = update(Some("\"1\""), json!({ "spec": { "bars": [1, 2, 3] } }))
-        .await
-        .unwrap();
-    assert_eq!(v2.headers()["etag"], "\"2\"");
+    let v2 = update(Some("\"1\""), json!({ "spec": { "bars": [1, 2, 3] } })).await;
+    assert_eq!(header(&v2, "etag"), "\"2\"");
     let v2 = ok(v2, 200).await;
     assert_eq!(
         (v2["version"].clone(), v2["title"].clone()),
         (json!(2), json!("Sales"))
     );
 
-    let stale = problem(
-        update(Some("\"1\""), json!({ "title": "Lost" }))
-            .await
-            .unwrap(),
-        412,
-    )
-    .await;
+    let stale = problem(update(Some("\"1\""), json!({ "title": "Lost" })).await, 412).await;
     assert_eq!(stale["current_version"], 2);
     let stale = problem(
-        update(None, json!({ "title": "Lost", "version": 1 }))
-            .await
-            .unwrap(),
+        update(None, json!({ "title": "Lost", "version": 1 })).await,
         409,
     )
     .await;
     assert_eq!(stale["current_version"], 2);
-    problem(
-        update(None, json!({ "title": "No version" }))
-            .await
-            .unwrap(),
-        428,
-    )
-    .await;
-    problem(
-        update(Some("soon"), json!({ "title": "x" })).await.unwrap(),
-        400,
-    )
-    .await;
+    problem(update(None, json!({ "title": "No version" })).await, 428).await;
+    problem(update(Some("soon"), json!({ "title": "x" })).await, 400).await;
     let v3 = ok(
-        update(None, json!({ "title": "Sales by month", "version": 2 }))
-            .await
-            .unwrap(),
+        update(None, json!({ "title": "Sales by month", "version": 2 })).await,
         200,
     )
     .await;
     assert_eq!(v3["version"], 3);
 
     let current = api.get(&format!("/artifacts/{id}")).await;
-    assert_eq!(current.headers()["etag"], "\"3\"");
+    assert_eq!(header(&current, "etag"), "\"3\"");
     assert_eq!(ok(current, 200).await, v3);
     let versions = ok(api.get(&format!("/artifacts/{id}/versions")).await, 200).await;
     let titles: Vec<&str> = versions["items"]
@@ -455,7 +443,7 @@ async fn artifacts_keep_every_version_under_optimistic_concurrency() {
 /// found by schemathesis as a 500 when `1.7976931348623157e308` was read back.
 #[tokio::test]
 async fn extreme_json_numbers_round_trip() {
-    let api = Api::start(&[]).await;
+    let api = Api::start("").await;
     let cid = api.conversation("Numbers").await["id"]
         .as_str()
         .unwrap()
@@ -498,32 +486,26 @@ async fn extreme_json_numbers_round_trip() {
 }
 
 #[tokio::test]
-async fn bad_input_gets_a_problem_never_a_5xx() {
-    let api = Api::start(&[("APP_SERVER__BODY_LIMIT_BYTES", "2048")]).await;
+async fn malformed_requests_get_a_4xx_problem() {
+    let api = Api::start("server.body_limit_bytes = 2048").await;
     let id = api.conversation("Errors").await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let raw = |body: &'static str, content_type: &'static str| {
-        api.http
-            .post(api.url("/conversations"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+    let raw = |body: &str, content_type: &str| {
+        let body = Some((content_type, body.to_string()));
+        api.request(Method::POST, "/conversations", body).send()
     };
-    problem(raw("{\"title\":", "application/json").await.unwrap(), 400).await;
-    problem(raw("{}", "application/json").await.unwrap(), 400).await;
-    problem(raw("[1, 2]", "application/json").await.unwrap(), 400).await;
+    problem(raw("{\"title\":", "application/json").await, 400).await;
+    problem(raw("{}", "application/json").await, 400).await;
+    problem(raw("[1, 2]", "application/json").await, 400).await;
     problem(
-        raw("title=x", "application/x-www-form-urlencoded")
-            .await
-            .unwrap(),
+        raw("title=x", "application/x-www-form-urlencoded").await,
         415,
     )
     .await;
     problem(api.get("/conversations/not-a-uuid").await, 400).await;
-    // A cursor off the documented pattern is a validation failure; one that matches it but does
-    // not decode is a bad request.
+    // A cursor off the documented pattern is a validation failure naming it.
     let p = problem(api.get("/conversations?cursor=garbage").await, 422).await;
     assert_eq!(p["errors"][0]["field"], "cursor");
     let bad = format!("/conversations?cursor=abc.{}", "g".repeat(32));
@@ -537,25 +519,44 @@ async fn bad_input_gets_a_problem_never_a_5xx() {
     problem(api.get("/no-such-route").await, 404).await;
 
     // 405 names what the resource does support (RFC 9110), API and health alike.
-    let wrong = api
-        .http
-        .delete(api.url(&format!("/conversations/{id}/messages")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.headers()["allow"], "GET, HEAD, POST");
+    let wrong = api.delete(&format!("/conversations/{id}/messages")).await;
+    assert_eq!(header(&wrong, "allow"), "GET, HEAD, POST");
     problem(wrong, 405).await;
-    let wrong = api
-        .http
-        .post(format!("{}/health/ready", api.server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.headers()["allow"], "GET, HEAD");
+    let wrong = api.client.post("/health/ready").send().await;
+    assert_eq!(header(&wrong, "allow"), "GET, HEAD");
     problem(wrong, 405).await;
     let big = json!({ "title": "x".repeat(4000) });
     problem(api.post("/conversations", big).await, 413).await;
+    // The wrong JSON type where the schema wants an object or array is malformed: 400.
+    let wrong_types = [
+        (
+            "/conversations".to_string(),
+            json!({ "title": "ok", "metadata": [1] }),
+        ),
+        (
+            format!("/conversations/{id}/messages"),
+            json!({ "role": "user", "content": "x", "parts": {} }),
+        ),
+        (
+            format!("/conversations/{id}/artifacts"),
+            json!({ "kind": "chart", "title": "t", "spec": null }),
+        ),
+    ];
+    for (path, body) in wrong_types {
+        problem(api.post(&path, body.clone()).await, 400).await;
+    }
+    problem(api.get("/conversations?limit=ten").await, 400).await;
+}
 
+/// A value its domain type refuses is a 422 naming the field, worded as the document's
+/// constraint it breaks where it breaks one.
+#[tokio::test]
+async fn refused_fields_get_a_422_naming_them() {
+    let api = Api::start("").await;
+    let id = api.conversation("Errors").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let validation = [
         (
             "/conversations".to_string(),
@@ -603,62 +604,69 @@ async fn bad_input_gets_a_problem_never_a_5xx() {
     )
     .await;
     assert_eq!(p["errors"][0]["field"], "title");
-    // The wrong JSON type where the schema wants an object or array is malformed: 400.
-    let wrong_types = [
-        (
-            "/conversations".to_string(),
-            json!({ "title": "ok", "metadata": [1] }),
-        ),
-        (
-            format!("/conversations/{id}/messages"),
-            json!({ "role": "user", "content": "x", "parts": {} }),
-        ),
-        (
-            format!("/conversations/{id}/artifacts"),
-            json!({ "kind": "chart", "title": "t", "spec": null }),
-        ),
-    ];
-    for (path, body) in wrong_types {
-        problem(api.post(&path, body.clone()).await, 400).await;
-    }
     for limit in ["0", "101", "-5"] {
         let p = problem(api.get(&format!("/conversations?limit={limit}")).await, 422).await;
         assert_eq!(p["errors"][0]["field"], "limit");
     }
-    problem(api.get("/conversations?limit=ten").await, 400).await;
+}
+
+/// Refusals read as they always have: the whole problem body is the API's contract.
+#[tokio::test]
+async fn refusals_keep_their_wording() {
+    let api = Api::start("").await;
+    let id = api.conversation("Wording").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let long = api
+        .post("/conversations", json!({ "title": "x".repeat(201) }))
+        .await;
+    assert_eq!(
+        problem(long, 422).await,
+        json!({
+            "type": "/problems/validation",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": "title: does not satisfy maxLength(200)",
+            "errors": [{ "field": "title", "message": "does not satisfy maxLength(200)" }],
+        })
+    );
+    let robot = json!({ "role": "robot", "content": "x" });
+    let robot = api
+        .post(&format!("/conversations/{id}/messages"), robot)
+        .await;
+    assert_eq!(
+        problem(robot, 422).await["detail"],
+        r#"role: "robot" is not one of user, assistant, system, tool"#
+    );
+    let limit = problem(api.get("/conversations?limit=0").await, 422).await;
+    assert_eq!(
+        limit["detail"],
+        "limit: does not satisfy minimum(1, exclusive: false)"
+    );
 }
 
 #[tokio::test]
 async fn api_keys_guard_the_api_but_not_health_or_docs() {
     let key = "test-key-0123456789abcdef";
-    let api = Api::start(&[("API_KEYS", &format!("{key},another-key-0123456789"))]).await;
+    let api = Api::start(&format!(
+        r#"auth.api_keys = "{key},another-key-0123456789""#
+    ))
+    .await;
     let missing = api.get("/conversations").await;
-    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_eq!(header(&missing, "www-authenticate"), "Bearer");
     problem(missing, 401).await;
-    let wrong = api
-        .http
-        .get(api.url("/conversations"))
-        .bearer_auth("not-the-key-at-all")
-        .send()
-        .await
-        .unwrap();
-    problem(wrong, 401).await;
-    let right = api
-        .http
-        .get(api.url("/conversations"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(right.status(), 200);
-    for open in ["/health/live", "/health/ready", "/openapi.json"] {
-        let resp = api
-            .http
-            .get(format!("{}{open}", api.server.base))
+    let with_key = |key: &str| {
+        api.client
+            .get(Api::url("/conversations"))
+            .header("Authorization", format!("Bearer {key}"))
             .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{open}");
+    };
+    problem(with_key("not-the-key-at-all").await, 401).await;
+    assert_eq!(with_key(key).await.0.status(), StatusCode::OK);
+    for open in ["/health/live", "/health/ready", "/openapi.json"] {
+        let resp = api.client.get(open).send().await;
+        assert_eq!(resp.0.status(), StatusCode::OK, "{open}");
     }
 }
 
@@ -672,41 +680,36 @@ async fn production_refuses_to_start_without_api_keys() {
 
 #[tokio::test]
 async fn request_ids_are_honoured_or_generated() {
-    let api = Api::start(&[]).await;
-    let resp = api
-        .http
-        .get(api.url("/conversations"))
-        .header("X-Request-Id", "client-id-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "client-id-42");
+    let api = Api::start("").await;
+    let with_id = |path: &str, id: &str| {
+        api.client
+            .get(Api::url(path))
+            .header("X-Request-Id", id)
+            .send()
+    };
+    let resp = with_id("/conversations", "client-id-42").await;
+    assert_eq!(header(&resp, "x-request-id"), "client-id-42");
     let resp = api.get("/conversations").await;
-    let generated = resp.headers()["x-request-id"].to_str().unwrap();
-    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
-    let resp = api
-        .http
-        .get(api.url("/nope"))
-        .header("X-Request-Id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(resp.headers()["x-request-id"], "bad id with spaces");
+    let generated = header(&resp, "x-request-id");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let resp = with_id("/nope", "bad id with spaces").await;
+    assert_ne!(header(&resp, "x-request-id"), "bad id with spaces");
 }
 
 #[tokio::test]
 async fn an_exhausted_pool_answers_503_not_a_hang() {
-    let env = [
-        ("APP_DATABASE__MAX_CONNECTIONS", "1"),
-        ("APP_DATABASE__ACQUIRE_TIMEOUT", "300ms"),
-    ];
-    let api = Api::start(&env).await;
+    let api = Api::start(
+        r#"database.max_connections = 1
+           database.acquire_timeout = "300ms""#,
+    )
+    .await;
+    let api = Arc::new(api);
     let id = api.conversation("Locked").await["id"]
         .as_str()
         .unwrap()
         .to_string();
     // Lock the conversation row so an append holds the server's only connection while waiting.
-    let mut locker = api._db.connect().await;
+    let mut locker = api.db.connect().await;
     sqlx::raw_sql("BEGIN").execute(&mut locker).await.unwrap();
     sqlx::query("SELECT 1 FROM conversations WHERE id = $1::uuid FOR UPDATE")
         .bind(&id)
@@ -714,20 +717,13 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
         .await
         .unwrap();
     let append = {
-        let (http, url) = (
-            api.http.clone(),
-            api.url(&format!("/conversations/{id}/messages")),
-        );
+        let (api, path) = (api.clone(), format!("/conversations/{id}/messages"));
         tokio::spawn(async move {
-            http.post(url)
-                .json(&json!({ "role": "user", "content": "x" }))
-                .send()
-                .await
-                .unwrap()
-                .status()
+            let body = json!({ "role": "user", "content": "x" });
+            api.post(&path, body).await.0.status()
         })
     };
-    let mut observer = api._db.connect().await;
+    let mut observer = api.db.connect().await;
     loop {
         let waiting: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
@@ -742,7 +738,7 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
         tokio::task::yield_now().await;
     }
     let busy = api.get(&format!("/conversations/{id}")).await;
-    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(header(&busy, "retry-after"), "1");
     let busy = problem(busy, 503).await;
     assert!(busy["detail"].as_str().unwrap().contains("retry"), "{busy}");
     sqlx::raw_sql("COMMIT").execute(&mut locker).await.unwrap();
@@ -755,16 +751,8 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
 
 #[tokio::test]
 async fn openapi_document_lists_every_operation_and_its_errors() {
-    let api = Api::start(&[]).await;
-    let doc: Value = api
-        .http
-        .get(format!("{}/openapi.json", api.server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::start("").await;
+    let doc = ok(api.client.get("/openapi.json").send().await, 200).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let mut operations = HashSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -803,25 +791,20 @@ async fn openapi_document_lists_every_operation_and_its_errors() {
     ] {
         assert!(operations.contains(expected), "{expected}");
     }
-    let docs = api
-        .http
-        .get(format!("{}/docs", api.server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(docs.status(), 200);
+    let docs = api.client.get("/docs").send().await;
+    assert_eq!(docs.0.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
     let key = "test-key-0123456789abcdef";
-    let api = Api::start(&[("API_KEYS", key)]).await;
-    let open = |path: &str| api.http.get(format!("{}{path}", api.server.base)).send();
+    let api = Api::start(&format!(r#"auth.api_keys = "{key}""#)).await;
+    let open = |path: &'static str| api.client.get(path).send();
     // The document and the UI that reads it stay open while the API needs the key.
-    let doc: Value = ok(open("/openapi.json").await.unwrap(), 200).await;
+    let doc: Value = ok(open("/openapi.json").await, 200).await;
     // Swagger UI renders the document embedded in the page: with a security scheme in it, the
     // page has its "Authorize" button.
-    let docs: String = ok_text(open("/docs").await.unwrap())
+    let docs: String = ok_text(open("/docs").await)
         .await
         .split_whitespace()
         .collect();

@@ -1,6 +1,6 @@
 //! Integration tests: one crate (one link step), a module per area. Every test gets its own
-//! PostgreSQL database, dropped afterwards; the server is driven as a library (`engine`) and as
-//! a process (`process`).
+//! PostgreSQL database, dropped afterwards; the server is driven as a library (`engine`), its
+//! routes in process (`api`) and as a process (`process`).
 //!
 //! PostgreSQL: `TEST_DATABASE_URL` (an admin connection; default
 //! `postgres://postgres@127.0.0.1:5432/postgres`).

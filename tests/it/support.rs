@@ -1,10 +1,19 @@
-//! Test harness: per-test databases, migration sets written to temp dirs, the server process.
+//! Test harness: per-test databases, migration sets written to temp dirs, the application in
+//! process, the server process.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use agent_backend::config::Settings;
+use agent_backend::db;
+use agent_backend::http::{self, AppState};
 use agent_backend::migrate::{MigrateOptions, MigrationSet, Migrator, embedded};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use poem::EndpointExt;
+use poem::endpoint::BoxEndpoint;
+use poem::test::TestClient;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -192,6 +201,24 @@ impl SetDir {
 
 pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The application's routes over `db`, served in this process: what the binary serves (the
+/// same [`agent_backend::http::routes`], middleware included) without the socket, the signals
+/// or the pre-serve stage (`db` is migrated already). `config` is TOML over `config/` and
+/// `test.toml`, as `APP_…` variables would be over a process (`server.body_limit_bytes = 2048`).
+pub fn app(db: &TestDb, config: &str) -> TestClient<BoxEndpoint<'static>> {
+    let config_dir = project_dir().join("config");
+    let settings: Settings = Figment::new()
+        .merge(Toml::file_exact(config_dir.join("default.toml")))
+        .merge(Toml::file_exact(config_dir.join("test.toml")))
+        .merge(Toml::string(config))
+        .merge(Serialized::default("environment", "test"))
+        .merge(Serialized::default("database.url", &db.url))
+        .extract()
+        .unwrap_or_else(|e| panic!("test settings ({config}): {e}"));
+    let state = AppState::new(&settings, db::pool(&settings), embedded::migrations());
+    TestClient::new(http::routes(&settings, state).map_to_response().boxed())
 }
 
 /// `server` with a clean environment: test config, the given database, then `env`.
