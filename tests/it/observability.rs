@@ -1,6 +1,7 @@
 //! Metrics and traces of a serving process: `/metrics` after known traffic (exact deltas, route
 //! templates as labels), the migration figures of its pre-serve stage, who may read `/metrics`
-//! in production, and the spans an OTLP receiver gets for a request carrying `traceparent`.
+//! in production, and the spans an OTLP receiver gets (over plain HTTP, and over TLS with a
+//! private CA and a client certificate) for a request carrying `traceparent`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::Client;
 use serde_json::json;
+use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::support::{
     LOCK_REQUESTED, Running, TestDb, hold_migration_lock, run_server, spawn_server, wait_until,
@@ -376,15 +378,19 @@ async fn metrics_can_be_turned_off() {
 }
 
 /// A minimal OTLP/HTTP receiver: decodes each `POST /v1/traces` body and keeps its spans.
-async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+/// With `tls`, it speaks HTTPS (and answers at `https://localhost:PORT`); a failed handshake
+/// just closes that connection.
+async fn otlp_receiver(tls: Option<Arc<ServerConfig>>) -> (String, Arc<Mutex<Vec<Span>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
     let kept = spans.clone();
+    let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let kept = kept.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
@@ -407,14 +413,26 @@ async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
                         }
                     },
                 );
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+                let http1 = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = http1.serve_connection(io, service).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http1.serve_connection(io, service).await;
+                        }
+                    }
+                }
             });
         }
     });
-    (format!("http://{addr}"), spans)
+    match tls {
+        None => (format!("http://{addr}"), spans),
+        Some(_) => (format!("https://localhost:{}", addr.port()), spans),
+    }
 }
 
 fn attribute(span: &Span, key: &str) -> Option<String> {
@@ -431,7 +449,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn traces_reach_an_otlp_receiver_with_the_clients_trace_id() {
-    let (endpoint, spans) = otlp_receiver().await;
+    let (endpoint, spans) = otlp_receiver(None).await;
     let db = TestDb::empty().await;
     let mut server = spawn_server(&db.url, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -496,4 +514,143 @@ async fn traces_reach_an_otlp_receiver_with_the_clients_trace_id() {
 
 fn names(spans: &[Span]) -> Vec<&str> {
     spans.iter().map(|s| s.name.as_str()).collect()
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: (certificate PEM, key PEM, the
+/// certificate and key as rustls takes them).
+fn self_signed() -> (
+    String,
+    String,
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    (
+        certified.cert.pem(),
+        certified.signing_key.serialize_pem(),
+        certified.cert.der().clone(),
+        key.into(),
+    )
+}
+
+/// An `https://` collector behind a private CA that also asks for a client certificate, as a
+/// collector on a shared network would: the spans arrive once `OTEL_EXPORTER_OTLP_CERTIFICATE`
+/// names its CA and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`/`_CLIENT_KEY` the client's pair.
+/// Without the CA the handshake fails (webpki's roots do not vouch for it), nothing arrives,
+/// and the service serves and exits as usual.
+#[tokio::test]
+async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificate_variables() {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (server_pem, _, server_cert, server_key) = self_signed();
+    let (client_pem, client_key_pem, client_cert, _) = self_signed();
+    let mut clients = rustls::RootCertStore::empty();
+    clients.add(client_cert).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(clients),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let tls = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server_cert], server_key)
+        .unwrap();
+    let (endpoint, spans) = otlp_receiver(Some(Arc::new(tls))).await;
+    assert!(endpoint.starts_with("https://localhost:"), "{endpoint}");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca = write("collector-ca.pem", &server_pem);
+    let client_cert = write("client.pem", &client_pem);
+    let client_key = write("client-key.pem", &client_key_pem);
+    let db = TestDb::migrated().await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+
+    let serve_one_request = async |env: &[(&str, &str)]| -> Vec<String> {
+        let mut server = spawn_server(&db.url, env).await;
+        let resp = Client::new()
+            .get(format!("{}/health/live", server.base))
+            .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        server.signal("TERM");
+        assert_eq!(server.wait().await, Some(0));
+        let mut logs = server.startup.clone();
+        logs.extend(server.stderr.await.unwrap());
+        logs
+    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+
+    // The client certificate alone: the collector's CA is unknown, the handshake fails.
+    let logs = serve_one_request(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client_cert),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client_key),
+    ])
+    .await;
+    assert!(
+        spans.lock().unwrap().is_empty(),
+        "spans arrived over TLS to an untrusted certificate\n{}",
+        logs.join("\n")
+    );
+
+    let logs = serve_one_request(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client_cert),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client_key),
+    ])
+    .await;
+    let spans = spans.lock().unwrap().clone();
+    let request = spans
+        .iter()
+        .find(|s| hex(&s.trace_id) == trace_id && s.name == "GET /health/live")
+        .unwrap_or_else(|| {
+            panic!(
+                "no request span in {:?}\n{}",
+                names(&spans),
+                logs.join("\n")
+            )
+        });
+    assert_eq!(hex(&request.parent_span_id), "b7ad6b7169203331");
+}
+
+/// A certificate variable that names no readable PEM: the service warns and serves without
+/// traces (it does not refuse to start over its telemetry).
+#[tokio::test]
+async fn an_unreadable_otel_certificate_is_a_warning_not_a_failure() {
+    let db = TestDb::migrated().await;
+    let mut server = spawn_server(
+        &db.url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://localhost:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        ],
+    )
+    .await;
+    let resp = reqwest::get(format!("{}/health/live", server.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+    // Logged at start-up, before "Listening on".
+    let logs = &server.startup;
+    assert!(
+        logs.iter().any(
+            |l| l.contains("OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem")
+                && l.contains("serving without traces")
+        ),
+        "{}",
+        logs.join("\n")
+    );
 }
