@@ -1,7 +1,8 @@
 //! Metrics and traces of a serving process: `/metrics` after known traffic (exact deltas, route
-//! templates as labels), the migration figures of its pre-serve stage, who may read `/metrics`
-//! in production, and the spans an OTLP receiver gets (over plain HTTP, and over TLS with a
-//! private CA and a client certificate) for a request carrying `traceparent`.
+//! templates as labels) and after answers the connection layer gives on its own, the migration
+//! figures of its pre-serve stage, who may read `/metrics` in production, and the spans an
+//! OTLP receiver gets (over plain HTTP, and over TLS with a private CA and a client
+//! certificate) for a request carrying `traceparent`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -15,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::Client;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::support::{
@@ -652,5 +654,133 @@ async fn an_unreadable_otel_certificate_is_a_warning_not_a_failure() {
         ),
         "{}",
         logs.join("\n")
+    );
+}
+
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open for 20 s");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Answers given before a request reaches the routes are counted too, under fixed labels: the
+/// connection cap's 503 (`over_capacity`, also a 503 problem) and hyper's own 400, 414 and 431
+/// for a request head it cannot read (`unparsed`).
+#[tokio::test]
+async fn answers_from_the_connection_layer_are_counted() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[("APP_SERVER__MAX_CONNECTIONS", "2")]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    // Over the cap: two connections held, the third is refused.
+    let held = [connect().await.unwrap(), connect().await.unwrap()];
+    let mut extra = connect().await.unwrap();
+    extra
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut extra).await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    drop(held);
+
+    // Heads hyper refuses: not HTTP, a URI over its 64 KiB limit, more than 100 headers.
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..120)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for (head, status) in [
+        ("HELLO\r\n\r\n".to_string(), "400"),
+        (long_uri, "414"),
+        (many_headers, "431"),
+    ] {
+        // A slot may still be held by a closing connection: retry a refused attempt.
+        let answer = loop {
+            let mut conn = connect().await.unwrap();
+            let _ = conn.write_all(head.as_bytes()).await;
+            let answer = read_to_close(&mut conn).await;
+            if !answer.starts_with("HTTP/1.1 503 ") {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {answer}"
+        );
+    }
+
+    let http = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let scrape = loop {
+        let resp = http.get(format!("{}/metrics", server.base)).send().await;
+        if let Ok(resp) = resp
+            && resp.status() == 200
+        {
+            break Scrape::parse(resp.text().await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let refused = scrape.get(
+        REQUESTS,
+        &[
+            ("method", "OTHER"),
+            ("route", "over_capacity"),
+            ("status_class", "5xx"),
+        ],
+    );
+    assert!(refused >= 1.0, "{}", scrape.text);
+    assert_eq!(
+        scrape.get(
+            "http_problem_responses_total",
+            &[("status", "503"), ("type", "about:blank")]
+        ),
+        refused,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.get(
+            REQUESTS,
+            &[
+                ("method", "OTHER"),
+                ("route", "unparsed"),
+                ("status_class", "4xx")
+            ]
+        ),
+        3.0,
+        "{}",
+        scrape.text
+    );
+    // Neither is a request the routes saw: no latency, no `unmatched`.
+    for line in scrape.text.lines() {
+        assert!(
+            !(line.starts_with("http_request_duration_seconds")
+                && (line.contains("unparsed") || line.contains("over_capacity"))),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        scrape.get(
+            REQUESTS,
+            &[
+                ("method", "OTHER"),
+                ("route", "unmatched"),
+                ("status_class", "4xx")
+            ]
+        ),
+        0.0
     );
 }
