@@ -209,7 +209,9 @@ pub fn init(settings: &Settings) -> Telemetry {
         settings.log.level.clone()
     };
     // Our crate at the configured level; dependencies one notch quieter unless RUST_LOG says.
-    let default = format!("{level},agent_backend={level},sqlx=warn,poem=info");
+    // The OpenTelemetry crates (targets `opentelemetry*`) log their start-up at debug and info;
+    // their failures (an export that did not reach the collector) are what an operator needs.
+    let default = format!("{level},agent_backend={level},sqlx=warn,poem=info,opentelemetry=warn");
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())

@@ -604,6 +604,15 @@ async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificat
         "spans arrived over TLS to an untrusted certificate\n{}",
         logs.join("\n")
     );
+    // And the operator is told: the SDK's errors reach the log (here, as the process stops at
+    // once, the final flush timing out while the exporter retries; in a long-running process,
+    // `BatchSpanProcessor.ExportError` once the retries are spent).
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("ERROR") && l.contains("opentelemetry_sdk")),
+        "{}",
+        logs.join("\n")
+    );
 
     let logs = serve_one_request(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
