@@ -8,8 +8,9 @@
 //! benchmark measures the cost of the rest.
 //!
 //! Labels are bounded: routes are templates from the router's table (`unmatched` for a path no
-//! route serves), statuses are classes, problem types come from a fixed list, SQLSTATEs are
-//! their two-character class.
+//! route serves; `over_capacity` and `unparsed` for the answers the connection layer gives
+//! before a request reaches the router), statuses are classes, problem types come from a fixed
+//! list, SQLSTATEs are their two-character class.
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -232,6 +233,17 @@ impl RouteMetrics {
 
     /// One answered request.
     pub fn record(&self, method: &str, status: u16, elapsed: Duration) {
+        let m = self.count(method, status);
+        self.latency[m]
+            .get_or_init(
+                || histogram!(HTTP_DURATION, "method" => METHODS[m], "route" => self.route),
+            )
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// One answered request, without a latency (there was no request to time); returns the
+    /// method's index.
+    fn count(&self, method: &str, status: u16) -> usize {
         let m = METHODS.iter().position(|x| *x == method).unwrap_or(7);
         let c = usize::from((status / 100).clamp(1, 5) - 1);
         self.requests[m][c]
@@ -239,11 +251,7 @@ impl RouteMetrics {
                 counter!(HTTP_REQUESTS, "method" => METHODS[m], "route" => self.route, "status_class" => CLASSES[c])
             })
             .increment(1);
-        self.latency[m]
-            .get_or_init(
-                || histogram!(HTTP_DURATION, "method" => METHODS[m], "route" => self.route),
-            )
-            .record(elapsed.as_secs_f64());
+        m
     }
 }
 
@@ -251,6 +259,25 @@ impl RouteMetrics {
 pub fn unmatched() -> &'static RouteMetrics {
     static UNMATCHED: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("unmatched"));
     &UNMATCHED
+}
+
+/// A connection over `server.max_connections`, answered 503 problem+json before any request
+/// was read: `route="over_capacity"`, `method="OTHER"`, and a 503 problem.
+pub fn over_capacity() {
+    static OVER: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("over_capacity"));
+    OVER.count("OTHER", 503);
+    let status = poem::http::StatusCode::SERVICE_UNAVAILABLE;
+    problem(
+        crate::api::error::Problem::type_for(status),
+        status.as_u16(),
+    );
+}
+
+/// A request head hyper could not read, answered by hyper itself with an empty 400, 414 or 431
+/// (not problem+json: there is no hook): `route="unparsed"`, `method="OTHER"`.
+pub fn unparsed(status: u16) {
+    static UNPARSED: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("unparsed"));
+    UNPARSED.count("OTHER", status);
 }
 
 /// A problem+json answer.

@@ -10,12 +10,21 @@
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`); spans
 //! leave in batches from the SDK's own thread, and [`Telemetry::shutdown`] flushes what is left
 //! when the process ends.
+//!
+//! An `https://` endpoint is reached over rustls with the ring provider and webpki's roots,
+//! the stack the database connections already use (no second crypto library, no OpenSSL).
+//! The HTTP client is built here rather than by the exporter because the exporter knows no TLS
+//! variables: `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM file of CAs trusted besides webpki's, for
+//! a collector behind a private CA) and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` with
+//! `OTEL_EXPORTER_OTLP_CLIENT_KEY` (mutual TLS), each with its `_TRACES_` form taking
+//! precedence, as the OpenTelemetry specification defines them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
+use opentelemetry_otlp::WithHttpConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -68,6 +77,101 @@ fn env_set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
 }
 
+/// The traces-specific variable when set, else the general one: `(name, value)`.
+fn otlp_var(traces: &str, general: &str) -> Option<(String, String)> {
+    [traces, general].into_iter().find_map(|name| {
+        let value = std::env::var(name).ok()?;
+        let value = value.trim();
+        (!value.is_empty()).then(|| (name.to_string(), value.to_string()))
+    })
+}
+
+/// The exporter's TLS configuration: ring, webpki's roots plus any CA the `*_CERTIFICATE`
+/// variable names, and a client certificate when both client variables are set.
+fn otlp_tls() -> Result<rustls::ClientConfig, TraceError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let bad = |name: &str, path: &str, e: &dyn std::fmt::Display| {
+        TraceError::Exporter(format!("{name}={path}: {e}"))
+    };
+    let certs = |name: &str, path: &str| -> Result<Vec<CertificateDer<'static>>, TraceError> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(name, path, &e))?;
+        if certs.is_empty() {
+            return Err(bad(name, path, &"no PEM certificate in the file"));
+        }
+        Ok(certs)
+    };
+
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some((name, path)) = otlp_var(
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ) {
+        for cert in certs(&name, &path)? {
+            roots.add(cert).map_err(|e| bad(&name, &path, &e))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TraceError::Exporter(e.to_string()))?
+        .with_root_certificates(roots);
+    let client_cert = otlp_var(
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    );
+    let client_key = otlp_var(
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    );
+    match (client_cert, client_key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some((cert_var, cert_path)), Some((key_var, key_path))) => {
+            let chain = certs(&cert_var, &cert_path)?;
+            let key = PrivateKeyDer::from_pem_file(&key_path)
+                .map_err(|e| bad(&key_var, &key_path, &e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(&cert_var, &cert_path, &e))
+        }
+        (Some((name, _)), None) | (None, Some((name, _))) => Err(TraceError::Exporter(format!(
+            "{name} is set without its pair: mutual TLS needs both \
+             OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY"
+        ))),
+    }
+}
+
+/// The exporter's blocking HTTP client: plain HTTP or TLS by the endpoint's scheme, with the
+/// timeout the exporter would have used (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `…_TIMEOUT`,
+/// 10 s). Built on a thread of its own: a blocking client may be neither built nor dropped
+/// inside the async runtime.
+fn otlp_http_client() -> Result<otlp_reqwest::blocking::Client, TraceError> {
+    let tls = otlp_tls()?;
+    let timeout = otlp_var(
+        opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT,
+    )
+    .and_then(|(_, ms)| ms.parse().ok())
+    .map_or(
+        opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT,
+        Duration::from_millis,
+    );
+    std::thread::spawn(move || {
+        otlp_reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .tls_backend_preconfigured(tls)
+            .build()
+    })
+    .join()
+    .map_err(|_| TraceError::Exporter("building the HTTP client panicked".into()))?
+    .map_err(|e| TraceError::Exporter(format!("building the HTTP client: {e}")))
+}
+
 /// The tracer provider when an OTLP endpoint is configured and the SDK is not disabled.
 fn otlp_provider() -> Result<Option<SdkTracerProvider>, TraceError> {
     let configured =
@@ -79,6 +183,7 @@ fn otlp_provider() -> Result<Option<SdkTracerProvider>, TraceError> {
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(otlp_http_client()?)
         .build()
         .map_err(|e| TraceError::Exporter(e.to_string()))?;
     let mut resource = opentelemetry_sdk::Resource::builder().with_attribute(
@@ -104,7 +209,9 @@ pub fn init(settings: &Settings) -> Telemetry {
         settings.log.level.clone()
     };
     // Our crate at the configured level; dependencies one notch quieter unless RUST_LOG says.
-    let default = format!("{level},agent_backend={level},sqlx=warn,poem=info");
+    // The OpenTelemetry crates (targets `opentelemetry*`) log their start-up at debug and info;
+    // their failures (an export that did not reach the collector) are what an operator needs.
+    let default = format!("{level},agent_backend={level},sqlx=warn,poem=info,opentelemetry=warn");
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())

@@ -3,6 +3,8 @@
 //!
 //! - **Connection cap**: at most `server.max_connections` open connections; one more is answered
 //!   503 problem+json with `Retry-After` and closed, so a flood costs a bounded amount of memory.
+//!   These answers, and hyper's own 400/414/431 to a request head it cannot read, never reach
+//!   the routes' middleware: they are counted here (`monitoring::over_capacity`, `unparsed`).
 //! - **Header and idle deadlines**, watched per connection: a new connection must deliver its
 //!   first request head within `header_read_timeout` of being accepted; between requests a
 //!   kept-alive connection may stay silent for `keep_alive_timeout`, and once the next head has
@@ -96,6 +98,7 @@ pub async fn run(
                             connections.spawn(conn.serve(stream));
                         }
                         Err(_) => {
+                            crate::monitoring::over_capacity();
                             connections.spawn(refuse(stream));
                         }
                     }
@@ -204,7 +207,14 @@ impl Connection {
         let mut stopping = false;
         loop {
             tokio::select! {
-                _ = conn.as_mut() => return,
+                served = conn.as_mut() => {
+                    if let Err(e) = served
+                        && let Some(status) = answered_by_hyper(&e)
+                    {
+                        crate::monitoring::unparsed(status);
+                    }
+                    return;
+                }
                 expiry = activity.expired(self.limits) => {
                     tracing::debug!(peer = %self.peer, "closing connection: {expiry}");
                     return;
@@ -219,6 +229,27 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// The status hyper answered with on its own when a connection ended on `e`: a request head it
+/// could not read gets an empty 400, 414 (URI too long) or 431 (head too large) before the
+/// connection closes (hyper's `on_error`); other errors, including an HTTP/2 preface, get no
+/// answer.
+fn answered_by_hyper(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
+        return None;
+    }
+    // hyper has no accessor for these two kinds; its messages name them.
+    let message = e.to_string();
+    if message.starts_with("internal error") {
+        None
+    } else if message.starts_with("URI too long") {
+        Some(414)
+    } else if e.is_parse_too_large() {
+        Some(431)
+    } else {
+        Some(400)
     }
 }
 

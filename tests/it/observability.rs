@@ -1,6 +1,8 @@
 //! Metrics and traces of a serving process: `/metrics` after known traffic (exact deltas, route
-//! templates as labels), the migration figures of its pre-serve stage, who may read `/metrics`
-//! in production, and the spans an OTLP receiver gets for a request carrying `traceparent`.
+//! templates as labels) and after answers the connection layer gives on its own, the migration
+//! figures of its pre-serve stage, who may read `/metrics` in production, and the spans an
+//! OTLP receiver gets (over plain HTTP, and over TLS with a private CA and a client
+//! certificate) for a request carrying `traceparent`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -14,6 +16,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::Client;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::support::{
     LOCK_REQUESTED, Running, TestDb, hold_migration_lock, run_server, spawn_server, wait_until,
@@ -376,15 +380,19 @@ async fn metrics_can_be_turned_off() {
 }
 
 /// A minimal OTLP/HTTP receiver: decodes each `POST /v1/traces` body and keeps its spans.
-async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+/// With `tls`, it speaks HTTPS (and answers at `https://localhost:PORT`); a failed handshake
+/// just closes that connection.
+async fn otlp_receiver(tls: Option<Arc<ServerConfig>>) -> (String, Arc<Mutex<Vec<Span>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
     let kept = spans.clone();
+    let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let kept = kept.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
@@ -407,14 +415,26 @@ async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
                         }
                     },
                 );
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+                let http1 = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = http1.serve_connection(io, service).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http1.serve_connection(io, service).await;
+                        }
+                    }
+                }
             });
         }
     });
-    (format!("http://{addr}"), spans)
+    match tls {
+        None => (format!("http://{addr}"), spans),
+        Some(_) => (format!("https://localhost:{}", addr.port()), spans),
+    }
 }
 
 fn attribute(span: &Span, key: &str) -> Option<String> {
@@ -431,7 +451,7 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn traces_reach_an_otlp_receiver_with_the_clients_trace_id() {
-    let (endpoint, spans) = otlp_receiver().await;
+    let (endpoint, spans) = otlp_receiver(None).await;
     let db = TestDb::empty().await;
     let mut server = spawn_server(&db.url, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -496,4 +516,280 @@ async fn traces_reach_an_otlp_receiver_with_the_clients_trace_id() {
 
 fn names(spans: &[Span]) -> Vec<&str> {
     spans.iter().map(|s| s.name.as_str()).collect()
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: (certificate PEM, key PEM, the
+/// certificate and key as rustls takes them).
+fn self_signed() -> (
+    String,
+    String,
+    rustls::pki_types::CertificateDer<'static>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    (
+        certified.cert.pem(),
+        certified.signing_key.serialize_pem(),
+        certified.cert.der().clone(),
+        key.into(),
+    )
+}
+
+/// An `https://` collector behind a private CA that also asks for a client certificate, as a
+/// collector on a shared network would: the spans arrive once `OTEL_EXPORTER_OTLP_CERTIFICATE`
+/// names its CA and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`/`_CLIENT_KEY` the client's pair.
+/// Without the CA the handshake fails (webpki's roots do not vouch for it), nothing arrives,
+/// and the service serves and exits as usual.
+#[tokio::test]
+async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificate_variables() {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (server_pem, _, server_cert, server_key) = self_signed();
+    let (client_pem, client_key_pem, client_cert, _) = self_signed();
+    let mut clients = rustls::RootCertStore::empty();
+    clients.add(client_cert).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(clients),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let tls = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server_cert], server_key)
+        .unwrap();
+    let (endpoint, spans) = otlp_receiver(Some(Arc::new(tls))).await;
+    assert!(endpoint.starts_with("https://localhost:"), "{endpoint}");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca = write("collector-ca.pem", &server_pem);
+    let client_cert = write("client.pem", &client_pem);
+    let client_key = write("client-key.pem", &client_key_pem);
+    let db = TestDb::migrated().await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+
+    let serve_one_request = async |env: &[(&str, &str)]| -> Vec<String> {
+        let mut server = spawn_server(&db.url, env).await;
+        let resp = Client::new()
+            .get(format!("{}/health/live", server.base))
+            .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        server.signal("TERM");
+        assert_eq!(server.wait().await, Some(0));
+        let mut logs = server.startup.clone();
+        logs.extend(server.stderr.await.unwrap());
+        logs
+    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+
+    // The client certificate alone: the collector's CA is unknown, the handshake fails.
+    let logs = serve_one_request(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client_cert),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client_key),
+    ])
+    .await;
+    assert!(
+        spans.lock().unwrap().is_empty(),
+        "spans arrived over TLS to an untrusted certificate\n{}",
+        logs.join("\n")
+    );
+    // And the operator is told: the SDK's errors reach the log (here, as the process stops at
+    // once, the final flush timing out while the exporter retries; in a long-running process,
+    // `BatchSpanProcessor.ExportError` once the retries are spent).
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("ERROR") && l.contains("opentelemetry_sdk")),
+        "{}",
+        logs.join("\n")
+    );
+
+    let logs = serve_one_request(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client_cert),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client_key),
+    ])
+    .await;
+    let spans = spans.lock().unwrap().clone();
+    let request = spans
+        .iter()
+        .find(|s| hex(&s.trace_id) == trace_id && s.name == "GET /health/live")
+        .unwrap_or_else(|| {
+            panic!(
+                "no request span in {:?}\n{}",
+                names(&spans),
+                logs.join("\n")
+            )
+        });
+    assert_eq!(hex(&request.parent_span_id), "b7ad6b7169203331");
+}
+
+/// A certificate variable that names no readable PEM: the service warns and serves without
+/// traces (it does not refuse to start over its telemetry).
+#[tokio::test]
+async fn an_unreadable_otel_certificate_is_a_warning_not_a_failure() {
+    let db = TestDb::migrated().await;
+    let mut server = spawn_server(
+        &db.url,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://localhost:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        ],
+    )
+    .await;
+    let resp = reqwest::get(format!("{}/health/live", server.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+    // Logged at start-up, before "Listening on".
+    let logs = &server.startup;
+    assert!(
+        logs.iter().any(
+            |l| l.contains("OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem")
+                && l.contains("serving without traces")
+        ),
+        "{}",
+        logs.join("\n")
+    );
+}
+
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open for 20 s");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Answers given before a request reaches the routes are counted too, under fixed labels: the
+/// connection cap's 503 (`over_capacity`, also a 503 problem) and hyper's own 400, 414 and 431
+/// for a request head it cannot read (`unparsed`).
+#[tokio::test]
+async fn answers_from_the_connection_layer_are_counted() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(&db.url, &[("APP_SERVER__MAX_CONNECTIONS", "2")]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+    // Over the cap: two connections held, the third is refused.
+    let held = [connect().await.unwrap(), connect().await.unwrap()];
+    let mut extra = connect().await.unwrap();
+    extra
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut extra).await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    drop(held);
+
+    // Heads hyper refuses: not HTTP, a URI over its 64 KiB limit, more than 100 headers.
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..120)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for (head, status) in [
+        ("HELLO\r\n\r\n".to_string(), "400"),
+        (long_uri, "414"),
+        (many_headers, "431"),
+    ] {
+        // A slot may still be held by a closing connection: retry a refused attempt.
+        let answer = loop {
+            let mut conn = connect().await.unwrap();
+            let _ = conn.write_all(head.as_bytes()).await;
+            let answer = read_to_close(&mut conn).await;
+            if !answer.starts_with("HTTP/1.1 503 ") {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {answer}"
+        );
+    }
+
+    let http = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let scrape = loop {
+        let resp = http.get(format!("{}/metrics", server.base)).send().await;
+        if let Ok(resp) = resp
+            && resp.status() == 200
+        {
+            break Scrape::parse(resp.text().await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let refused = scrape.get(
+        REQUESTS,
+        &[
+            ("method", "OTHER"),
+            ("route", "over_capacity"),
+            ("status_class", "5xx"),
+        ],
+    );
+    assert!(refused >= 1.0, "{}", scrape.text);
+    assert_eq!(
+        scrape.get(
+            "http_problem_responses_total",
+            &[("status", "503"), ("type", "about:blank")]
+        ),
+        refused,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.get(
+            REQUESTS,
+            &[
+                ("method", "OTHER"),
+                ("route", "unparsed"),
+                ("status_class", "4xx")
+            ]
+        ),
+        3.0,
+        "{}",
+        scrape.text
+    );
+    // Neither is a request the routes saw: no latency, no `unmatched`.
+    for line in scrape.text.lines() {
+        assert!(
+            !(line.starts_with("http_request_duration_seconds")
+                && (line.contains("unparsed") || line.contains("over_capacity"))),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        scrape.get(
+            REQUESTS,
+            &[
+                ("method", "OTHER"),
+                ("route", "unmatched"),
+                ("status_class", "4xx")
+            ]
+        ),
+        0.0
+    );
 }
