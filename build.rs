@@ -29,19 +29,7 @@ use std::{env, fs};
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // sqlx's own configuration file: the same directory, checksums, bookkeeping table and
-    // schemas as `sqlx-cli` and `sqlx::migrate!` read from it. The project commits one, so the
-    // path always exists (cargo re-runs a script whose watched path is missing on every build).
-    let toml_path = root.join(sqlx_toml::FILE);
-    println!("cargo:rerun-if-changed={}", toml_path.display());
-    let toml_text = match fs::read_to_string(&toml_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => fail(&format!("{}: {e}", sqlx_toml::FILE)),
-    };
-    let sqlx_config =
-        sqlx_toml::parse(toml_text.as_deref()).unwrap_or_else(|e| fail(&e.to_string()));
-
+    let sqlx_config = read_sqlx_toml(root);
     let shown_dir = sqlx_config.migrations_dir.trim_end_matches('/').to_string();
     let dir = root.join(&shown_dir);
     // A directory path makes cargo re-run this script when any file below it changes, appears
@@ -50,29 +38,10 @@ fn main() {
     // `include_dir!("$AGENT_MIGRATIONS_DIR")` in src/migrate/embedded.rs embeds this directory.
     println!("cargo:rustc-env=AGENT_MIGRATIONS_DIR={}", dir.display());
 
-    let mut files = Vec::new();
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
-        fail(&format!(
-            "cannot read {shown_dir}/ ({}): {e}",
-            dir.display()
-        ))
-    });
-    for entry in entries {
-        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {shown_dir}/: {e}")));
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // sqlx follows symbolic links to files and skips everything that is not a file.
-        if !entry.path().is_file() {
-            continue;
-        }
-        let bytes =
-            fs::read(entry.path()).unwrap_or_else(|e| fail(&format!("{shown_dir}/{name}: {e}")));
-        files.push(manifest::SourceFile { name, bytes });
-    }
-
     let options = manifest::ReadOptions {
         ignored_chars: sqlx_config.ignored_chars.clone(),
     };
-    let read = match manifest::build(&files, &options) {
+    let read = match manifest::build(&read_files(&dir, &shown_dir), &options) {
         Ok(read) => read,
         Err(errors) => {
             let list: Vec<String> = errors.iter().map(|e| e.in_dir(&shown_dir)).collect();
@@ -87,22 +56,8 @@ fn main() {
         println!("cargo:warning={shown_dir}/{note}");
     }
     let specs = read.specs;
-
     lint_set(&specs, &shown_dir);
-
-    // The committed schema snapshot (`include_str!` in src/migrate/embedded.rs): its freshness
-    // needs a database (`server migrate snapshot --check`, run by CI); here only its presence.
-    let snapshot = root.join("schema.snapshot");
-    println!("cargo:rerun-if-changed={}", snapshot.display());
-    match fs::read_to_string(&snapshot) {
-        Ok(text) if text.starts_with("-- agent-backend schema snapshot") => {}
-        Ok(_) => fail(
-            "schema.snapshot: not a schema snapshot; rewrite it with `server migrate snapshot --fresh --write schema.snapshot`",
-        ),
-        Err(e) => fail(&format!(
-            "schema.snapshot: {e}; write it with `server migrate snapshot --fresh --write schema.snapshot`"
-        )),
-    }
+    check_snapshot(root);
 
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
@@ -123,6 +78,59 @@ fn main() {
     let out =
         Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
     fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+}
+
+/// sqlx's own configuration file: the same directory, checksums, bookkeeping table and schemas
+/// as `sqlx-cli` and `sqlx::migrate!` read from it. The project commits one, so the path always
+/// exists (cargo re-runs a script whose watched path is missing on every build).
+fn read_sqlx_toml(root: &Path) -> sqlx_toml::MigrateConfig {
+    let toml_path = root.join(sqlx_toml::FILE);
+    println!("cargo:rerun-if-changed={}", toml_path.display());
+    let toml_text = match fs::read_to_string(&toml_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => fail(&format!("{}: {e}", sqlx_toml::FILE)),
+    };
+    sqlx_toml::parse(toml_text.as_deref()).unwrap_or_else(|e| fail(&e.to_string()))
+}
+
+/// The directory's regular files (sqlx follows symbolic links to files and skips everything
+/// that is not a file).
+fn read_files(dir: &Path, shown_dir: &str) -> Vec<manifest::SourceFile> {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot read {shown_dir}/ ({}): {e}",
+            dir.display()
+        ))
+    });
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {shown_dir}/: {e}")));
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_file() {
+            continue;
+        }
+        let bytes =
+            fs::read(entry.path()).unwrap_or_else(|e| fail(&format!("{shown_dir}/{name}: {e}")));
+        files.push(manifest::SourceFile { name, bytes });
+    }
+    files
+}
+
+/// The committed schema snapshot (`include_str!` in src/migrate/embedded.rs): its freshness
+/// needs a database (`server migrate snapshot --check`, run by CI); here only its presence.
+fn check_snapshot(root: &Path) {
+    let snapshot = root.join("schema.snapshot");
+    println!("cargo:rerun-if-changed={}", snapshot.display());
+    match fs::read_to_string(&snapshot) {
+        Ok(text) if text.starts_with("-- agent-backend schema snapshot") => {}
+        Ok(_) => fail(
+            "schema.snapshot: not a schema snapshot; rewrite it with `server migrate snapshot --fresh --write schema.snapshot`",
+        ),
+        Err(e) => fail(&format!(
+            "schema.snapshot: {e}; write it with `server migrate snapshot --fresh --write schema.snapshot`"
+        )),
+    }
 }
 
 /// Runs the safety lint over the validated set: warnings become cargo warnings, a deny finding

@@ -409,37 +409,32 @@ fn normalize(def: &str) -> String {
 /// A unified-style listing of the differences, for `snapshot --check` and `migrate test`.
 pub fn render_diff(differences: &[Difference]) -> String {
     let mut out = String::new();
+    // A head line (`-` missing, `+` extra, `~` changed), then definition lines (`-` as
+    // expected, `+` as found).
+    let mut push = |head: Option<(char, &str, &str)>, mark: char, body: &str| {
+        if let Some((head_mark, kind, name)) = head {
+            out.push_str(&format!("{head_mark} {kind} {name}\n"));
+        }
+        for l in body.lines() {
+            out.push_str(&format!("{mark}     {l}\n"));
+        }
+    };
     for d in differences {
         match d {
             Difference::Missing {
                 kind,
                 name,
                 expected,
-            } => {
-                out.push_str(&format!("- {kind} {name}\n"));
-                for l in expected.lines() {
-                    out.push_str(&format!("-     {l}\n"));
-                }
-            }
-            Difference::Extra { kind, name, actual } => {
-                out.push_str(&format!("+ {kind} {name}\n"));
-                for l in actual.lines() {
-                    out.push_str(&format!("+     {l}\n"));
-                }
-            }
+            } => push(Some(('-', kind, name)), '-', expected),
+            Difference::Extra { kind, name, actual } => push(Some(('+', kind, name)), '+', actual),
             Difference::Changed {
                 kind,
                 name,
                 expected,
                 actual,
             } => {
-                out.push_str(&format!("~ {kind} {name}\n"));
-                for l in expected.lines() {
-                    out.push_str(&format!("-     {l}\n"));
-                }
-                for l in actual.lines() {
-                    out.push_str(&format!("+     {l}\n"));
-                }
+                push(Some(('~', kind, name)), '-', expected);
+                push(None, '+', actual);
             }
         }
     }

@@ -18,20 +18,19 @@ async fn with_settings<T>(
     if script.settings.is_empty() {
         return run(conn).await;
     }
-    let set: String = script
-        .settings
-        .iter()
-        .map(|(k, v)| format!("SET {k} = '{v}';"))
-        .collect();
+    let each = |statement: fn(&str, &str) -> String| -> String {
+        script
+            .settings
+            .iter()
+            .map(|(k, v)| statement(k, v))
+            .collect()
+    };
+    let set = each(|k, v| format!("SET {k} = '{v}';"));
+    let reset = each(|k, _| format!("RESET {k};"));
     sqlx::raw_sql(sqlx::AssertSqlSafe(set))
         .execute(&mut *conn)
         .await?;
     let result = run(&mut *conn).await;
-    let reset: String = script
-        .settings
-        .iter()
-        .map(|(k, _)| format!("RESET {k};"))
-        .collect();
     sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
         .execute(&mut *conn)
         .await?;
