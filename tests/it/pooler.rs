@@ -11,8 +11,10 @@
 //! with `prepared statement "sqlx_s_1" already exists`). That is what docs/operations.md asks
 //! operators to run, so it is what these tests run: Debian 12 ships 1.18, and `.ci/pgbouncer.sh`
 //! builds 1.24.1 from Debian 13's source into a fixed cache directory, where `binary` looks.
-//! Without a PgBouncer 1.21+ the tests fail saying how to get one rather than skip: a skip
-//! would pass the suite without the one check this module exists for, as it did on 1.18.
+//! When none is found the tests run that script themselves (once, about a minute), so
+//! `cargo test` needs nothing else here; if it cannot build one they fail saying how to get
+//! one rather than skip: a skip would pass the suite without the one check this module exists
+//! for, as it did on 1.18.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,8 @@ use agent_backend::migrate::embedded;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::support::{
-    TestDb, admin_url, json, rows, run_server, schema_snapshot, spawn_server, table_exists,
+    TestDb, admin_url, json, project_dir, rows, run_server, schema_snapshot, spawn_server,
+    table_exists,
 };
 
 /// A PgBouncer 1.21+ process with `pool_mode = transaction` and `max_prepared_statements`,
@@ -88,15 +91,35 @@ fn binary() -> &'static Path {
                 None => {}
             }
         }
-        panic!(
-            "no PgBouncer 1.21+ found ({}); the pooler tests need one, with \
-             max_prepared_statements, as production does (docs/operations.md): {how}",
-            if seen.is_empty() {
-                "none installed".to_string()
-            } else {
-                seen.join(", ")
+        // None here: build one, as `.ci/run` would, so that `cargo test` needs nothing else on
+        // this machine kind (the script is idempotent and swaps its install in whole).
+        let script = project_dir().join(".ci/pgbouncer.sh");
+        let built = Command::new("bash").arg(&script).output();
+        match built {
+            Ok(out) if out.status.success() => {
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let path = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+                if version(&path).is_some_and(|v| v >= (1, 21)) {
+                    return path;
+                }
+                panic!(
+                    "{} printed {}, not a PgBouncer 1.21+: {how}",
+                    script.display(),
+                    path.display()
+                )
             }
-        )
+            Ok(out) => panic!(
+                "no PgBouncer 1.21+ found ({}) and {} failed: {}\n{how}",
+                if seen.is_empty() {
+                    "none installed".to_string()
+                } else {
+                    seen.join(", ")
+                },
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!("cannot run {}: {e}; {how}", script.display()),
+        }
     })
 }
 
