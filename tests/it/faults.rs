@@ -405,8 +405,16 @@ async fn a_client_that_does_not_read_its_response_is_cut_off_after_send_timeout(
     conn.write_all(b"GET /api/v1/conversations?limit=100 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    // The client behaves badly: it reads nothing for a while.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The client behaves badly: once the server has begun to answer (peeking consumes
+    // nothing), it reads nothing for well over send_timeout. Waiting for the first byte rather
+    // than a fixed time: on a loaded machine the ~20 MB page takes seconds to build, and a
+    // client that reads before the server writes never blocks it.
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(60), conn.peek(&mut first))
+        .await
+        .expect("the server began to answer within 60 s")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let got = read_until_closed(&mut conn).await;
     let end = got
         .windows(4)
