@@ -45,7 +45,7 @@ pub fn exec(settings: Result<Settings, ConfigError>, args: HealthcheckArgs) -> E
         });
     match probe {
         Ok(status) => {
-            println!("healthy: {addr}{path} answered {status}");
+            super::output::write_stdout(&format!("healthy: {addr}{path} answered {status}\n"));
             Exit::Success
         }
         Err(e) => {
