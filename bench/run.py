@@ -148,11 +148,11 @@ class Stat:
 # --- set-up ---------------------------------------------------------------------------------
 
 
-def ensure_tools() -> None:
+def ensure_tools(sqlx_cli: bool = True) -> None:
     for tool in ("psql", "pgbench"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: install PostgreSQL's client (apt-get install postgresql-client)")
-    if not re.search(r" 0\.9\.", subprocess.run(["sqlx", "--version"], capture_output=True, text=True).stdout
+    if sqlx_cli and not re.search(r" 0\.9\.", subprocess.run(["sqlx", "--version"], capture_output=True, text=True).stdout
                      if shutil.which("sqlx") else ""):
         log("installing sqlx-cli 0.9 (postgres + rustls only)")
         sh("cargo", "install", "sqlx-cli", "--version", "^0.9", "--no-default-features",
@@ -337,7 +337,7 @@ def pgbench_latency(db_url: str, script: str, protocol: str, seconds: int) -> fl
 
 
 def bench_set(runs: int, dir: Path, prepare_sql: str | None, expect_sql: str, expect: str,
-              floor_sql: str, floor_protocol: str, floor_seconds: int) -> dict:
+              floor_sql: str, floor_protocol: str, floor_seconds: int, sqlx_cli: bool = True) -> dict:
     """The engine, sqlx-cli and a psql session applying the set (whole processes, wall clock), and
     in the same rounds pgbench's single-client latency of one migration-shaped transaction times
     the set's size: the commit floor."""
@@ -350,6 +350,8 @@ def bench_set(runs: int, dir: Path, prepare_sql: str | None, expect_sql: str, ex
         "sqlx migrate run": (["sqlx", "migrate", "run", "--source", str(dir), "--database-url", db_url], None),
         "psql session": (["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db_url, "-f", str(session)], None),
     }
+    if not sqlx_cli:
+        del cmds["sqlx migrate run"]
     times: dict[str, list[float]] = {k: [] for k in cmds}
     floor: list[float] = []
     latency: list[float] = []
@@ -747,6 +749,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8, help="connections for wrk and pgbench")
     ap.add_argument("--floor-seconds", type=int, default=3,
                     help="duration of each pgbench commit-floor run (rows 2 and 3)")
+    ap.add_argument("--no-sqlx-cli", action="store_true",
+                    help="leave sqlx-cli out of rows 1-3 (a partial run on a machine without it; "
+                         "the full run needs it)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--lint-baseline", default=None,
@@ -761,7 +766,9 @@ def main() -> int:
     if args.runs < 5:
         ap.error("--runs must be at least 5")
 
-    ensure_tools()
+    if args.no_sqlx_cli and ({1} & {int(n) for n in args.only.split(",") if n.isdigit()}):
+        ap.error("--no-sqlx-cli: row 1 compares with sqlx-cli; leave it out of --only")
+    ensure_tools(not args.no_sqlx_cli)
     started = datetime.now(timezone.utc)
     if args.only == "soak":
         if not 10 <= args.soak_seconds <= 1800:
@@ -818,18 +825,20 @@ def main() -> int:
             if number not in only:
                 continue
             log(label)
-            res = bench_set(args.runs, dir, prep, check, want, floor_sql, protocol, args.floor_seconds)
-            ours, sqlx, session = (res["engine (server's pre-serve stage)"], res["sqlx migrate run"],
+            res = bench_set(args.runs, dir, prep, check, want, floor_sql, protocol, args.floor_seconds,
+                            not args.no_sqlx_cli)
+            ours, sqlx, session = (res["engine (server's pre-serve stage)"], res.get("sqlx migrate run"),
                                    res["psql session"])
             floor, lat = res["commit floor"], res["commit latency"]
             n = 500 if number == 2 else 200
             r = ours.median / floor.median
             rows.append((label, f"engine {ours.fmt('ms', 0)}",
                          f"commit floor {n} × {lat.fmt('ms', 3)} = {floor.median:.0f} ms (pgbench -c1 -M {protocol}); "
-                         f"sqlx-cli {sqlx.fmt('ms', 0)}; psql session {session.fmt('ms', 0)}",
-                         f"{r:.2f}× floor; {ours.median / session.median:.2f}× psql; "
-                         f"{ours.median / sqlx.median:.2f}× sqlx-cli",
-                         "≤ 1.2× floor, < sqlx-cli", r <= 1.2 and ours.median < sqlx.median))
+                         + (f"sqlx-cli {sqlx.fmt('ms', 0)}; " if sqlx else "sqlx-cli not run; ")
+                         + f"psql session {session.fmt('ms', 0)}",
+                         f"{r:.2f}× floor; {ours.median / session.median:.2f}× psql"
+                         + (f"; {ours.median / sqlx.median:.2f}× sqlx-cli" if sqlx else ""),
+                         "≤ 1.2× floor, < sqlx-cli", r <= 1.2 and (sqlx is None or ours.median < sqlx.median)))
 
     if only & {4, 6}:
         log("4. start -> ready, 6. idle RSS")
