@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::migrate::snapshot::{Difference, Drift, Snapshot};
-use crate::migrate::{Status, UnknownPolicy, Verdict, history};
+use crate::migrate::{Status, Verdict, history};
 
 /// How long a drift verdict is reused by the health endpoints.
 pub const DRIFT_TTL: Duration = Duration::from_secs(30);
@@ -160,8 +160,7 @@ async fn check(state: &AppState, with_drift: bool) -> Probe {
             let status = Status::compare(state.migrations, rows);
             crate::monitoring::schema(&status);
             // Drift costs a catalog query: read it for readiness only when it can fail it.
-            let drift_gates = state.policy.on_drift == UnknownPolicy::Error;
-            let drift = if with_drift || drift_gates {
+            let drift = if with_drift || state.policy.drift_can_fail() {
                 drift(state, &status).await
             } else {
                 None

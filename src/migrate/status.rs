@@ -75,7 +75,13 @@ impl Policy {
     /// Whether `drift` fails a check (`migrate verify`, readiness): only differences found, and
     /// only under `on_drift = "error"`.
     pub fn drift_fails(&self, drift: &Drift) -> bool {
-        self.on_drift == UnknownPolicy::Error && !drift.is_clean()
+        self.drift_can_fail() && !drift.is_clean()
+    }
+
+    /// Whether drift can fail a check at all (`on_drift = "error"`): readiness reads the
+    /// catalogs only then.
+    pub fn drift_can_fail(&self) -> bool {
+        self.on_drift == UnknownPolicy::Error
     }
 }
 
