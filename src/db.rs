@@ -221,7 +221,9 @@ async fn create_database(settings: &Settings) -> Result<(), DbError> {
 }
 
 /// The request pool. Lazy: connections open on first use, so start-up does not wait on them;
-/// a request that cannot get one within `acquire_timeout` gets a 503.
+/// a request that cannot get one within `acquire_timeout` gets a 503. A connection idle for
+/// `idle_check_after` or longer is pinged before use and replaced if it is gone; sqlx pings
+/// every connection as it is released, so one in steady use has answered moments ago.
 pub fn pool(settings: &Settings) -> PgPool {
     pool_with_sessions(settings).0
 }
@@ -235,7 +237,19 @@ pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
     let options = PgPoolOptions::new()
         .max_connections(db.max_connections)
         .min_connections(db.min_connections)
-        .acquire_timeout(db.acquire_timeout);
+        .acquire_timeout(db.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire({
+            let after = db.idle_check_after;
+            move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= after {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            }
+        });
     // Behind a transaction-mode pooler a connection has no server session of its own: the pid
     // it saw at connect time serves other clients (other replicas) later, and ending it at
     // shutdown could cut their queries. There, closing the client connection is the cancel:
@@ -257,13 +271,20 @@ pub fn pool_with_sessions(settings: &Settings) -> (PgPool, Sessions) {
 
 /// A pooled connection for a request handler: the wait is timed
 /// (`db_pool_acquire_duration_seconds`), counted while it lasts (`db_pool_acquire_waiting`),
-/// counted when it times out (`db_pool_acquire_timeouts_total`) and traced (`db.acquire`).
+/// counted when it times out (`db_pool_acquire_timeouts_total`) and traced (`db.acquire`, when
+/// spans are exported).
 pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
     let started = std::time::Instant::now();
     let waiting = crate::monitoring::Waiting::begin();
-    let acquired = pool
-        .acquire()
-        .instrument(tracing::info_span!("db.acquire"))
+    // Boxed: sqlx's acquire future holds a whole connection attempt (TLS handshake included)
+    // and is several kilobytes. Held inline, it was copied into `instrument` and into this
+    // future, and it made every future around a handler as large, which each of poem's boxed
+    // endpoint layers copies again; boxed, it is copied once (bench/profile.py).
+    let acquire = Box::pin(pool.acquire());
+    let acquired = acquire
+        .instrument(crate::telemetry::traced(|| {
+            tracing::info_span!("db.acquire")
+        }))
         .await;
     drop(waiting);
     match &acquired {
@@ -274,14 +295,16 @@ pub async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Er
     acquired
 }
 
-/// The span of one API query, named after the operation that runs it.
+/// The span of one API query, named after the operation that runs it (traces only).
 pub fn query_span(operation: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "db.query",
-        otel.name = operation,
-        db.system.name = "postgresql",
-        db.operation.name = operation,
-    )
+    crate::telemetry::traced(|| {
+        tracing::info_span!(
+            "db.query",
+            otel.name = operation,
+            db.system.name = "postgresql",
+            db.operation.name = operation,
+        )
+    })
 }
 
 /// One server session: its process id and start time (a pid alone may be reused).

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use sqlx::PgConnection;
 use tracing::Instrument;
 
+use crate::telemetry;
+
 use super::dirty::{Direction, DirtyReport, describe_row};
 use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Snapshot};
@@ -341,9 +343,19 @@ impl<'a> Migrator<'a> {
         }
         let plan = self.plan_apply(&status, to)?;
         let total = plan.len();
+        if let (Some(first), Some(last)) = (plan.first(), plan.last()) {
+            tracing::info!(
+                pending = total,
+                "Applying {total} migration(s): {} to {}",
+                first.migration.version,
+                last.migration.version
+            );
+        }
         let mut applied = Vec::with_capacity(total);
         for (i, Step { migration: m, .. }) in plan.into_iter().enumerate() {
-            tracing::info!(
+            // At info, a migration is one line, when it has committed (below): the plan's line
+            // and the last "Applied" line say which one is running.
+            tracing::debug!(
                 version = m.version,
                 file = %m.up.file,
                 no_tx = m.up.no_tx,
@@ -354,12 +366,14 @@ impl<'a> Migrator<'a> {
             );
             let took = self
                 .apply_with_retries(conn, m)
-                .instrument(tracing::info_span!(
-                    "migration",
-                    otel.name = format!("migration {}", m.version),
-                    version = m.version,
-                    file = %m.up.file,
-                ))
+                .instrument(telemetry::traced(|| {
+                    tracing::info_span!(
+                        "migration",
+                        otel.name = format!("migration {}", m.version),
+                        version = m.version,
+                        file = %m.up.file,
+                    )
+                }))
                 .await?;
             tracing::info!(
                 version = m.version,

@@ -479,11 +479,13 @@ async fn connections_over_the_cap_get_503_with_retry_after() {
 // --- transient database failures -----------------------------------------------------------
 
 /// The session under a request is terminated (as a PostgreSQL restart or failover does): 503
-/// problem+json with `Retry-After`, and the same server answers 200 again right after.
+/// problem+json with `Retry-After`, and the same server answers 200 again right after. With
+/// `database.idle_check_after = "0s"` every pooled connection is checked before use, so idle
+/// sessions terminated too cost no request at all.
 #[tokio::test]
 async fn a_terminated_session_answers_503_with_retry_after_then_the_server_recovers() {
     let db = TestDb::migrated().await;
-    let server = spawn_server(&db.url, &[]).await;
+    let server = spawn_server(&db.url, &[("APP_DATABASE__IDLE_CHECK_AFTER", "0s")]).await;
     let http = Client::new();
     let id = create_conversation(&http, &server.base).await;
     let mut blocker = db.connect().await;
@@ -533,6 +535,41 @@ async fn a_terminated_session_answers_503_with_retry_after_then_the_server_recov
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+/// A connection used within `database.idle_check_after` is trusted without a round trip: when
+/// its session was terminated while idle, the one request that meets it gets a 503 (problem,
+/// `Retry-After`), the connection is dropped, and the next request is served on a new one.
+#[tokio::test]
+async fn a_recently_used_connection_is_not_checked_and_a_dead_one_costs_one_503() {
+    let db = TestDb::migrated().await;
+    let server = spawn_server(
+        &db.url,
+        &[
+            ("APP_DATABASE__IDLE_CHECK_AFTER", "1h"),
+            ("APP_DATABASE__MAX_CONNECTIONS", "1"),
+        ],
+    )
+    .await;
+    let http = Client::new();
+    let id = create_conversation(&http, &server.base).await;
+    let url = format!("{}/api/v1/conversations/{id}", server.base);
+    let mut observer = db.connect().await;
+    // With a timeout, pg_terminate_backend returns once the session has ended.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'agent-backend'",
+    )
+    .fetch_all(&mut observer)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "the pool's one session");
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let resp = http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
 
