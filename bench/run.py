@@ -65,6 +65,8 @@ DRIVER = ROOT / "target/release/examples/bench_migrate"
 ADMIN = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BASE = ADMIN.rsplit("/", 1)[0]
 API_KEY = "bench-key-0123456789abcdef"
+# Sections of docs/benchmarks.md written by other runs, which a full run leaves as they are.
+KEPT_SECTIONS = ("Where the time goes", "9. Migration lint (partial run)", "Soak")
 
 SQLX_TABLE = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
@@ -920,8 +922,10 @@ def main() -> int:
         "out the process, the connection and the checks, which the engine pays. The psql session, a peer, sends "
         "`BEGIN; <migration>; INSERT INTO _sqlx_migrations …; COMMIT;` per migration, a round trip per statement, "
         "without lock or checks. Each run's result is checked (rows, indexes, bookkeeping).",
-        "- 5 and 5b: `server` in production mode (JSON access log, API key auth) with a pool of as many "
-        "connections as wrk opens (8, then 64); `pgbench -S` (scale 1) with the same number of clients. The "
+        "- 5 and 5b: `server` in production mode (JSON access log, API key auth, the default "
+        "`database.idle_check_after`, so pooled connections in steady use are not pinged before each request) "
+        "with a pool of as many connections as wrk opens (8, then 64); `pgbench -S` (scale 1) with the same "
+        "number of clients. The "
         "server runs only during its wrk runs, so its pool and pgbench never hold sessions at once. Both on this "
         "machine's cores, with PostgreSQL.",
         "- 6: `target/release/server` (release profile strips symbols); VmRSS 0.5 s after readiness.",
@@ -940,10 +944,12 @@ def main() -> int:
     if only == {1, 2, 3, 4, 5, 6, 7, 8, 9}:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        # The soak's section comes from its own (manual) run: keep it.
+        # Sections from other runs (the profile, the lint's comparison with the binary before
+        # it, the soak, which restarts PostgreSQL): kept as they are.
         old = out.read_text() if out.exists() else ""
-        soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", old, re.S | re.M)
-        out.write_text("\n".join(doc) + ("\n" + soak.group(0) if soak else ""))
+        kept = [m.group(0) for title in KEPT_SECTIONS
+                if (m := re.search(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", old, re.S | re.M))]
+        out.write_text("\n".join(doc) + "".join("\n" + k for k in kept))
         log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     missed = [r[0] for r in rows if not r[5]]
     if missed:

@@ -46,8 +46,32 @@ async fn migrate_only_applies_then_finds_nothing_to_do() {
         "{}",
         first.stderr
     );
+    // At info, the plan once and one line per migration, when it has committed.
+    let set = embedded::migrations();
+    let versions: Vec<i64> = set.iter().map(|m| m.version).collect();
+    let plan = format!(
+        "Applying {} migration(s): {} to {}",
+        versions.len(),
+        versions[0],
+        versions[versions.len() - 1]
+    );
+    assert_eq!(first.stderr.matches(&plan).count(), 1, "{}", first.stderr);
+    for v in &versions {
+        let applied = format!("Applied migration {v} in");
+        assert_eq!(
+            first.stderr.matches(&applied).count(),
+            1,
+            "{}",
+            first.stderr
+        );
+    }
+    assert!(
+        !first.stderr.contains("Applying migration 1 of"),
+        "{}",
+        first.stderr
+    );
     let mut conn = db.connect().await;
-    assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
+    assert_eq!(rows(&mut conn).await.len(), set.len());
 
     let second = run_server(&db.url, &[], &["--migrate-only"]).await;
     assert_eq!(second.code, Some(0), "{}", second.stderr);
