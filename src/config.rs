@@ -224,8 +224,8 @@ pub struct DatabaseSettings {
     #[serde(with = "duration_str")]
     pub acquire_timeout: Duration,
     /// A pooled connection idle at least this long is checked with a round trip before a
-    /// request uses it (sqlx's ping); one used more recently is trusted, as the pool checked it
-    /// when it was last released. `0s`: check every time (sqlx's default).
+    /// request uses it (sqlx's ping); one used more recently is trusted: it answered its last
+    /// query moments ago. `0s`: check every time (sqlx's default).
     #[serde(with = "duration_str")]
     pub idle_check_after: Duration,
     /// Longest wait for one connection attempt.

@@ -222,8 +222,9 @@ async fn create_database(settings: &Settings) -> Result<(), DbError> {
 
 /// The request pool. Lazy: connections open on first use, so start-up does not wait on them;
 /// a request that cannot get one within `acquire_timeout` gets a 503. A connection idle for
-/// `idle_check_after` or longer is pinged before use and replaced if it is gone; sqlx pings
-/// every connection as it is released, so one in steady use has answered moments ago.
+/// `idle_check_after` or longer is pinged before use and replaced if it is gone; one in steady
+/// use answered its last query moments ago and is trusted. Release flushes what a request
+/// left queued without a round trip of its own (vendor/README.md).
 pub fn pool(settings: &Settings) -> PgPool {
     pool_with_sessions(settings).0
 }

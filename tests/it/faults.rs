@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::support::{Running, TestDb, hold_migration_lock, run_server, spawn_server};
+use crate::support::{Running, TestDb, hold_migration_lock, run_server, settings, spawn_server};
 
 fn addr(server: &Running) -> String {
     server.base.trim_start_matches("http://").to_string()
@@ -571,6 +571,47 @@ async fn a_recently_used_connection_is_not_checked_and_a_dead_one_costs_one_503(
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let resp = http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// Releasing a connection into the pool sends what a dropped transaction queued (its
+/// ROLLBACK) and reads the answer before the connection is idle, without the ping sqlx 0.9
+/// sends there (vendor/README.md): the dropped transaction's row lock is gone at once, not
+/// when the connection is next used.
+#[tokio::test]
+async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_pool() {
+    let db = TestDb::migrated().await;
+    let pool = agent_backend::db::pool(&settings(
+        &db,
+        "database.max_connections = 1\ndatabase.idle_check_after = \"1h\"",
+    ));
+    sqlx::raw_sql("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM held WHERE id = 1 FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+    // The pool's one connection sits idle afterwards: nothing uses it again in this test.
+    let mut other = db.connect().await;
+    sqlx::raw_sql("SET lock_timeout = '10s'")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM held WHERE id = 1 FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .expect("the dropped transaction's lock is released without another use of its connection");
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'agent-backend'",
+    )
+    .fetch_one(&mut other)
+    .await
+    .unwrap();
+    assert_eq!(state, "idle");
 }
 
 // --- framing and methods -------------------------------------------------------------------

@@ -208,17 +208,22 @@ pub fn project_dir() -> PathBuf {
 /// or the pre-serve stage (`db` is migrated already). `config` is TOML over `config/` and
 /// `test.toml`, as `APP_…` variables would be over a process (`server.body_limit_bytes = 2048`).
 pub fn app(db: &TestDb, config: &str) -> TestClient<BoxEndpoint<'static>> {
+    let settings = settings(db, config);
+    let state = AppState::new(&settings, db::pool(&settings), embedded::migrations());
+    TestClient::new(http::routes(&settings, state).map_to_response().boxed())
+}
+
+/// The test settings over `db`: `config/`, `test.toml`, then `config` (TOML).
+pub fn settings(db: &TestDb, config: &str) -> Settings {
     let config_dir = project_dir().join("config");
-    let settings: Settings = Figment::new()
+    Figment::new()
         .merge(Toml::file_exact(config_dir.join("default.toml")))
         .merge(Toml::file_exact(config_dir.join("test.toml")))
         .merge(Toml::string(config))
         .merge(Serialized::default("environment", "test"))
         .merge(Serialized::default("database.url", &db.url))
         .extract()
-        .unwrap_or_else(|e| panic!("test settings ({config}): {e}"));
-    let state = AppState::new(&settings, db::pool(&settings), embedded::migrations());
-    TestClient::new(http::routes(&settings, state).map_to_response().boxed())
+        .unwrap_or_else(|e| panic!("test settings ({config}): {e}"))
 }
 
 /// `server` with a clean environment: test config, the given database, then `env`.

@@ -311,7 +311,13 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
-        if let Err(error) = self.raw.ping().await {
+        //
+        // agent-backend (vendor/README.md): `flush` instead of `ping`. Whatever is queued
+        // (a dropped transaction's ROLLBACK) is sent and every pending response (a dropped
+        // query's) is read, as the ping did; a connection with nothing outstanding goes back
+        // without a round trip. Its viability is checked at acquire time instead
+        // (`database.idle_check_after`).
+        if let Err(error) = self.raw.flush().await {
             tracing::warn!(
                 %error,
                 "error occurred while testing the connection on-release",
