@@ -13,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::support::{Running, TestDb, hold_migration_lock, run_server, settings, spawn_server};
+use crate::support::{
+    Running, TestDb, hold_migration_lock, read_until_closed, run_server, settings, spawn_server,
+};
 
 fn addr(server: &Running) -> String {
     server.base.trim_start_matches("http://").to_string()
@@ -86,24 +88,6 @@ async fn messages_of(conn: &mut PgConnection, id: &str) -> i64 {
         .fetch_one(conn)
         .await
         .unwrap()
-}
-
-/// Reads until the server closes the connection (or resets it), at most 20 s; returns what it
-/// sent.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the server kept the connection open for 20 s");
-    got
 }
 
 /// One HTTP/1.1 response read off a raw connection: status, head, body (by Content-Length).

@@ -15,7 +15,7 @@ use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
 use poem::test::TestClient;
 use sqlx::{Connection, PgConnection};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 
@@ -416,3 +416,21 @@ pub async fn wait_until(conn: &mut PgConnection, sql: &str, what: &str) {
 pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
      JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
      WHERE l.locktype = 'advisory' AND NOT l.granted)";
+
+/// Reads until the server closes the connection (or resets it), at most 20 s; returns what it
+/// sent.
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open for 20 s");
+    got
+}
