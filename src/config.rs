@@ -18,8 +18,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::migrate::{UnknownPolicy, duration};
 
 mod database_url;
+mod source;
 
 pub use database_url::{DatabaseUrl, mask_url};
+use source::Named;
 
 /// Where the service runs; picks `config/<name>.toml` and a few behaviours (log format,
 /// creating a missing database in development).
@@ -144,7 +146,10 @@ fn api_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ApiKey>, D::Error> {
         List(Vec<String>),
         One(String),
     }
-    let keys = match Raw::deserialize(d)? {
+    let raw = Raw::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("must be a list of keys, or one text of comma-separated keys")
+    })?;
+    let keys = match raw {
         Raw::List(list) => list,
         Raw::One(s) => s.split(',').map(str::to_string).collect(),
     };
@@ -403,13 +408,16 @@ impl Settings {
             .merge(Toml::file(
                 config_dir.join(format!("{}.toml", environment.as_str())),
             ))
-            .merge(
+            .merge(Named::app_vars(
                 Env::prefixed("APP_")
                     .split("__")
                     .ignore(&Self::LITERAL_ENV.map(|(_, key)| key)),
-            );
+            ));
         let literal = |figment: Figment, var: &str, key: &str| match std::env::var_os(var) {
-            Some(v) => figment.merge(Serialized::default(key, v.to_string_lossy().into_owned())),
+            Some(v) => figment.merge(Named::variable(
+                Serialized::default(key, v.to_string_lossy().into_owned()),
+                var,
+            )),
             None => figment,
         };
         for &(var, key) in Self::LITERAL_ENV
@@ -422,7 +430,10 @@ impl Settings {
             figment = if Self::LITERAL_ENV.iter().any(|(v, _)| *v == var) {
                 literal(figment, var, key)
             } else {
-                figment.merge(Env::raw().only(&[var]).map(move |_| key.into()))
+                figment.merge(Named::variable(
+                    Env::raw().only(&[var]).map(move |_| key.into()),
+                    var,
+                ))
             };
         }
         Ok((figment.merge(("environment", environment)), environment))
@@ -436,9 +447,9 @@ impl Settings {
         ConfigError::Invalid(format!("invalid configuration: {}", lines.join("; ")))
     }
 
-    /// figment's words, except for a missing key that an environment variable sets: figment
-    /// names the last file it read ("missing field `url` … in config/production.toml"), which
-    /// sends the reader to a file that is right as it is.
+    /// The key, what is wrong in plain words and where the value came from
+    /// ([`source::describe`]); a missing key that an environment variable sets says so, since
+    /// figment would name the last file it read, which is right as it is.
     fn describe_error(e: &figment::Error, environment: Environment) -> String {
         if let figment::error::Kind::MissingField(field) = &e.kind {
             let key = e
@@ -456,7 +467,9 @@ impl Settings {
                 );
             }
         }
-        e.to_string()
+        source::describe(e, |key| {
+            Self::LITERAL_ENV.iter().any(|(_, secret)| *secret == key)
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -551,7 +564,9 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Int(i64),
         Str(String),
     }
-    match Raw::deserialize(d)? {
+    let raw = Raw::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("must be true or false (or 1/0, yes/no, on/off)"))?;
+    match raw {
         Raw::Bool(b) => Ok(b),
         Raw::Int(0) => Ok(false),
         Raw::Int(1) => Ok(true),
@@ -582,8 +597,21 @@ mod duration_str {
         s.serialize_str(&duration::render(*d))
     }
 
+    /// A bare number (`APP_…_TIMEOUT=5` reads as one) is refused by the grammar for its missing
+    /// unit, in the grammar's words.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let raw = String::deserialize(d)?;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u64),
+        }
+        let raw = match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("must be a duration such as \"10s\" or \"250ms\"")
+        })? {
+            Raw::Text(s) => s,
+            Raw::Number(n) => n.to_string(),
+        };
         duration::parse(&raw).map_err(serde::de::Error::custom)
     }
 }

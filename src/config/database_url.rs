@@ -32,8 +32,11 @@ impl DatabaseUrl {
         }
         // sqlx's message never echoes the URL; ours shows only its scheme, since in a URL that
         // does not parse no other part can be told apart from a password.
-        let options = PgConnectOptions::from_str(raw)
-            .map_err(|e| format!("{key} ({}): {e}", unparsed(raw)))?;
+        // sqlx's `error with configuration: ` (once per layer) adds nothing here.
+        let options = PgConnectOptions::from_str(raw).map_err(|e| {
+            let why = e.to_string().replace("error with configuration: ", "");
+            format!("{key} ({}): {why}", unparsed(raw))
+        })?;
         Ok(Self {
             raw: raw.to_string(),
             options,

@@ -3,7 +3,7 @@
 use agent_backend::migrate::embedded;
 
 use crate::support::{
-    TestDb, hold_migration_lock, rows, run_server, spawn_server, table_exists, url_for,
+    TestDb, hold_migration_lock, project_dir, rows, run_server, spawn_server, table_exists, url_for,
 };
 
 /// A database URL nothing listens on (port 1 is never a PostgreSQL server).
@@ -205,6 +205,148 @@ async fn bad_configuration_exits_3_naming_the_key() {
     let out = run_server(UNREACHABLE, &[("ENVIRONMENT", "staging")], &["config"]).await;
     assert_eq!(out.code, Some(3));
     assert!(out.stderr.contains("ENVIRONMENT"), "{}", out.stderr);
+}
+
+/// Every kind of configuration error, from each kind of source (a file, a named variable, an
+/// `APP_` variable, a secret read literally), names the key and the source in the reader's
+/// words: never a Rust source location, type or serde's vocabulary.
+#[tokio::test]
+async fn no_configuration_error_names_rust_source_or_types() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        project_dir().join("config/default.toml"),
+        dir.path().join("default.toml"),
+    )
+    .unwrap();
+    let config_dir = dir.path().to_str().unwrap().to_string();
+    let production = [("ENVIRONMENT", "production")];
+    // (test.toml, the environment, what the error must name: the key and
+    // where its value came from; a check after loading, `server.host`'s, names the key alone)
+    #[allow(clippy::type_complexity)]
+    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+        ("", &[("API_KEYS", "short")], &["auth.api_keys", "API_KEYS"]),
+        (
+            "",
+            &[("APP_AUTH__API_KEYS", "[1,2]")],
+            &["auth.api_keys", "APP_AUTH__API_KEYS"],
+        ),
+        (
+            "",
+            &[("METRICS_TOKEN", "short")],
+            &["metrics.token", "METRICS_TOKEN"],
+        ),
+        (
+            "",
+            &[("DATABASE_URL", "postgres://u:p@[bad/x")],
+            &["database.url", "DATABASE_URL"],
+        ),
+        (
+            "",
+            &[("DATABASE_URL", "postgres://h/x?sslmode=bogus")],
+            &["database.url", "DATABASE_URL"],
+        ),
+        (
+            "",
+            &[("DATABASE_MIGRATION_URL", "mysql://x")],
+            &["database.migration_url", "DATABASE_MIGRATION_URL"],
+        ),
+        ("", &[("PORT", "http")], &["server.port", "PORT"]),
+        ("", &[("PORT", "99999")], &["server.port", "PORT"]),
+        ("", &[("HOST", "not a host")], &["server.host"]),
+        ("", &[("DEBUG", "maybe")], &["debug", "DEBUG"]),
+        (
+            "",
+            &[("APP_DATABASE__MAX_CONNECTIONS", "abc")],
+            &["database.max_connections", "APP_DATABASE__MAX_CONNECTIONS"],
+        ),
+        (
+            "",
+            &[("APP_SERVER__SHUTDOWN_GRACE", "5")],
+            &["server.shutdown_grace", "APP_SERVER__SHUTDOWN_GRACE"],
+        ),
+        (
+            "",
+            &[("APP_SERVER__SHUTDOWN_GRACE", "true")],
+            &["server.shutdown_grace", "APP_SERVER__SHUTDOWN_GRACE"],
+        ),
+        (
+            "",
+            &[("APP_MIGRATIONS__DRIFT_IGNORE", "5")],
+            &["migrations.drift_ignore", "APP_MIGRATIONS__DRIFT_IGNORE"],
+        ),
+        (
+            "",
+            &[("APP_MIGRATIONS__ON_DRIFT", "loud")],
+            &["migrations.on_drift", "APP_MIGRATIONS__ON_DRIFT"],
+        ),
+        (
+            "",
+            &[("APP_SERVER__FOO", "1")],
+            &["server.foo", "APP_SERVER__FOO"],
+        ),
+        ("", &[("APP_SERVER", "5")], &["server", "APP_SERVER"]),
+        ("", &production, &["auth.api_keys", "API_KEYS"]),
+        (
+            "[server]\nport = \"x\"\n",
+            &[],
+            &["server.port", "test.toml"],
+        ),
+        (
+            "[auth]\napi_keys = 5\n",
+            &[],
+            &["auth.api_keys", "test.toml"],
+        ),
+        (
+            "[database]\nconnect_attempts = \"x\"\n",
+            &[],
+            &["database.connect_attempts", "test.toml"],
+        ),
+        (
+            "[database]\nmax_connections = -1\n",
+            &[],
+            &["database.max_connections", "test.toml"],
+        ),
+        (
+            "[migrations]\nlock_wait_timeout = 3\n",
+            &[],
+            &["migrations.lock_wait_timeout", "test.toml"],
+        ),
+        ("[log]\nlevel = 5\n", &[], &["log.level", "test.toml"]),
+        ("[bogus]\na = 1\n", &[], &["bogus", "test.toml"]),
+        (
+            "this is = not toml [",
+            &[],
+            &["TOML parse error at line 1, column 6", "test.toml"],
+        ),
+    ];
+    for (file, env, names) in cases {
+        std::fs::write(dir.path().join("test.toml"), file).unwrap();
+        let mut env = env.to_vec();
+        env.push(("CONFIG_DIR", &config_dir));
+        let out = run_server(UNREACHABLE, &env, &["config"]).await;
+        let case = format!("{file:?} {env:?}");
+        assert_eq!(out.code, Some(3), "{case}: {}", out.stderr);
+        let line = out.stderr.trim();
+        assert_eq!(line.lines().count(), 1, "{case}: one line: {line}");
+        for name in *names {
+            assert!(line.contains(name), "{case}: names {name}: {line}");
+        }
+        for rust in [
+            ".rs:",
+            "::",
+            "alloc",
+            "String",
+            "untagged",
+            "expected u",
+            "expected i",
+            "Raw",
+            "for key \"",
+            "`APP_` environment",
+            "error with configuration",
+        ] {
+            assert!(!line.contains(rust), "{case}: {rust:?} in: {line}");
+        }
+    }
 }
 
 #[tokio::test]
