@@ -21,15 +21,13 @@ pub const SERVE_APP_NAME: &str = "agent-backend";
 /// Why the database could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error(
-        "database unreachable after {attempts} attempt(s) at {url}: {cause}; check {var} and \
-         that PostgreSQL is running (locally: pg_ctlcluster <version> main start)"
-    )]
+    /// `hint`: what to check, for the last attempt's cause ([`unreachable_hint`]).
+    #[error("database unreachable after {attempts} attempt(s) at {url}: {cause}; {hint}")]
     Unreachable {
         attempts: u32,
         url: String,
         cause: String,
-        var: &'static str,
+        hint: String,
     },
     #[error("cannot connect to the database at {url}: {cause}")]
     Refused { url: String, cause: String },
@@ -118,6 +116,92 @@ fn cause(e: &sqlx::Error, var: &str) -> String {
     format!("{text}{hint}")
 }
 
+/// What to check when `options`' server could not be reached: by the last attempt's failure
+/// (`None`: no answer within `timeout`). Only a server on this machine gets the local hint.
+fn unreachable_hint(
+    failure: Option<&sqlx::Error>,
+    options: &PgConnectOptions,
+    var: &str,
+    timeout: Duration,
+) -> String {
+    let (host, port) = (options.get_host(), options.get_port());
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let Some(failure) = failure else {
+        return format!(
+            "no answer from {host}:{port} within {}: a wrong host or port, a firewall or the \
+             database's IP access list (Render's external URL admits only the addresses on it), \
+             or a server that is not PostgreSQL and waits for more; check {var}",
+            human(timeout)
+        );
+    };
+    if let Some(answered) = not_postgres(failure) {
+        return format!(
+            "something other than PostgreSQL answers on {host}:{port}{answered}: check the host \
+             and port in {var} (PostgreSQL's is usually 5432, PgBouncer's 6432)"
+        );
+    }
+    match failure {
+        e if crate::migrate::error_text(e).contains("failed to lookup address information") => {
+            format!(
+                "the host name {host} does not resolve (DNS): check the host in {var}; a Render \
+                 database's internal host name resolves only inside Render, in its region: from \
+                 elsewhere use the database's external URL"
+            )
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused && local => {
+            format!(
+                "nothing listens on {host}:{port}: is PostgreSQL running on this machine \
+                 (pg_ctlcluster <version> main start), on the port {var} names?"
+            )
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "nothing listens on {host}:{port}: check the port in {var} and the database's status \
+             (Render dashboard: the database's page)"
+        ),
+        _ => format!("check {var} and the database's status"),
+    }
+}
+
+/// `Some(what it answered)` for a start-up answer no PostgreSQL (or PgBouncer) gives: a first
+/// byte that is neither `S` nor `N` to the TLS request, or a message whose length field is
+/// text (`HTTP/1.1 400` read as the type `H` and a length of `TTP/`, over a gigabyte).
+fn not_postgres(e: &sqlx::Error) -> Option<String> {
+    const HTTP: &str = " (it answered like an HTTP server: a web service's port, or a proxy?)";
+    match e {
+        sqlx::Error::Protocol(message) => {
+            let first = message.split("from SSLRequest: 0x").nth(1)?;
+            let byte = u8::from_str_radix(first.get(..2)?, 16).ok()?;
+            Some(match byte {
+                b'H' => HTTP.to_string(),
+                b if b.is_ascii_graphic() => format!(" (it answered {:?})", b as char),
+                _ => String::new(),
+            })
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            let text = io.to_string();
+            let length: u32 = text
+                .strip_prefix("expected to read ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            // sqlx reports the length give or take its own framing: its first bytes are `TTP`.
+            match &length.to_be_bytes()[..3] {
+                b"TTP" => Some(HTTP.to_string()),
+                _ if length > 1 << 20 => Some(String::new()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Connects the migration session (`options` are [`migration_session_options`], possibly for another
 /// database on the same server), retrying per `[database]` and logging each failed attempt;
 /// errors name `database.migration_url`. In development a missing database is created first.
@@ -134,11 +218,12 @@ pub async fn connect_with_retries(
         let result = tokio::time::timeout(db.connect_timeout, options.connect())
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
-        let error = match result {
+        let (error, failure) = match result {
             Ok(conn) => return Ok(conn),
-            Err(sqlx::Error::PoolTimedOut) => {
-                format!("connect timed out after {:?}", db.connect_timeout)
-            }
+            Err(sqlx::Error::PoolTimedOut) => (
+                format!("connect timed out after {:?}", db.connect_timeout),
+                None,
+            ),
             Err(e)
                 if is_missing_database(&e)
                     && settings.environment == Environment::Development
@@ -154,14 +239,14 @@ pub async fn connect_with_retries(
                     cause: cause(&e, var),
                 });
             }
-            Err(e) => cause(&e, var),
+            Err(e) => (cause(&e, var), Some(e)),
         };
         if attempt >= attempts {
             return Err(DbError::Unreachable {
                 attempts,
                 url: url.masked(),
                 cause: error,
-                var,
+                hint: unreachable_hint(failure.as_ref(), options, var, db.connect_timeout),
             });
         }
         let delay = db.connect_retry_delay;
@@ -505,7 +590,45 @@ pub async fn check_budget(pool: &PgPool, settings: &Settings) {
 
 #[cfg(test)]
 mod tests {
-    use super::ConnectionLimits;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use sqlx::postgres::PgConnectOptions;
+
+    use super::{ConnectionLimits, unreachable_hint};
+
+    /// The hint for a refused connection: the local cluster's command only for this machine.
+    #[test]
+    fn a_refused_remote_host_gets_no_local_hint() {
+        let refused =
+            || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let hint = |url: &str| {
+            let options = PgConnectOptions::from_str(url).unwrap();
+            unreachable_hint(
+                Some(&refused()),
+                &options,
+                "DATABASE_URL",
+                Duration::from_secs(5),
+            )
+        };
+        for remote in [
+            "postgres://u@dpg-abc-a.oregon-postgres.render.com/db",
+            "postgres://u@10.0.0.7:5433/db",
+        ] {
+            let hint = hint(remote);
+            assert!(!hint.contains("pg_ctlcluster"), "{remote}: {hint}");
+            assert!(hint.contains("database's status"), "{remote}: {hint}");
+        }
+        for local in [
+            "postgres://u@localhost/db",
+            "postgres://u@127.0.0.1:1/db",
+            "postgres://u@[::1]/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+        ] {
+            let hint = hint(local);
+            assert!(hint.contains("pg_ctlcluster"), "{local}: {hint}");
+        }
+    }
 
     #[test]
     fn budget_counts_reserved_slots_instances_and_the_migration_session() {

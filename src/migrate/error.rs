@@ -70,8 +70,9 @@ pub enum MigrateError {
 
     /// Another runner held the migration lock for longer than the configured wait.
     #[error(
-        "timed out after {}s waiting for the migration lock (key {key}), held by {holder}; \
-         wait for that runner or end its session",
+        "timed out after {}s waiting for the migration lock (key {key}), held by {holder}; let \
+         that session finish and run again; end it only if it is stuck (docs/operations.md, \
+         \"The migration lock is held\": who it is decides)",
         .waited.as_secs()
     )]
     LockTimeout {
@@ -152,21 +153,62 @@ pub enum MigrateError {
     VerifyFailed(String),
 }
 
-/// A sqlx error as one line, without what sqlx appends to PostgreSQL's errors: `at line N` is
-/// the line of PostgreSQL's own C source that raised it, which sends readers to their files.
+/// A sqlx error as one line, without the source locations sqlx appends: `at line N` of
+/// PostgreSQL's errors is the line of PostgreSQL's own C source that raised it, and a protocol
+/// error ends with sqlx's module and line (`(sqlx_postgres::connection::tls:95)`); both send
+/// readers to files that are not theirs.
 pub fn error_text(error: &sqlx::Error) -> String {
     let text = match error {
         sqlx::Error::Database(db) => match db.code() {
             Some(code) => format!("{} (SQLSTATE {code})", db.message()),
             None => db.message().to_string(),
         },
-        other => other.to_string(),
+        other => {
+            let text = other.to_string();
+            match text.rsplit_once(" (") {
+                Some((message, location)) if is_rust_location(location) => message.to_string(),
+                _ => text,
+            }
+        }
     };
     text.replace('\n', " ")
+}
+
+/// `sqlx_postgres::connection::tls:95)`: a Rust module path and a line, closing a message.
+fn is_rust_location(tail: &str) -> bool {
+    tail.strip_suffix(')')
+        .and_then(|t| t.rsplit_once(':'))
+        .is_some_and(|(path, line)| {
+            path.contains("::")
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:".contains(&b))
+                && !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 impl MigrateError {
     pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| Self::Database { action, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn error_text_drops_sqlx_source_locations() {
+        let protocol = sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x48 (sqlx_postgres::connection::tls:95)".into(),
+        );
+        assert_eq!(
+            error_text(&protocol),
+            "encountered unexpected or invalid data: unexpected response from SSLRequest: 0x48"
+        );
+        // A parenthesis that is not a Rust location stays.
+        let other = sqlx::Error::Protocol("bad message (type 0x48)".into());
+        assert!(error_text(&other).ends_with("(type 0x48)"));
     }
 }

@@ -594,6 +594,65 @@ async fn sslmode_in_database_url_is_honoured() {
     }
 }
 
+/// Each way of not reaching PostgreSQL has its own hint: a name that does not resolve, a port
+/// where another kind of server answers (here an HTTP one, with and without the TLS request
+/// first), nothing listening on this machine. Only the last names the local cluster's command.
+#[tokio::test]
+async fn unreachable_hints_tell_dns_from_another_server_from_nothing_listening() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let http = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let one = [("APP_DATABASE__CONNECT_ATTEMPTS", "1")];
+    let http_url = format!("postgres://postgres@127.0.0.1:{port}/x");
+    let http_plain = format!("{http_url}?sslmode=disable");
+    let cases = [
+        (
+            "postgres://postgres@db.example.invalid/x",
+            "the host name db.example.invalid does not resolve (DNS): check the host in DATABASE_URL",
+        ),
+        (
+            http_url.as_str(),
+            "something other than PostgreSQL answers on 127.0.0.1:",
+        ),
+        (
+            http_plain.as_str(),
+            "something other than PostgreSQL answers on 127.0.0.1:",
+        ),
+        (UNREACHABLE, "nothing listens on 127.0.0.1:1"),
+    ];
+    for (url, hint) in cases {
+        let out = run_server(url, &one, &["migrate", "status"]).await;
+        assert_eq!(out.code, Some(4), "{url}: {}", out.stderr);
+        assert!(out.stderr.contains(hint), "{url}: {}", out.stderr);
+        let local = url == UNREACHABLE;
+        assert_eq!(
+            out.stderr.contains("pg_ctlcluster"),
+            local,
+            "{url}: {}",
+            out.stderr
+        );
+        if url.contains(&port.to_string()) {
+            assert!(out.stderr.contains("HTTP server"), "{url}: {}", out.stderr);
+            assert!(!out.stderr.contains("does not resolve"), "{}", out.stderr);
+        }
+        // sqlx's module and line (`(sqlx_postgres::…:95)`) is no file of the reader's.
+        assert!(!out.stderr.contains("sqlx_postgres::"), "{}", out.stderr);
+    }
+    http.abort();
+}
+
 #[tokio::test]
 async fn connection_errors_carry_no_postgresql_source_line() {
     let missing = format!("ab_test_{}", uuid::Uuid::new_v4().simple());
