@@ -6,7 +6,8 @@ use serde::Serialize;
 use super::migrate::Ctx;
 use super::output::{Text, View, list_or};
 use crate::error::{AppError, Exit};
-use crate::migrate::{MigrationSet, Status, Verdict, lock};
+use crate::migrate::snapshot::Drift;
+use crate::migrate::{MigrationSet, Policy, Status, Verdict, lock};
 
 #[derive(Serialize)]
 struct StatusView {
@@ -125,28 +126,125 @@ pub async fn status(ctx: &mut Ctx<'_>) -> Result<Exit, AppError> {
 
 #[derive(Serialize)]
 struct VerifyView {
+    /// No check fails: exit 0.
     ok: bool,
     checks: Vec<Check>,
 }
 
+/// One check. `level`: `ok` (nothing found), `warn` (found, reported, not failing verify:
+/// drift under `on_drift = "warn"`, unknown versions under `on_unknown_applied = "warn"`),
+/// `skipped` (not compared) or `fail`; `ok` is `level == ok`, so a finding is never `ok`.
 #[derive(Serialize)]
 struct Check {
     check: &'static str,
     ok: bool,
+    level: Level,
     detail: String,
+    /// In text, the check's line says `head` (when set) instead of `detail`, and `lines` follow
+    /// it, one each (the differences, which JSON has in `detail`).
+    #[serde(skip)]
+    head: Option<String>,
+    #[serde(skip)]
+    lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Level {
+    Ok,
+    Warn,
+    Skipped,
+    Fail,
 }
 
 impl View for VerifyView {
     fn text(&self, out: &mut Text) {
         for c in &self.checks {
-            let mark = if c.ok { "ok" } else { "FAIL" };
-            out.line(format_args!("{mark:<5} {:<13} {}", c.check, c.detail));
+            let mark = match c.level {
+                Level::Ok => "ok",
+                Level::Warn => "WARN",
+                Level::Skipped => "-",
+                Level::Fail => "FAIL",
+            };
+            let detail = c.head.as_ref().unwrap_or(&c.detail);
+            out.line(format_args!("{mark:<5} {:<13} {detail}", c.check));
+            for line in &c.lines {
+                out.line(format_args!("{:<19} {line}", ""));
+            }
         }
     }
 }
 
+impl Check {
+    fn new(check: &'static str, level: Level, detail: String) -> Self {
+        Check {
+            check,
+            ok: level == Level::Ok,
+            level,
+            detail,
+            head: None,
+            lines: Vec::new(),
+        }
+    }
+}
+
+/// A check that passes or fails.
 fn check(check: &'static str, ok: bool, detail: String) -> Check {
-    Check { check, ok, detail }
+    Check::new(check, if ok { Level::Ok } else { Level::Fail }, detail)
+}
+
+/// Applied versions this binary does not embed (a newer release ran): a warning, or a failure
+/// under `on_unknown_applied = "error"`.
+fn unknown_check(policy: &Policy, status: &Status) -> Check {
+    let listed = list_or("every applied version is embedded", &status.unknown);
+    if status.unknown.is_empty() {
+        return Check::new("unknown", Level::Ok, listed);
+    }
+    let (level, consequence) = if policy.refuses_unknown(status) {
+        (Level::Fail, "fails verify (on_unknown_applied = \"error\")")
+    } else {
+        (
+            Level::Warn,
+            "reported, not failed (on_unknown_applied = \"warn\")",
+        )
+    };
+    let detail = format!(
+        "{listed}: applied, not embedded in this binary (a newer release ran); {consequence}"
+    );
+    Check::new("unknown", level, detail)
+}
+
+/// The drift line: what `migrate drift` says, and what the policy makes of it.
+fn drift_check(policy: &Policy, drift: &Drift) -> Check {
+    let fails = policy.drift_fails(drift);
+    match drift {
+        Drift::Checked { differences } if differences.is_empty() => {
+            Check::new("drift", Level::Ok, drift.summary())
+        }
+        Drift::Checked { differences } => {
+            let (level, consequence) = if fails {
+                (Level::Fail, "fails verify (on_drift = \"error\")")
+            } else {
+                (Level::Warn, "reported, not failed (on_drift = \"warn\")")
+            };
+            let mut check = Check::new(
+                "drift",
+                level,
+                format!("{}; {consequence}", drift.summary()),
+            );
+            check.head = Some(format!(
+                "{} difference(s) from the embedded snapshot; {consequence}:",
+                differences.len()
+            ));
+            check.lines = differences.iter().map(ToString::to_string).collect();
+            check
+        }
+        Drift::NotComparable { .. } => Check::new(
+            "drift",
+            if fails { Level::Fail } else { Level::Skipped },
+            drift.summary(),
+        ),
+    }
 }
 
 /// `migrate verify`: every check named; exit as `status`, or 11 when drift fails under
@@ -180,15 +278,11 @@ pub async fn verify(ctx: &mut Ctx<'_>) -> Result<Exit, AppError> {
             list_or("nothing dirty", status.stuck_dirty()),
         ),
         check("in_progress", status.in_progress().is_empty(), in_progress),
-        check(
-            "unknown",
-            !policy.refuses_unknown(&status),
-            list_or("every applied version is embedded", &status.unknown),
-        ),
-        check("drift", !policy.drift_fails(&drift), drift.summary()),
+        unknown_check(policy, &status),
+        drift_check(policy, &drift),
     ];
     ctx.out.emit(&VerifyView {
-        ok: checks.iter().all(|c| c.ok),
+        ok: checks.iter().all(|c| c.level != Level::Fail),
         checks,
     });
     Ok(match Exit::from(policy.verdict(&status)) {

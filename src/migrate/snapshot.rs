@@ -225,7 +225,18 @@ impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         match self {
-            Difference::Missing { kind, name, .. } => write!(f, "missing {kind} {name}"),
+            // The expected definition is what restores it (an index's is its CREATE INDEX).
+            Difference::Missing {
+                kind,
+                name,
+                expected,
+            } => {
+                write!(f, "missing {kind} {name}")?;
+                if !expected.is_empty() {
+                    write!(f, ": {}", one_line(expected))?;
+                }
+                Ok(())
+            }
             Difference::Extra { kind, name, actual } => {
                 write!(f, "extra {kind} {name}")?;
                 if !actual.is_empty() {
@@ -481,7 +492,9 @@ impl Drift {
         }
         if !status.pending.is_empty() {
             return not(format!(
-                "the database is behind the snapshot: migration(s) {} are pending; apply them first",
+                "the database is behind the snapshot: migration(s) {} of this binary are pending; \
+                 check drift with the binary whose newest migration the database has (after a failed \
+                 deploy: the serving release's, in a Render Shell), or apply them first",
                 list(&status.pending)
             ));
         }

@@ -42,7 +42,9 @@ async fn drift_is_clean_after_migrating_and_names_every_hand_made_change() {
     );
     for expected in [
         "extra column public.conversations.hotfix: integer",
-        "missing index public.conversations_created_at_id_idx",
+        // What restores it, as the snapshot has it (and `--json` in `expected`).
+        "missing index public.conversations_created_at_id_idx: CREATE INDEX \
+         conversations_created_at_id_idx ON public.conversations USING btree (created_at DESC, id DESC)",
         "extra table public.stray",
         "extra column public.stray.id",
         "changed column public.messages.tool_call_id: expected `text`, found `text NOT NULL`",
@@ -58,7 +60,20 @@ async fn drift_is_clean_after_migrating_and_names_every_hand_made_change() {
     let doc = json(&as_json);
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["state"], "checked");
-    assert_eq!(doc["differences"].as_array().unwrap().len(), 5);
+    let differences = doc["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 5);
+    let missing = differences
+        .iter()
+        .find(|d| d["change"] == "missing")
+        .unwrap();
+    assert!(
+        drift.stdout.contains(&format!(
+            "missing index public.conversations_created_at_id_idx: {}",
+            missing["expected"].as_str().unwrap()
+        )),
+        "the text shows what --json has: {missing}\n{}",
+        drift.stdout
+    );
 
     // Someone else's objects can be left out by configuration.
     let ignored = run_server(
@@ -112,6 +127,23 @@ async fn verify_reports_drift_and_fails_on_it_only_when_strict() {
             .unwrap()
             .contains("extra index public.hand_made")
     );
+    // A finding the policy does not fail on is a warning, not `ok`, in JSON and in text alike.
+    assert_eq!(drift["level"], "warn");
+    assert_eq!(drift["ok"], false);
+    assert_eq!(json(&lenient)["ok"], true);
+    let text = run_server(&db.url, &[], &["migrate", "verify"]).await;
+    assert_eq!(text.code, Some(0));
+    assert!(
+        text.stdout.contains(
+            "WARN  drift         1 difference(s) from the embedded snapshot; reported, not failed \
+             (on_drift = \"warn\"):"
+        ) && text
+            .stdout
+            .contains("extra index public.hand_made: CREATE INDEX hand_made ON public.messages")
+            && !text.stdout.contains("ok    drift"),
+        "{}",
+        text.stdout
+    );
 
     let strict = run_server(
         &db.url,
@@ -122,6 +154,13 @@ async fn verify_reports_drift_and_fails_on_it_only_when_strict() {
     assert_eq!(
         strict.code,
         Some(Exit::SchemaDiffers as i32),
+        "{}",
+        strict.stdout
+    );
+    assert!(
+        strict
+            .stdout
+            .contains("FAIL  drift         1 difference(s)"),
         "{}",
         strict.stdout
     );
