@@ -50,12 +50,15 @@ pub enum DbCommand {
     /// SQL. VERSION is 0 (revert all) or an applied or embedded version; anything else is
     /// refused (exit 9). Changes nothing if a needed down migration is missing.
     Rollback(rollback::RollbackArgs),
-    /// Connectivity, checksums, nothing pending, nothing dirty. Exit 0 only when all hold.
+    /// Connectivity, checksums, nothing pending, nothing dirty, unknown versions, drift: each
+    /// `ok`, `FAIL`, or `WARN` (a finding the policy reports, e.g. drift under on_drift =
+    /// "warn"). Exit 0 only when none fails.
     Verify,
     /// Leave a dirty state (a `success = false` row) after fixing the schema by hand.
     ///
-    /// Without a flag: shows the row, the SQL that ran, the failing statement, the lock's holder,
-    /// INVALID indexes and what to check, and changes nothing. With --mark-applied or
+    /// Without a flag (a look, exit 0): shows the row, the SQL that ran, the failing statement,
+    /// the lock's holder, INVALID indexes with their definitions and what to check, and changes
+    /// nothing. With --mark-applied or
     /// --mark-reverted and --yes: under the migration lock, reads the row again and records the
     /// decision only if it is unchanged (else exit 9: the migration finished meanwhile).
     Repair(repair::RepairArgs),

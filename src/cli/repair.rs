@@ -8,7 +8,7 @@ use super::migrate::Ctx;
 use super::output::{Done, Text, View, timestamp};
 use crate::error::{AppError, Exit};
 use crate::migrate::history::{AppliedMigration, hex};
-use crate::migrate::{Direction, DirtyReport, RepairAction, lock};
+use crate::migrate::{Direction, DirtyReport, InvalidIndex, Migration, RepairAction, lock};
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
@@ -67,10 +67,14 @@ pub async fn exec(ctx: &mut Ctx<'_>, args: RepairArgs) -> Result<Exit, AppError>
     };
     let Some(action) = args.action() else {
         ctx.out.emit(&DirtyView::new(&report, true));
-        eprintln!(
-            "server: repair records a decision only with --mark-applied or --mark-reverted, and --yes; \
-             nothing was changed"
-        );
+        // A look (no flag) is what the guide asks for first: it succeeds. A decision without its
+        // confirmation, or a confirmation without a decision, is refused.
+        let missing = match (args.mark_applied || args.mark_reverted, args.yes) {
+            (false, false) => return Ok(Exit::Success),
+            (true, _) => "add --yes to record that decision",
+            (false, true) => "--yes confirms a decision: add --mark-applied or --mark-reverted",
+        };
+        eprintln!("server: {missing}; nothing was changed");
         return Ok(Exit::Refused);
     };
     if !ctx.out.is_json() {
@@ -107,10 +111,12 @@ struct DirtyView<'a> {
     sql: Option<&'a str>,
     failing_statement: Option<String>,
     lock_holder: &'a Option<lock::Holder>,
-    invalid_indexes: &'a [String],
+    invalid_indexes: &'a [InvalidIndex],
     next: Vec<String>,
     #[serde(skip)]
     no_tx: bool,
+    #[serde(skip)]
+    embedded: Option<&'a Migration>,
 }
 
 impl<'a> DirtyView<'a> {
@@ -134,12 +140,35 @@ impl<'a> DirtyView<'a> {
                 Vec::new()
             },
             no_tx: report.script.is_some_and(|(_, s)| s.no_tx),
+            embedded: report.embedded,
         }
     }
 
     fn what_ran(&self, out: &mut Text) {
         let (Some(direction), Some(file), Some(sql)) = (self.direction, self.file, self.sql) else {
-            out.line("What ran: unknown (this binary does not embed that file)");
+            match self.embedded {
+                None => out.line(format_args!(
+                    "What ran: unknown: this binary does not embed migration {v}; the release that \
+                     applied it does (its `server migrate show {v}` prints its SQL)",
+                    v = self.dirty.version
+                )),
+                Some(m) => {
+                    out.line(format_args!(
+                        "What ran: the row does not say. This binary embeds migrations/{} ({}), but \
+                         no runner of it leaves a row like this one (execution_time {} is a finished \
+                         run's; one cut short has -1): a person or another tool set success = false. \
+                         Its up file, to check its objects against:",
+                        m.up.file,
+                        if m.up.no_tx {
+                            "-- no-transaction"
+                        } else {
+                            "one transaction: all of it or none is in the database"
+                        },
+                        self.dirty.execution_time
+                    ));
+                    out.indented("    ", m.up.sql.trim_end());
+                }
+            }
             return;
         };
         out.line(format_args!(
@@ -180,11 +209,16 @@ impl<'a> DirtyView<'a> {
         if self.invalid_indexes.is_empty() {
             out.line("  2. INVALID indexes: none.");
         } else {
-            out.line(format_args!(
+            out.line(
                 "  2. INVALID indexes (a failed CREATE INDEX CONCURRENTLY leaves one; fix its cause, then \
-                 DROP INDEX CONCURRENTLY it): {}",
-                self.invalid_indexes.join(", ")
-            ));
+                 DROP INDEX CONCURRENTLY it), with their table and columns:",
+            );
+            for i in self.invalid_indexes {
+                out.line(format_args!(
+                    "       {} on {}: {}",
+                    i.index, i.table, i.definition
+                ));
+            }
         }
     }
 }

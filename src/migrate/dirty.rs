@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::history::AppliedMigration;
-use super::{Script, lock};
+use super::{Migration, Script, lock};
 
 /// Which file of a migration left a dirty row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,12 +19,26 @@ pub enum Direction {
 #[derive(Debug, Clone)]
 pub struct DirtyReport<'a> {
     pub row: AppliedMigration,
-    /// The file that was running when the row was left dirty, when this binary embeds it.
+    /// The row's migration, when this binary embeds it.
+    pub embedded: Option<&'a Migration>,
+    /// The file that was running when the row was left dirty, when the row says which (this
+    /// binary's runner writes `execution_time = -1` before an up file, and marks an applied row
+    /// dirty only for a `-- no-transaction` down file).
     pub script: Option<(Direction, &'a Script)>,
     /// A live session holding the migration lock: it may still be running this migration.
     pub holder: Option<lock::Holder>,
-    /// `index on table` for every INVALID index outside the system schemas.
-    pub invalid_indexes: Vec<String>,
+    /// Every INVALID index outside the system schemas.
+    pub invalid_indexes: Vec<InvalidIndex>,
+}
+
+/// An INVALID index (what a failed or interrupted `CREATE INDEX CONCURRENTLY` leaves), with its
+/// definition: the table and columns whose duplicates a unique one tripped on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct InvalidIndex {
+    pub index: String,
+    pub table: String,
+    /// `pg_get_indexdef`, as `pg_indexes.indexdef` shows it.
+    pub definition: String,
 }
 
 impl DirtyReport<'_> {

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::telemetry;
 
-use super::dirty::{Direction, DirtyReport, describe_row};
+use super::dirty::{Direction, DirtyReport, InvalidIndex, describe_row};
 use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Snapshot};
 use super::status::{Policy, Status, UnknownPolicy};
@@ -515,8 +515,9 @@ impl<'a> Migrator<'a> {
         let Some(row) = status.dirty_row(version).cloned() else {
             return Ok(None);
         };
-        let invalid_indexes = sqlx::query_scalar::<_, String>(
-            "SELECT format('%s on %s', i.indexrelid::regclass, i.indrelid::regclass) \
+        let invalid_indexes = sqlx::query_as::<_, InvalidIndex>(
+            "SELECT i.indexrelid::regclass::text AS index, i.indrelid::regclass::text AS table, \
+                    pg_get_indexdef(i.indexrelid) AS definition \
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -540,6 +541,7 @@ impl<'a> Migrator<'a> {
         });
         Ok(Some(DirtyReport {
             row,
+            embedded: migration,
             script,
             holder: status.holder,
             invalid_indexes,

@@ -27,7 +27,7 @@ pub mod sqlx_toml;
 mod status;
 mod step;
 
-pub use dirty::{Direction, DirtyReport};
+pub use dirty::{Direction, DirtyReport, InvalidIndex};
 pub use engine::{MigrateOptions, Migrator, RepairAction, RunReport, Step};
 pub use error::{MigrateError, error_text};
 pub use manifest::{Migration, MigrationKind, Script};
