@@ -194,6 +194,16 @@ impl View for ShowView {
         for (label, value) in fields {
             out.field(label, 18, dash(value));
         }
+        if self.applied_checksum.is_some()
+            && self.embedded_checksum.is_some()
+            && self.embedded_checksum != self.applied_checksum
+        {
+            out.line(
+                "The checksums are the SHA-384 of the up file's bytes (sqlx's checksum; characters in \
+                 sqlx.toml's ignored-chars left out): `sha384sum` of each revision of the file in git \
+                 finds the one that ran (applied_checksum) and the one embedded.",
+            );
+        }
         for (title, sql) in [("Up SQL", &self.up_sql), ("Down SQL", &self.down_sql)] {
             out.line(format_args!("\n-- {title} --"));
             out.line(sql.as_deref().unwrap_or("(none)").trim_end());
@@ -208,7 +218,18 @@ pub async fn show(ctx: &mut Ctx<'_>, args: ShowArgs) -> Result<Exit, AppError> {
     let embedded = ctx.migrator.set().get(version);
     let row = status.row(version);
     if row.is_none() && embedded.is_none() {
-        eprintln!("server: version {version} is neither embedded nor applied");
+        let set = ctx.migrator.set();
+        let newest = |v: Option<i64>| v.map_or("none".to_string(), |v| v.to_string());
+        eprintln!(
+            "server: version {version} is neither embedded in this binary (newest {}, {} \
+             migration(s)) nor applied to this database (newest {}); `server migrate history` lists \
+             the applied versions, `server migrate status` the embedded and pending ones. A version \
+             only a newer release has is shown by that release's binary (docs/operations.md, \
+             \"Which binary answers which question\")",
+            newest(set.newest()),
+            set.len(),
+            newest(status.newest_applied())
+        );
         return Ok(Exit::Refused);
     }
     ctx.out.emit(&ShowView::new(

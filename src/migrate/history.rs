@@ -265,7 +265,31 @@ pub fn describe_sql_error(error: &sqlx::Error, sql: &str) -> String {
     if let Some(hint) = pg.hint() {
         out.push_str(&format!("; hint: {hint}"));
     }
+    if let Some(cause) = where_the_cause_may_be(pg.code()) {
+        out.push_str(&format!("; {cause}"));
+    }
     out.replace('\n', " ")
+}
+
+/// For errors about an object that exists already or is missing, where to look: the database
+/// may have been changed outside the migrations, and then the file is right.
+fn where_the_cause_may_be(sqlstate: &str) -> Option<&'static str> {
+    match sqlstate {
+        // duplicate_table (any relation: table, index, view, sequence), _column, _object,
+        // _schema, _function.
+        "42P07" | "42701" | "42710" | "42P06" | "42723" => Some(
+            "the database already has it: if it was made outside the migrations (by hand, by another \
+             tool), the file is right and the database is not (`server migrate drift` with the serving \
+             release's binary lists what no migration made; docs/operations.md, \"A migration failed \
+             with an SQL error\")",
+        ),
+        // undefined_table, _column, _object, _function.
+        "42P01" | "42703" | "42704" | "42883" => Some(
+            "a typo in the file, or the object was changed outside the migrations (`server migrate \
+             drift` with the serving release's binary shows it)",
+        ),
+        _ => None,
+    }
 }
 
 /// 1-based line and column of PostgreSQL's 1-based character position, if it falls in `sql`.

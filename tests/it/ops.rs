@@ -54,6 +54,21 @@ async fn status_history_show_verify_report_and_exit_by_state() {
     assert!(m["down_sql"].as_str().unwrap().contains("DROP TABLE"));
     let unknown = run_server(&db.url, &[], &["migrate", "show", "42"]).await;
     assert_eq!(unknown.code, Some(9));
+    // It says what each side has and where to look next.
+    assert!(
+        unknown.stderr.contains(&format!(
+            "version 42 is neither embedded in this binary (newest {newest}, {} migration(s)) nor \
+             applied to this database (newest {newest})",
+            versions().len()
+        )) && unknown
+            .stderr
+            .contains("`server migrate history` lists the applied versions")
+            && unknown
+                .stderr
+                .contains("Which binary answers which question"),
+        "{}",
+        unknown.stderr
+    );
 
     let verify = run_server(&db.url, &[], &["migrate", "verify", "--json"]).await;
     assert_eq!(verify.code, Some(0));
