@@ -4,12 +4,13 @@
 //! test here creates that failure, then runs the block's commands, every one and in the guide's
 //! order, against the binary: `/app/server …` as a `server` process (the built one, or a release
 //! over a generated set where the case needs another set), `psql "$EXTERNAL_DATABASE_URL" -c
-//! "…"` as that SQL on the test's database. `<placeholders>` are filled from what earlier
-//! commands printed, as a person would. A command added, removed, reworded or moved in the
+//! "…"` as that SQL on the test's database, a workstation's `git …` (or shell loop over it) in
+//! the test's repository. `<placeholders>` are filled from what earlier commands printed, as a
+//! person would. A command added, removed, reworded or moved in the
 //! guide fails its test until the test does the same.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sqlx::{Connection, PgConnection, Row};
 
@@ -59,24 +60,33 @@ impl Image<'_> {
     }
 }
 
-/// What a step printed: a `server` process's output, or the rows of an SQL command.
+/// What a step printed: a `server` process's output, the rows of an SQL command, or a
+/// workstation's shell command's output.
 enum Outcome {
     Server(Output),
     Sql(Vec<sqlx::postgres::PgRow>),
+    Shell(Output),
 }
 
 impl Outcome {
     fn server(self) -> Output {
         match self {
             Outcome::Server(out) => out,
-            Outcome::Sql(_) => panic!("expected a server command"),
+            _ => panic!("expected a server command"),
         }
     }
 
     fn sql(self) -> Vec<sqlx::postgres::PgRow> {
         match self {
             Outcome::Sql(rows) => rows,
-            Outcome::Server(_) => panic!("expected an SQL command"),
+            _ => panic!("expected an SQL command"),
+        }
+    }
+
+    fn shell(self) -> Output {
+        match self {
+            Outcome::Shell(out) => out,
+            _ => panic!("expected a shell command"),
         }
     }
 }
@@ -88,6 +98,8 @@ struct Guide<'a> {
     db: &'a TestDb,
     /// Values for the block's `<placeholders>`, learnt along the way.
     known: BTreeMap<&'static str, String>,
+    /// The workstation's clone of the repository, where `git` commands run.
+    repo: Option<PathBuf>,
 }
 
 impl<'a> Guide<'a> {
@@ -97,7 +109,14 @@ impl<'a> Guide<'a> {
             commands: guide_commands(name).into_iter(),
             db,
             known: BTreeMap::new(),
+            repo: None,
         }
+    }
+
+    /// The block's `git` commands run in `repo`.
+    fn in_repo(mut self, repo: &Path) -> Self {
+        self.repo = Some(repo.to_path_buf());
+        self
     }
 
     fn learn(&mut self, placeholder: &'static str, value: impl ToString) {
@@ -142,6 +161,21 @@ impl<'a> Guide<'a> {
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
             let _ = conn.close().await;
             Outcome::Sql(rows)
+        } else if let (Some(repo), true) = (
+            &self.repo,
+            command.starts_with("git ") || command.starts_with("for "),
+        ) {
+            let out = tokio::process::Command::new("bash")
+                .args(["-c", &command])
+                .current_dir(repo)
+                .output()
+                .await
+                .unwrap();
+            Outcome::Shell(Output {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
         } else {
             panic!("{}: a command the test cannot run: {command}", self.name);
         }
@@ -165,12 +199,58 @@ fn after<'t>(text: &'t str, prefix: &str) -> &'t str {
     rest.lines().next().unwrap_or("").trim()
 }
 
-/// The first INVALID index `repair` listed, as (index, table).
-fn invalid_index(repair: &str) -> (String, String) {
-    let list = after(repair, "DROP INDEX CONCURRENTLY it): ");
-    let first = list.split(", ").next().unwrap();
-    let (index, table) = first.split_once(" on ").unwrap();
-    (index.to_string(), table.to_string())
+/// The first INVALID index `repair` listed, as (index, table, definition).
+fn invalid_index(repair: &str) -> (String, String, String) {
+    let (_, list) = repair
+        .split_once("with their table and columns:\n")
+        .unwrap_or_else(|| panic!("no INVALID index listed in:\n{repair}"));
+    let first = list.lines().next().unwrap().trim();
+    let (index, rest) = first.split_once(" on ").unwrap();
+    let (table, definition) = rest.split_once(": ").unwrap();
+    (index.to_string(), table.to_string(), definition.to_string())
+}
+
+/// The columns of an index definition, as written in its parenthesis after `USING method`.
+fn index_columns(definition: &str) -> String {
+    let (_, using) = definition.split_once(" USING ").unwrap();
+    let (_, columns) = using.split_once('(').unwrap();
+    columns.strip_suffix(')').unwrap().to_string()
+}
+
+/// The product's migration files, and `extra` after them: the next release's set.
+fn product_and(extra: &[(&str, &str)]) -> SetDir {
+    let dir = SetDir::new(extra);
+    for entry in std::fs::read_dir(project_dir().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// Writes the snapshot `set`'s migrations produce on a scratch database (as `migrate snapshot
+/// --fresh --write` does for the project) into the set's directory: the release carries it.
+async fn with_snapshot(set: &SetDir, db: &TestDb) {
+    let file = set.dir.path().join("schema.snapshot");
+    let out = Image::Release(set.dir.path())
+        .run(
+            &db.url,
+            &[],
+            &[
+                "migrate",
+                "snapshot",
+                "--fresh",
+                "--write",
+                file.to_str().unwrap(),
+            ],
+        )
+        .await;
+    ok(&out, 0);
+}
+
+/// `url` with a session setting for its connections (`options=-c name=value`).
+fn with_setting(url: &str, name: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20{name}%3D{value}")
 }
 
 /// No row of the guide's `pg_stat_activity` query is `active` (a finished command's session may
@@ -370,21 +450,27 @@ async fn dirty_after_a_killed_index_build_drop_the_invalid_index_and_mark_revert
     guide.learn("version", after(&status.stdout, "Dirty:"));
     assert_eq!(guide.known["version"], "2");
 
+    // A look: it changes nothing and succeeds (a job running it does not appear failed).
     let repair = guide
         .step("/app/server migrate repair", image, &[])
         .await
         .server();
-    ok(&repair, 9);
+    ok(&repair, 0);
     assert!(
         repair
             .stdout
             .contains("Failing statement: CREATE INDEX CONCURRENTLY items_sku_idx ON items (sku);")
-            && repair.stdout.contains("The migration lock is free"),
+            && repair.stdout.contains("The migration lock is free")
+            && repair.stdout.contains("Nothing was changed."),
         "{}",
         repair.stdout
     );
-    let (index, table) = invalid_index(&repair.stdout);
+    let (index, table, definition) = invalid_index(&repair.stdout);
     assert_eq!((index.as_str(), table.as_str()), ("items_sku_idx", "items"));
+    assert_eq!(
+        definition,
+        "CREATE INDEX items_sku_idx ON public.items USING btree (sku)"
+    );
     assert!(!index_is_valid(&mut observer, &index).await);
     guide.learn("index", index.clone());
 
@@ -474,19 +560,13 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
     // An instance starting now: dirty with no live holder is exit 6.
     ok(&image.run(&db.url, &[], &["--migrate-only"]).await, 6);
 
-    let column = after(&predeploy.stderr, "Key (")
-        .split(')')
-        .next()
-        .unwrap()
-        .to_string();
-    assert_eq!(column, "email");
-
+    // The deploy log that named the duplicated key may be gone: the guide does not use it.
     let mut guide = Guide::new("dirty-after-failed-unique-index", &db);
     let repair = guide
         .step("/app/server migrate repair", image, &[])
         .await
         .server();
-    ok(&repair, 9);
+    ok(&repair, 0);
     assert!(
         repair.stdout.contains(
             "Failing statement: CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);"
@@ -494,7 +574,9 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
         "{}",
         repair.stdout
     );
-    let (index, table) = invalid_index(&repair.stdout);
+    // repair lists the index with its definition, table and columns included.
+    let (index, _, definition) = invalid_index(&repair.stdout);
+    assert_eq!(index_columns(&definition), "email");
     guide.learn(
         "version",
         after(&repair.stdout, "Migration ")
@@ -503,8 +585,6 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
             .unwrap(),
     );
     guide.learn("index", &index);
-    guide.learn("table", &table);
-    guide.learn("column", &column);
 
     let sessions = guide
         .step(
@@ -515,9 +595,27 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
         .await
         .sql();
     assert!(no_active_session(&sessions));
+    // The guide's query finds the INVALID index's table and columns in the catalog alone.
+    let found = guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT tablename, indexdef FROM pg_indexes WHERE indexname = '<index>';\"",
+            image,
+            &[],
+        )
+        .await
+        .sql();
+    assert_eq!(found.len(), 1);
+    let indexdef: String = found[0].get("indexdef");
+    assert_eq!(indexdef, definition);
+    guide.learn("table", found[0].get::<String, _>("tablename"));
+    guide.learn("columns", index_columns(&indexdef));
+    assert_eq!(
+        (&guide.known["table"][..], &guide.known["columns"][..]),
+        ("users", "email")
+    );
     let duplicates = guide
         .step(
-            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT <column>, count(*) FROM <table> GROUP BY <column> HAVING count(*) > 1;\"",
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT <columns>, count(*) FROM <table> GROUP BY <columns> HAVING count(*) > 1;\"",
             image,
             &[],
         )
@@ -552,6 +650,13 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
     ok(
         &guide
             .step("/app/server --migrate-only", image, &[])
+            .await
+            .server(),
+        0,
+    );
+    ok(
+        &guide
+            .step("/app/server migrate verify", image, &[])
             .await
             .server(),
         0,
@@ -594,13 +699,18 @@ async fn lock_held_by_a_stuck_session_end_it_then_retry() {
 
     let session = guide
         .step(
-            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT pid, application_name, state, xact_start, state_change, query FROM pg_stat_activity WHERE pid = <pid>;\"",
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT pid, application_name, client_addr, backend_start, state, state_change, query FROM pg_stat_activity WHERE pid = <pid>;\"",
             Image::Built,
             &[],
         )
         .await
         .sql();
     assert_eq!(session.len(), 1);
+    // The guide's table: ours, and idle: stuck, end it.
+    assert_eq!(
+        session[0].get::<String, _>("application_name"),
+        "agent-backend migrate"
+    );
     assert_eq!(
         session[0].get::<String, _>("state"),
         "idle",
@@ -625,34 +735,53 @@ async fn lock_held_by_a_stuck_session_end_it_then_retry() {
     guide.done();
 }
 
+/// `git ARGS` in `repo`, as the developer who made its history.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[tokio::test]
-async fn edited_file_restore_it_and_add_a_new_migration() {
+async fn edited_file_find_the_revision_that_ran_by_its_checksum_and_restore_it() {
     let db = TestDb::empty().await;
-    let original = ("1_notes.sql", "CREATE TABLE notes (id int PRIMARY KEY);\n");
-    let v1 = SetDir::new(&[original]);
-    let edited = SetDir::new(&[(
-        "1_notes.sql",
-        "CREATE TABLE notes (id int PRIMARY KEY, body text);\n",
-    )]);
-    let restored = SetDir::new(&[
-        original,
-        (
-            "2_notes_body.sql",
-            "ALTER TABLE notes ADD COLUMN body text;\n",
-        ),
-    ]);
+    // The repository: the file as it ran, then edited in place.
+    let repo = tempfile::tempdir().unwrap();
+    let migrations = repo.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let file = migrations.join("1_notes.sql");
+    let original = "CREATE TABLE notes (id int PRIMARY KEY);\n";
+    std::fs::write(&file, original).unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "notes"]);
+    let ran = git(repo.path(), &["log", "-1", "--format=%h"]);
+    let released = SetDir::new(&[("1_notes.sql", original)]);
     ok(
-        &Image::Release(v1.dir.path())
+        &Image::Release(released.dir.path())
             .run(&db.url, &[], &["--migrate-only"])
             .await,
         0,
     );
-    let new = Image::Release(edited.dir.path());
+    std::fs::write(
+        &file,
+        "CREATE TABLE notes (id int PRIMARY KEY, body text);\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "notes: body"]);
+    let edited = git(repo.path(), &["log", "-1", "--format=%h"]);
+
+    let new = Image::Release(&migrations);
     let predeploy = new.run(&db.url, &[], &["--migrate-only"]).await;
     ok(&predeploy, 6);
     assert!(predeploy.stderr.contains("was edited after it ran"));
 
-    let mut guide = Guide::new("edited-file", &db);
+    let mut guide = Guide::new("edited-file", &db).in_repo(repo.path());
     let status = guide
         .step("/app/server migrate status", new, &[])
         .await
@@ -665,11 +794,59 @@ async fn edited_file_restore_it_and_add_a_new_migration() {
         .server();
     ok(&show, 0);
     assert!(
-        show.stdout.contains("checksum mismatch") && show.stdout.contains("body text"),
+        show.stdout.contains("checksum mismatch")
+            && show.stdout.contains("body text")
+            && show.stdout.contains("SHA-384 of the up file's bytes"),
         "{}",
         show.stdout
     );
-    let new = Image::Release(restored.dir.path());
+    let applied = after(&show.stdout, "applied_checksum:").to_string();
+    let embedded = after(&show.stdout, "embedded_checksum:").to_string();
+    guide.learn("file", after(&show.stdout, "file:"));
+
+    // Each revision's SHA-384: the applied checksum is the revision that ran, the embedded one
+    // the edit.
+    let revisions = guide
+        .step(
+            "for c in $(git log --format=%h -- migrations/<file>); do echo \"$c $(git show \"$c:migrations/<file>\" | sha384sum)\"; done",
+            new,
+            &[],
+        )
+        .await
+        .shell();
+    ok(&revisions, 0);
+    let by_hash: BTreeMap<&str, &str> = revisions
+        .stdout
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let commit = words.next().unwrap();
+            (words.next().unwrap(), commit)
+        })
+        .collect();
+    assert_eq!(
+        by_hash.get(applied.as_str()),
+        Some(&ran.as_str()),
+        "{}",
+        revisions.stdout
+    );
+    assert_eq!(by_hash.get(embedded.as_str()), Some(&edited.as_str()));
+    guide.learn("commit", &ran);
+    ok(
+        &guide
+            .step("git checkout <commit> -- migrations/<file>", new, &[])
+            .await
+            .shell(),
+        0,
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+
+    // The change, in a new migration beside it; committed, pushed, deployed.
+    std::fs::write(
+        migrations.join("2_notes_body.sql"),
+        "ALTER TABLE notes ADD COLUMN body text;\n",
+    )
+    .unwrap();
     ok(
         &guide
             .step("/app/server --migrate-only", new, &[])
@@ -762,18 +939,437 @@ async fn rollback_of_the_newest_migration_service_first_then_the_schema() {
         200,
         "the serving release"
     );
+    // The newer binary's view: exactly the reverted version pending, nothing else failing.
+    let newer_view = guide
+        .step("/app/server migrate verify", newer_image, &[])
+        .await
+        .server();
+    ok(&newer_view, 8);
+    let failing: Vec<&str> = newer_view
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert_eq!(failing, ["FAIL  pending       2"], "{}", newer_view.stdout);
+    let old_view = guide
+        .step(
+            "/app/server migrate verify",
+            Image::Release(old.dir.path()),
+            &[],
+        )
+        .await
+        .server();
+    ok(&old_view, 0);
+    assert!(
+        old_view
+            .stdout
+            .contains("ok    unknown       every applied version is embedded"),
+        "{}",
+        old_view.stdout
+    );
+    guide.done();
+    serving.signal("TERM");
+    assert_eq!(serving.wait().await, Some(0));
+}
+
+/// The next release's migration: a table of its own, with a key and an index.
+const COMMENTS_UP: (&str, &str) = (
+    "20261201000001_create_ui_artifact_comments.up.sql",
+    "CREATE TABLE ui_artifact_comments (\n    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),\n    \
+     artifact_id uuid NOT NULL REFERENCES ui_artifacts (id) ON DELETE CASCADE,\n    \
+     body text NOT NULL\n);\n\
+     CREATE INDEX ui_artifact_comments_artifact_id_idx ON ui_artifact_comments (artifact_id);\n",
+);
+const COMMENTS_DOWN: (&str, &str) = (
+    "20261201000001_create_ui_artifact_comments.down.sql",
+    "DROP TABLE ui_artifact_comments;\n",
+);
+
+#[tokio::test]
+async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
+    // The serving release is this build; the next one adds a table that someone already made
+    // by hand, with a primary key (whose index name the migration's would clash with too).
+    let db = TestDb::migrated().await;
+    let next = product_and(&[COMMENTS_UP, COMMENTS_DOWN]);
+    with_snapshot(&next, &db).await;
+    let new = Image::Release(next.dir.path());
+    let old = Image::Built;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "CREATE TABLE ui_artifact_comments (id uuid PRIMARY KEY, note text); \
+         INSERT INTO ui_artifact_comments VALUES (gen_random_uuid(), 'a'), (gen_random_uuid(), 'b');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let predeploy = new.run(&db.url, &[], &["--migrate-only"]).await;
+    ok(&predeploy, 5);
+    assert!(
+        predeploy.stderr.contains(
+            "ERROR 42P07: relation \"ui_artifact_comments\" already exists; the database already \
+             has it: if it was made outside the migrations"
+        ) && predeploy.stderr.contains("rolled back, nothing recorded"),
+        "{}",
+        predeploy.stderr
+    );
+    let table = after(&predeploy.stderr, "relation \"")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let mut guide = Guide::new("sql-error-in-the-database", &db);
+    let status = guide
+        .step("/app/server migrate status", new, &[])
+        .await
+        .server();
+    ok(&status, 8);
+    assert!(
+        status.stdout.contains("Pending:            20261201000001")
+            && status.stdout.contains("Dirty:              none"),
+        "{}",
+        status.stdout
+    );
+    // The serving release: the database is at its newest migration, so drift is compared.
+    let drift = guide
+        .step("/app/server migrate drift", old, &[])
+        .await
+        .server();
+    ok(&drift, 11);
+    assert!(
+        drift
+            .stdout
+            .contains(&format!("extra table public.{table}"))
+            && drift
+                .stdout
+                .contains(&format!("extra index public.{table}_pkey")),
+        "{}",
+        drift.stdout
+    );
+    guide.learn("table", &table);
+    let count = guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT count(*) FROM <table>;\"",
+            old,
+            &[],
+        )
+        .await
+        .sql();
+    assert_eq!(count[0].get::<i64, _>(0), 2);
+    guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"CREATE SCHEMA by_hand; ALTER TABLE <table> SET SCHEMA by_hand;\"",
+            old,
+            &[],
+        )
+        .await
+        .sql();
+    // The same release again: the file was right.
+    let rerun = guide
+        .step("/app/server --migrate-only", new, &[])
+        .await
+        .server();
+    ok(&rerun, 0);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM by_hand.ui_artifact_comments")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, 2, "nothing was lost");
+    guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"DROP TABLE by_hand.<table>; DROP SCHEMA by_hand;\"",
+            new,
+            &[],
+        )
+        .await
+        .sql();
+    let verify = guide
+        .step("/app/server migrate verify", new, &[])
+        .await
+        .server();
+    ok(&verify, 0);
+    assert!(
+        verify.stdout.contains("ok    drift         no drift"),
+        "{}",
+        verify.stdout
+    );
+    guide.done();
+}
+
+#[tokio::test]
+async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
+    // The next release makes messages.tool_call_id required: fine on a fresh database, refused
+    // here, where a message has none. Meanwhile someone dropped an index by hand.
+    let db = TestDb::migrated().await;
+    let next = product_and(&[(
+        "20261201000001_messages_tool_call_id_required.sql",
+        "ALTER TABLE messages ALTER COLUMN tool_call_id SET NOT NULL;\n",
+    )]);
+    with_snapshot(&next, &db).await;
+    let new = Image::Release(next.dir.path());
+    let old = Image::Built;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql(
+        "INSERT INTO conversations (id, title) VALUES ('00000000-0000-0000-0000-000000000001', 't'); \
+         INSERT INTO messages (conversation_id, seq, role, content) \
+         VALUES ('00000000-0000-0000-0000-000000000001', 1, 'user', 'hi'); \
+         DROP INDEX ui_artifacts_conversation_idx;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    ok(&new.run(&db.url, &[], &["--migrate-only"]).await, 5);
+
+    let mut guide = Guide::new("drift-before-redeploy", &db);
+    let behind = guide
+        .step("/app/server migrate drift", new, &[])
+        .await
+        .server();
+    ok(&behind, 9);
+    assert!(
+        behind.stdout.contains(
+            "Not compared: the database is behind the snapshot: migration(s) 20261201000001 of \
+             this binary are pending; check drift with the binary whose newest migration the \
+             database has"
+        ),
+        "{}",
+        behind.stdout
+    );
+    let drift = guide
+        .step("/app/server migrate drift", old, &[])
+        .await
+        .server();
+    ok(&drift, 11);
+    let definition = after(
+        &drift.stdout,
+        "missing index public.ui_artifacts_conversation_idx: ",
+    )
+    .to_string();
+    assert!(
+        definition.starts_with("CREATE INDEX ui_artifacts_conversation_idx ON public.ui_artifacts")
+    );
+    guide.learn("definition", &definition);
+    guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"<definition>;\"",
+            old,
+            &[],
+        )
+        .await
+        .sql();
+    let verify = guide
+        .step("/app/server migrate verify", old, &[])
+        .await
+        .server();
+    ok(&verify, 0);
+    assert!(
+        verify.stdout.contains("ok    drift         no drift"),
+        "{}",
+        verify.stdout
+    );
+    guide.done();
+}
+
+#[tokio::test]
+async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_applies_it() {
+    let db = TestDb::empty().await;
+    // The second migration sleeps, only in a session that asks it to (the killed runner's).
+    let set = SetDir::new(&[
+        (
+            "1_gadgets.sql",
+            "CREATE TABLE gadgets (id int PRIMARY KEY);\n",
+        ),
+        (
+            "2_widgets.sql",
+            "CREATE TABLE widgets (id int PRIMARY KEY);\n\
+             SELECT pg_sleep(coalesce(nullif(current_setting('guide.sleep', true), ''), '0')::float8);\n",
+        ),
+    ]);
+    let image = Image::Release(set.dir.path());
+    let runner = Release {
+        dir: set.dir.path(),
+    }
+    .spawn(
+        &with_setting(&db.url, "guide.sleep", "600"),
+        &[],
+        &["--migrate-only"],
+    );
+    let mut observer = db.connect().await;
+    wait_until(
+        &mut observer,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'agent-backend migrate' AND wait_event = 'PgSleep')",
+        "the runner inside its second migration",
+    )
+    .await;
+    let backend: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'agent-backend migrate' AND wait_event = 'PgSleep'",
+    )
+    .fetch_one(&mut observer)
+    .await
+    .unwrap();
+    let pid = runner.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let killed = finish(runner).await;
+    assert_eq!(killed.code, None, "killed by a signal");
+
+    let mut guide = Guide::new("killed-transactional", &db);
+    let status = guide
+        .step("/app/server migrate status", image, &[])
+        .await
+        .server();
+    ok(&status, 8);
+    assert!(
+        status.stdout.contains("Pending:            2")
+            && status.stdout.contains("Dirty:              none"),
+        "{}",
+        status.stdout
+    );
+    // Until PostgreSQL notices the runner is gone, its session still holds the lock.
+    let lock = after(&status.stdout, "Migration lock:");
+    assert!(
+        lock == "free"
+            || lock.starts_with(&format!(
+                "held by pid {backend} (application_name \"agent-backend migrate\""
+            )),
+        "{lock}"
+    );
+    let rerun = guide
+        .step("/app/server --migrate-only", image, &[])
+        .await
+        .server();
+    ok(&rerun, 0);
+    assert!(
+        rerun.stderr.contains("Applied migration 2"),
+        "{}",
+        rerun.stderr
+    );
     ok(
         &guide
-            .step(
-                "/app/server migrate verify",
-                Image::Release(old.dir.path()),
-                &[],
-            )
+            .step("/app/server migrate verify", image, &[])
             .await
             .server(),
         0,
     );
     guide.done();
-    serving.signal("TERM");
-    assert_eq!(serving.wait().await, Some(0));
+    let gone: bool =
+        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+            .bind(backend)
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+    assert!(gone, "the killed runner's session is gone, with its lock");
+}
+
+#[tokio::test]
+async fn lock_held_by_another_applications_migrator_at_work_wait_for_it() {
+    let db = TestDb::empty().await;
+    // Another service's migrator holds the key and is busy: its query waits on a lock the
+    // test releases when that migrator is "done".
+    let (mut foreign, _key) = hold_migration_lock(&db, "billing-service%20migrate").await;
+    let mut gate = db.connect().await;
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut gate)
+        .await
+        .unwrap();
+    let work = tokio::spawn(async move {
+        sqlx::query("SELECT pg_advisory_lock(4242)")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut foreign)
+            .await
+            .unwrap();
+    });
+    let mut observer = db.connect().await;
+    wait_until(
+        &mut observer,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = 'billing-service migrate' AND state = 'active')",
+        "the other migrator at work",
+    )
+    .await;
+    let predeploy = run_server(
+        &db.url,
+        &[("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")],
+        &["--migrate-only"],
+    )
+    .await;
+    ok(&predeploy, 7);
+    assert!(
+        predeploy.stderr.contains("end it only if it is stuck"),
+        "{}",
+        predeploy.stderr
+    );
+
+    let mut guide = Guide::new("lock-held-foreign", &db);
+    let status = guide
+        .step("/app/server migrate status", Image::Built, &[])
+        .await
+        .server();
+    ok(&status, 8);
+    let holder = after(&status.stdout, "Migration lock:     held by pid ").to_string();
+    assert!(
+        holder.contains("(application_name \"billing-service migrate\"")
+            && holder.contains("state active"),
+        "{holder}"
+    );
+    guide.learn("pid", holder.split(' ').next().unwrap());
+    let session = guide
+        .step(
+            "psql \"$EXTERNAL_DATABASE_URL\" -c \"SELECT pid, application_name, client_addr, backend_start, state, state_change, query FROM pg_stat_activity WHERE pid = <pid>;\"",
+            Image::Built,
+            &[],
+        )
+        .await
+        .sql();
+    // The guide's table: not ours, and active: leave it, wait for it.
+    assert_eq!(
+        session[0].get::<String, _>("application_name"),
+        "billing-service migrate"
+    );
+    assert_eq!(session[0].get::<String, _>("state"), "active");
+
+    // The retry waits for the lock, naming its holder; the other migrator then finishes.
+    let (rerun, ()) = tokio::join!(
+        async {
+            guide
+                .step("/app/server --migrate-only", Image::Built, &[])
+                .await
+                .server()
+        },
+        async {
+            wait_until(
+                &mut observer,
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'agent-backend migrate' AND wait_event = 'advisory')",
+                "the retry waiting for the lock",
+            )
+            .await;
+            sqlx::query("SELECT pg_advisory_unlock(4242)")
+                .execute(&mut gate)
+                .await
+                .unwrap();
+        }
+    );
+    ok(&rerun, 0);
+    assert!(
+        rerun.stderr.contains(&format!(
+            "Waiting for the migration lock held by pid {} (application_name \"billing-service migrate\"",
+            guide.known["pid"]
+        )) && rerun.stderr.contains("Migrations completed successfully"),
+        "{}",
+        rerun.stderr
+    );
+    guide.done();
+    work.await.unwrap();
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use agent_backend::cli::{Cli, run_with};
 use agent_backend::migrate::MigrationSet;
+use agent_backend::migrate::snapshot::Snapshot;
 use clap::Parser;
 use tokio::process::Command;
 
@@ -23,15 +24,26 @@ const STDOUT_START: &str = "\u{1e}release stdout\n";
 /// Separates the arguments in `RELEASE_ARGS`.
 const ARG_SEP: char = '\u{1f}';
 
+/// The snapshot of the release this process runs, when its directory has one.
+static SNAPSHOT: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+
 /// Entry point of a release process (not a test of its own): `server RELEASE_ARGS…` over the set
-/// in `RELEASE_DIR`, exiting with its code.
+/// in `RELEASE_DIR` (with its `schema.snapshot`, if there is one), exiting with its code.
 #[test]
 #[ignore = "entry point of a release process"]
 fn entry_point() {
     use std::io::Write;
     let dir = std::env::var("RELEASE_DIR").expect("RELEASE_DIR");
     let args = std::env::var("RELEASE_ARGS").unwrap_or_default();
-    let set = MigrationSet::from_dir(Path::new(&dir)).expect("a valid migration set");
+    let mut set = MigrationSet::from_dir(Path::new(&dir)).expect("a valid migration set");
+    // A release carries its snapshot as the project does, `schema.snapshot` beside its files.
+    let snapshot = Path::new(&dir).join("schema.snapshot");
+    if snapshot.is_file() {
+        let text = std::fs::read_to_string(&snapshot).unwrap();
+        let parsed = Snapshot::parse(&text).expect("the release's schema.snapshot parses");
+        SNAPSHOT.set(parsed).ok().expect("one release per process");
+        set = set.with_snapshot(|| SNAPSHOT.get().unwrap());
+    }
     let set: &'static MigrationSet = Box::leak(Box::new(set));
     let argv = std::iter::once("server").chain(args.split(ARG_SEP).filter(|a| !a.is_empty()));
     print!("{STDOUT_START}");
