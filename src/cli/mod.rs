@@ -46,9 +46,9 @@ under sqlx's advisory lock, verifies the schema, and only then serves HTTP on HO
 Environment: DATABASE_URL, DATABASE_MIGRATION_URL (migrations; default DATABASE_URL), HOST,
 PORT, ENVIRONMENT (development|test|production), DEBUG, API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
 
-Exit codes: 0 success (a look included: repair without flags, dry runs), 1 other failure, 2 bad command line, 3 bad configuration,
-4 database unreachable, 5 migration failed (rolled back if transactional; a -- no-transaction
-one is left dirty), 6 checksum mismatch / dirty database / unknown or out-of-order versions,
+Exit codes: 0 success (a look included: repair without flags, dry runs), 1 other failure,
+2 bad command line, 3 bad configuration, 4 database unreachable, 5 migration failed (rolled
+back if transactional; a -- no-transaction one is left dirty), 6 checksum mismatch / dirty database / unknown or out-of-order versions,
 7 timed out waiting for the migration lock, 8 migrations pending or in progress (status,
 verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version or
 rollback target, a dirty row that changed before repair could act, a migration in progress),

@@ -32,10 +32,21 @@ impl DatabaseUrl {
         }
         // sqlx's message never echoes the URL; ours shows only its scheme, since in a URL that
         // does not parse no other part can be told apart from a password.
-        // sqlx's `error with configuration: ` (once per layer) adds nothing here.
+        // sqlx's `error with configuration: ` (once per layer) adds nothing here. A password
+        // with a character URLs reserve reads as another part (`#` starts a fragment, so
+        // `user:pa#ss@host` has the port `pa`): the usual cause, said as such.
         let options = PgConnectOptions::from_str(raw).map_err(|e| {
             let why = e.to_string().replace("error with configuration: ", "");
-            format!("{key} ({}): {why}", unparsed(raw))
+            let userinfo = raw
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('@') || rest.contains('#'));
+            let hint = if userinfo {
+                "; a password (or user name) holding @ : / ? # [ ] or % must be percent-encoded \
+                 (# as %23, @ as %40, / as %2F)"
+            } else {
+                ""
+            };
+            format!("{key} ({}): {why}{hint}", unparsed(raw))
         })?;
         Ok(Self {
             raw: raw.to_string(),
@@ -183,5 +194,14 @@ mod tests {
         let url = DatabaseUrl::parse("postgresql://u:pw123@h/db?sslmode=require").expect("valid");
         assert_eq!(format!("{url} {url:?}").matches("pw123").count(), 0);
         assert_eq!(url.database_name(), "db");
+    }
+
+    #[test]
+    fn a_password_with_a_reserved_character_is_named_as_the_likely_cause() {
+        let err = DatabaseUrl::parse("postgres://u:pa#ss@h/db").expect_err("# starts a fragment");
+        assert!(err.contains("must be percent-encoded (# as %23"), "{err}");
+        assert!(!err.contains("pa#ss"), "{err}");
+        let err = DatabaseUrl::parse("postgres://h:port/db").expect_err("no userinfo");
+        assert!(!err.contains("percent-encoded"), "{err}");
     }
 }
