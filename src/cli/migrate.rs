@@ -58,9 +58,9 @@ pub enum DbCommand {
     ///
     /// Without a flag (a look, exit 0): shows the row, the SQL that ran, the failing statement,
     /// the lock's holder, INVALID indexes with their definitions and what to check, and changes
-    /// nothing. With --mark-applied or
-    /// --mark-reverted and --yes: under the migration lock, reads the row again and records the
-    /// decision only if it is unchanged (else exit 9: the migration finished meanwhile).
+    /// nothing. With --mark-applied or --mark-reverted and --yes: under the migration lock,
+    /// reads the row again and records the decision only if it is unchanged (else exit 9: the
+    /// migration finished meanwhile).
     Repair(repair::RepairArgs),
     /// Print the database's schema as deterministic text; `--write FILE` writes it, `--check FILE`
     /// compares a committed snapshot with it (exit 11 with a diff when stale). `--fresh` reads a

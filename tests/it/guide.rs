@@ -402,7 +402,7 @@ async fn dirty_after_a_killed_index_build_drop_the_invalid_index_and_mark_revert
         .execute(&mut writer)
         .await
         .unwrap();
-    let runner = Release {
+    let mut runner = Release {
         dir: set.dir.path(),
     }
     .spawn(
@@ -419,14 +419,7 @@ async fn dirty_after_a_killed_index_build_drop_the_invalid_index_and_mark_revert
         "the index build waiting for the writer",
     )
     .await;
-    let pid = runner.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    runner.start_kill().expect("SIGKILL the runner");
     let _ = finish(runner).await;
     wait_until(
         &mut observer,
@@ -1187,7 +1180,7 @@ async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_app
         ),
     ]);
     let image = Image::Release(set.dir.path());
-    let runner = Release {
+    let mut runner = Release {
         dir: set.dir.path(),
     }
     .spawn(
@@ -1210,14 +1203,7 @@ async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_app
     .fetch_one(&mut observer)
     .await
     .unwrap();
-    let pid = runner.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    runner.start_kill().expect("SIGKILL the runner");
     let killed = finish(runner).await;
     assert_eq!(killed.code, None, "killed by a signal");
 

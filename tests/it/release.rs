@@ -41,7 +41,7 @@ fn entry_point() {
     if snapshot.is_file() {
         let text = std::fs::read_to_string(&snapshot).unwrap();
         let parsed = Snapshot::parse(&text).expect("the release's schema.snapshot parses");
-        SNAPSHOT.set(parsed).ok().expect("one release per process");
+        SNAPSHOT.set(parsed).expect("one release per process");
         set = set.with_snapshot(|| SNAPSHOT.get().unwrap());
     }
     let set: &'static MigrationSet = Box::leak(Box::new(set));
