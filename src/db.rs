@@ -142,26 +142,26 @@ fn unreachable_hint(
     };
     if let Some(answered) = not_postgres(failure) {
         return format!(
-            "something other than PostgreSQL answers on {host}:{port}{answered}: check the host \
-             and port in {var} (PostgreSQL's is usually 5432, PgBouncer's 6432)"
+            "something other than PostgreSQL answers on {host}:{port}{answered}: check {var} (its \
+             host and port: PostgreSQL's is usually 5432, PgBouncer's 6432)"
         );
     }
     match failure {
         e if crate::migrate::error_text(e).contains("failed to lookup address information") => {
             format!(
-                "the host name {host} does not resolve (DNS): check the host in {var}; a Render \
+                "the host name {host} does not resolve (DNS): check {var} (its host); a Render \
                  database's internal host name resolves only inside Render, in its region: from \
                  elsewhere use the database's external URL"
             )
         }
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused && local => {
             format!(
-                "nothing listens on {host}:{port}: is PostgreSQL running on this machine \
-                 (pg_ctlcluster <version> main start), on the port {var} names?"
+                "nothing listens on {host}:{port}: check {var} (its port) and that PostgreSQL runs \
+                 on this machine (pg_ctlcluster <version> main start)"
             )
         }
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
-            "nothing listens on {host}:{port}: check the port in {var} and the database's status \
+            "nothing listens on {host}:{port}: check {var} (its port) and the database's status \
              (Render dashboard: the database's page)"
         ),
         _ => format!("check {var} and the database's status"),

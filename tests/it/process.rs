@@ -620,7 +620,7 @@ async fn unreachable_hints_tell_dns_from_another_server_from_nothing_listening()
     let cases = [
         (
             "postgres://postgres@db.example.invalid/x",
-            "the host name db.example.invalid does not resolve (DNS): check the host in DATABASE_URL",
+            "the host name db.example.invalid does not resolve (DNS): check DATABASE_URL (its host)",
         ),
         (
             http_url.as_str(),
