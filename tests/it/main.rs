@@ -11,6 +11,7 @@ mod api;
 mod crash;
 mod deploy;
 mod engine;
+mod exact_json;
 mod faults;
 mod guide;
 mod inflight;
