@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::support::{
     Running, TestDb, hold_migration_lock, read_until_closed, run_server, settings, spawn_server,
+    until,
 };
 
 fn addr(server: &Running) -> String {
@@ -31,19 +32,6 @@ async fn create_conversation(http: &Client, base: &str) -> String {
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.unwrap();
     body["id"].as_str().unwrap().to_string()
-}
-
-/// Re-checks a condition every 20 ms for at most 20 s (never a sleep standing in for it).
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Holds `conversations.id = id` with `FOR UPDATE` in an open transaction on `conn`.

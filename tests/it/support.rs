@@ -417,6 +417,22 @@ pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
      JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
      WHERE l.locktype = 'advisory' AND NOT l.granted)";
 
+/// Re-checks a condition every 20 ms for at most 20 s (never a sleep standing in for it).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads until the server closes the connection (or resets it), at most 20 s; returns what it
 /// sent.
 pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
