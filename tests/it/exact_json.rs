@@ -379,6 +379,15 @@ async fn numerics_edges_are_postgresqls_and_the_size_limit_counts_numbers_as_sto
         &parse(&deep),
         "deep nesting",
     );
+    // Past serde_json's 128 levels the body does not parse: 400, as the README says.
+    let deeper = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let resp = post(
+        &api,
+        "/conversations",
+        format!(r#"{{"title":"deep","metadata":{{"d":{deeper}}}}}"#),
+    )
+    .await;
+    assert_eq!(resp.0, 400, "past serde_json's nesting limit: {}", resp.1);
 }
 
 async fn post(api: &TestClient<BoxEndpoint<'static>>, path: &str, body: String) -> (u16, String) {
