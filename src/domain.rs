@@ -140,7 +140,8 @@ const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
 /// exponent out (`1.5e3` → `1500`, `1e-3` → `0.001`), keeps the digits after the point
 /// (`1.50` stays `1.50`, `1.50e1` is `15.0`) and has no negative zero (`-0` → `0`); the value
 /// is the same. `None` when `numeric` cannot hold it, and PostgreSQL would refuse the document.
-/// `number` is the text as sent (serde_json's `arbitrary_precision` keeps it), valid JSON.
+/// `number` is the number as read: serde_json's `arbitrary_precision` keeps the client's digits,
+/// spelling an exponent `e+5` or `e-5`.
 fn stored_number_len(number: &str) -> Option<usize> {
     let (negative, unsigned) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -321,7 +322,7 @@ pub trait JsonField: Send + Sync + 'static {
 
 /// A JSON document of `F`'s shape, at most [`DOCUMENT_MAX_BYTES`] as stored (numbers written
 /// out as PostgreSQL gives them back), without NUL characters in any key or string, every
-/// number within `numeric`'s range. Its numbers are the client's text, exact (serde_json's
+/// number within `numeric`'s range. Its numbers are the client's digits, exact (serde_json's
 /// `arbitrary_precision`): `jsonb` keeps them exactly, so they read back as the same values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document<F>(Value, PhantomData<F>);
