@@ -14,10 +14,12 @@ pub enum MigrateError {
         source: sqlx::Error,
     },
 
-    /// The connection failed under the run ([`crate::db::is_connection_lost`]) where nothing
-    /// was left half-done: a transactional migration in flight rolled back, unless its commit
-    /// had landed, which a new status read shows. The pre-serve stage reconnects and runs again;
-    /// a `-- no-transaction` migration cut part-way is [`MigrateError::Failed`] instead (dirty).
+    /// The connection failed under the run ([`crate::db::is_connection_lost`]), outside a
+    /// `-- no-transaction` migration's SQL: a transactional migration in flight rolled back,
+    /// unless its commit had landed, and a new status read shows which (as it shows the dirty
+    /// row of a no-transaction migration whose bookkeeping was cut). The pre-serve stage
+    /// reconnects and runs again from there. A no-transaction migration's SQL cut part-way is
+    /// [`MigrateError::Failed`] instead (dirty): what it did is unknown.
     #[error("lost the database connection while {action}: {}", error_text(.source))]
     ConnectionLost {
         action: String,
