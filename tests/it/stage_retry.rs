@@ -223,24 +223,26 @@ async fn rows_or_none(conn: &mut PgConnection) -> Option<i64> {
 
 /// Eight instances of `server` start at once on a fresh database while every session of that
 /// database is terminated once (`pg_terminate_backend`, SQLSTATE 57P01, as a failover or a
-/// restart does), at a random moment of the stage: 20 rounds. To put the moment inside every
-/// instance's stage, the test holds the migration lock until all eight wait for it, releases it
-/// 20 ms later, and terminates at a random 0–80 ms: before the release (all eight waiting,
-/// the holder with them), or while the first applies the migrations and the others queue.
-/// Every instance must serve and exit 0 on SIGTERM, with one row per version, all
-/// `success = true`, and no lock left; every round at least one instance retried (all eight
-/// when the sessions ended before the release).
+/// restart does) at a moment inside their stage: 20 rounds. The test holds the migration lock
+/// until all eight wait for it (so all are in the stage), then, chosen at random per round:
+/// terminates while they all wait (its own holder with them), or releases the lock, waits until
+/// the first instance is applying (`_sqlx_migrations` exists) and terminates 0–10 ms later, the
+/// winner mid-apply or just past it and the rest queued. Every instance must serve and exit 0
+/// on SIGTERM, with one row per version, all `success = true`, and no lock left; all eight
+/// retried in the first kind of round, at least half in the second.
 #[tokio::test]
 async fn eight_instances_started_while_every_session_is_terminated_once_all_serve_over_20_rounds() {
     const ROUNDS: usize = 20;
     const INSTANCES: usize = 8;
-    const RELEASE_AT: Duration = Duration::from_millis(20);
     let started = Instant::now();
     let mut terminator = admin().await;
-    let (mut retried_total, mut terminated_total) = (0, 0);
+    let (mut retried_total, mut terminated_total, mut mid_apply_rounds) = (0, 0, 0);
+    // Reruns of a stage cut inside a migration's transaction (rolled back or committed).
+    let mut cut_applying = 0;
     for round in 0..ROUNDS {
         let db = TestDb::empty().await;
-        let (holder, _) = hold_migration_lock(&db, "round holder").await;
+        let (holder, _) = hold_migration_lock(&db, "round-holder").await;
+        let mut holder = Some(holder);
         let spawns: Vec<_> = (0..INSTANCES)
             .map(|_| {
                 let url = db.url.clone();
@@ -258,26 +260,43 @@ async fn eight_instances_started_while_every_session_is_terminated_once_all_serv
             "every instance waiting for the migration lock",
         )
         .await;
-        drop(observer);
-        let terminate_at = Duration::from_millis((uuid::Uuid::new_v4().as_u128() % 80) as u64);
-        let release = async {
-            tokio::time::sleep(RELEASE_AT).await;
-            // Closing the holder's session releases the lock (if the sweep has not ended it).
-            drop(holder);
+        let random = uuid::Uuid::new_v4().as_u128();
+        let mid_apply = random % 2 == 1;
+        let moment = if mid_apply {
+            // Closing the holder's session releases the lock; then as soon as the first
+            // instance has created the table (under the lock, before its first migration),
+            // plus a random 0–10 ms.
+            drop(holder.take());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: nobody began applying"
+                );
+                let exists: bool =
+                    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                        .fetch_one(&mut observer)
+                        .await
+                        .unwrap();
+                if exists {
+                    break;
+                }
+            }
+            let delay = Duration::from_millis((random >> 1) as u64 % 11);
+            tokio::time::sleep(delay).await;
+            format!("{delay:?} after the first began applying")
+        } else {
+            "while all eight waited for the lock (the holder too)".to_string()
         };
-        let sweep = async {
-            tokio::time::sleep(terminate_at).await;
-            let ended: i64 = sqlx::query_scalar(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-                 WHERE datname = $1",
-            )
-            .bind(&db.name)
-            .fetch_one(&mut terminator)
-            .await
-            .unwrap();
-            ended
-        };
-        let ((), ended) = tokio::join!(release, sweep);
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1",
+        )
+        .bind(&db.name)
+        .fetch_one(&mut terminator)
+        .await
+        .unwrap();
+        drop((observer, holder));
         terminated_total += ended;
 
         let mut servers = Vec::new();
@@ -294,10 +313,15 @@ async fn eight_instances_started_while_every_session_is_terminated_once_all_serv
             })
             .await;
             retried += usize::from(server.startup.iter().any(|l| l.contains(RETRY)));
+            cut_applying += server
+                .startup
+                .iter()
+                .filter(|l| l.contains(RETRY) && l.contains("while applying migration"))
+                .count();
         }
         let what = format!(
-            "round {round}: terminated {ended} session(s) at {terminate_at:?}, {retried} of \
-             {INSTANCES} instances retried"
+            "round {round}: terminated {ended} session(s) {moment}, {retried} of {INSTANCES} \
+             instances retried"
         );
         assert_applied_once_each(&mut db.connect().await, &what).await;
         for server in &servers {
@@ -306,15 +330,18 @@ async fn eight_instances_started_while_every_session_is_terminated_once_all_serv
         for mut server in servers {
             assert_eq!(server.wait().await, Some(0), "{what}");
         }
-        assert!(ended >= 1 && retried >= 1, "{what}");
-        if terminate_at < RELEASE_AT {
+        if mid_apply {
+            mid_apply_rounds += 1;
+            assert!(retried >= INSTANCES / 2, "{what}");
+        } else {
             assert_eq!(retried, INSTANCES, "all were waiting: {what}");
         }
         retried_total += retried;
         eprintln!("{what}");
     }
     eprintln!(
-        "{ROUNDS} rounds × {INSTANCES} instances: every exit 0, {retried_total} stage retries, \
+        "{ROUNDS} rounds × {INSTANCES} instances ({mid_apply_rounds} cut mid-apply): every exit \
+         0, {retried_total} stage retries ({cut_applying} inside a migration's transaction), \
          {terminated_total} sessions terminated, in {:.1} s",
         started.elapsed().as_secs_f64()
     );
