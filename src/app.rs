@@ -11,7 +11,7 @@ use crate::db::{self, DbError};
 use crate::error::AppError;
 use crate::http::{self, AppState};
 use crate::migrate::snapshot::Drift;
-use crate::migrate::{MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
+use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
 use crate::monitoring;
 
 /// The engine over `set` as the configuration asks: lock waits and retries, the policy that
@@ -36,8 +36,9 @@ pub async fn migration_session(settings: &Settings) -> Result<PgConnection, DbEr
     db::connect_with_retries(settings, &db::migration_session_options(settings)).await
 }
 
-/// Connect (with retries), status, apply what is pending under the lock, verify. Logs the
-/// outcome in the words the operations guide tells people to watch for.
+/// Connect (with retries), status, apply what is pending under the lock, verify; run again
+/// after a lost connection, within the same retries. Logs the outcome in the words the
+/// operations guide tells people to watch for.
 pub async fn pre_serve(settings: &Settings) -> Result<RunReport, AppError> {
     pre_serve_with(settings, embedded::migrations()).await
 }
@@ -53,9 +54,8 @@ pub async fn pre_serve_with(
 ) -> Result<RunReport, AppError> {
     let started = Instant::now();
     let result = async {
-        let mut conn = migration_session(settings).await?;
         let migrator = migrator(settings, migrations);
-        let report = migrator.run(&mut conn).await;
+        let (mut conn, report) = run_with_reconnects(settings, &migrator).await?;
         if let Ok(r) = &report
             && !r.applied.is_empty()
             && migrations.snapshot().is_some()
@@ -117,6 +117,43 @@ pub async fn pre_serve_with(
         );
     }
     Ok(report)
+}
+
+/// Connects and runs the stage, and again from a new connection's status read each time the
+/// connection is lost under it ([`MigrateError::ConnectionLost`]: nothing was left half-done,
+/// and whether a migration whose commit was cut landed is for the status read to tell). The
+/// retries spend the connection attempts' budget (`database.connect_attempts`,
+/// `connect_retry_delay`): when it is spent the stage fails as unreachable (exit 4). Each
+/// rerun re-takes the migration lock, which the lost session released.
+async fn run_with_reconnects(
+    settings: &Settings,
+    migrator: &Migrator<'_>,
+) -> Result<(PgConnection, Result<RunReport, MigrateError>), DbError> {
+    let options = db::migration_session_options(settings);
+    let mut attempts = db::Attempts::new(settings);
+    loop {
+        let mut conn = db::connect_within(&mut attempts, &options).await?;
+        match migrator.run(&mut conn).await {
+            Err(lost @ MigrateError::ConnectionLost { .. }) => {
+                let cause = lost.to_string();
+                let hint = || {
+                    let var = settings.database.migration_url_var();
+                    format!("check {var} and the database's status")
+                };
+                attempts
+                    .failed(cause.clone(), hint, |attempt, attempts, delay| {
+                        tracing::warn!(
+                            attempt,
+                            attempts,
+                            "Migration stage attempt {attempt}/{attempts} {cause}; retrying in \
+                             {delay} from the status read"
+                        )
+                    })
+                    .await?;
+            }
+            report => return Ok((conn, report)),
+        }
+    }
 }
 
 /// How often histogram samples are folded into buckets when nobody scrapes.

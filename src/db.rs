@@ -202,6 +202,66 @@ fn not_postgres(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// SQLSTATEs of a session that went away: class 08 (connection exception), 57P01
+/// (`admin_shutdown`: a restart, a failover, `pg_terminate_backend`), 57P02 (`crash_shutdown`),
+/// 57P03 (`cannot_connect_now`: starting up or shutting down).
+pub fn is_lost_session(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// The connection itself failed, not the statement: an I/O error (reset, EOF), a connect that
+/// timed out, or PostgreSQL ending the session ([`is_lost_session`]). Whatever was in flight in
+/// a transaction rolled back, unless its commit had already landed.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| is_lost_session(&c)),
+        _ => false,
+    }
+}
+
+/// `database.connect_attempts` attempts, `database.connect_retry_delay` apart, shared by
+/// connecting and by the pre-serve stage's reruns after a lost connection: every failure spends
+/// one, so a database that keeps going away ends the stage within the configured budget.
+pub struct Attempts<'a> {
+    settings: &'a Settings,
+    attempt: u32,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(settings: &'a Settings) -> Self {
+        Self {
+            settings,
+            attempt: 1,
+        }
+    }
+
+    /// After the current attempt failed with `cause`: the last one is
+    /// [`DbError::Unreachable`] with `hint` (what to check); otherwise `log` is told the
+    /// attempt, the budget and the delay, then the delay passes.
+    pub async fn failed(
+        &mut self,
+        cause: String,
+        hint: impl FnOnce() -> String,
+        log: impl FnOnce(u32, u32, &str),
+    ) -> Result<(), DbError> {
+        let db = &self.settings.database;
+        let attempts = db.connect_attempts;
+        if self.attempt >= attempts {
+            return Err(DbError::Unreachable {
+                attempts,
+                url: db.migration_url().masked(),
+                cause,
+                hint: hint(),
+            });
+        }
+        log(self.attempt, attempts, &human(db.connect_retry_delay));
+        tokio::time::sleep(db.connect_retry_delay).await;
+        self.attempt += 1;
+        Ok(())
+    }
+}
+
 /// Connects the migration session (`options` are [`migration_session_options`], possibly for another
 /// database on the same server), retrying per `[database]` and logging each failed attempt;
 /// errors name `database.migration_url`. In development a missing database is created first.
@@ -209,11 +269,18 @@ pub async fn connect_with_retries(
     settings: &Settings,
     options: &PgConnectOptions,
 ) -> Result<PgConnection, DbError> {
+    connect_within(&mut Attempts::new(settings), options).await
+}
+
+/// [`connect_with_retries`] spending `attempts`, which the caller may have spent some of.
+pub async fn connect_within(
+    attempts: &mut Attempts<'_>,
+    options: &PgConnectOptions,
+) -> Result<PgConnection, DbError> {
+    let settings = attempts.settings;
     let db = &settings.database;
     let (url, var) = (db.migration_url(), db.migration_url_var());
-    let attempts = db.connect_attempts;
     let mut created = false;
-    let mut attempt = 1;
     loop {
         let result = tokio::time::timeout(db.connect_timeout, options.connect())
             .await
@@ -241,23 +308,16 @@ pub async fn connect_with_retries(
             }
             Err(e) => (cause(&e, var), Some(e)),
         };
-        if attempt >= attempts {
-            return Err(DbError::Unreachable {
-                attempts,
-                url: url.masked(),
-                cause: error,
-                hint: unreachable_hint(failure.as_ref(), options, var, db.connect_timeout),
-            });
-        }
-        let delay = db.connect_retry_delay;
-        tracing::warn!(
-            attempt,
-            attempts,
-            "Database connection attempt {attempt}/{attempts} failed: {error}; retrying in {}",
-            human(delay)
-        );
-        tokio::time::sleep(delay).await;
-        attempt += 1;
+        let hint = || unreachable_hint(failure.as_ref(), options, var, db.connect_timeout);
+        attempts
+            .failed(error.clone(), hint, |attempt, attempts, delay| {
+                tracing::warn!(
+                    attempt,
+                    attempts,
+                    "Database connection attempt {attempt}/{attempts} failed: {error}; retrying in {delay}"
+                )
+            })
+            .await?;
     }
 }
 

@@ -122,9 +122,82 @@ fn json_has_nul(value: &Value) -> bool {
     }
 }
 
-/// Serialized size of a JSON value, for bounding stored documents.
+/// Serialized size of a JSON value, as sent (compact).
 fn json_size(value: &Value) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// `jsonb` stores every number as PostgreSQL's `numeric`, exactly, which holds at most this many
+/// digits before the decimal point…
+const NUMERIC_MAX_INTEGER_DIGITS: i64 = 131_072;
+/// …and this many after it (its display scale)…
+const NUMERIC_MAX_SCALE: i64 = 16_383;
+/// …and whose input refuses an exponent of this magnitude or more before anything else
+/// (`INT_MAX / 2`), even on a zero.
+const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
+
+/// The length of a JSON number as PostgreSQL gives it back from `jsonb`: `numeric` writes the
+/// exponent out (`1.5e3` → `1500`, `1e-3` → `0.001`), keeps the digits after the point
+/// (`1.50` stays `1.50`, `1.50e1` is `15.0`) and has no negative zero (`-0` → `0`); the value
+/// is the same. `None` when `numeric` cannot hold it, and PostgreSQL would refuse the document.
+/// `number` is the number as read: serde_json's `arbitrary_precision` keeps the client's digits,
+/// spelling an exponent `e+5` or `e-5`.
+fn stored_number_len(number: &str) -> Option<usize> {
+    let (negative, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        // An exponent beyond i64 is beyond numeric's too.
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    if exponent.abs() >= NUMERIC_MAX_EXPONENT {
+        return None;
+    }
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let scale = (fraction.len() as i64 - exponent).max(0);
+    if scale > NUMERIC_MAX_SCALE {
+        return None;
+    }
+    let digits = integer.len() + fraction.len();
+    let zeros = (integer.bytes().chain(fraction.bytes()))
+        .take_while(|&b| b == b'0')
+        .count();
+    let before_point = if zeros == digits {
+        1 // zero: "0", unsigned
+    } else {
+        let integer_digits = integer.len() as i64 + exponent - zeros as i64;
+        if integer_digits > NUMERIC_MAX_INTEGER_DIGITS {
+            return None;
+        }
+        usize::from(negative) + integer_digits.max(1) as usize
+    };
+    Some(before_point + if scale > 0 { 1 + scale as usize } else { 0 })
+}
+
+/// How much longer (or shorter) the document's numbers are as stored than as sent, or the
+/// first number `numeric` cannot hold.
+fn stored_growth(value: &Value) -> Result<i64, &serde_json::Number> {
+    match value {
+        Value::Number(n) => {
+            let sent = n.as_str();
+            let stored = stored_number_len(sent).ok_or(n)?;
+            Ok(stored as i64 - sent.len() as i64)
+        }
+        Value::Array(items) => items.iter().map(stored_growth).sum(),
+        Value::Object(map) => map.values().map(stored_growth).sum(),
+        _ => Ok(0),
+    }
+}
+
+/// A number for a refusal: its first 40 characters.
+fn shown(number: &serde_json::Number) -> String {
+    let text = number.as_str();
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 pub const TITLE_MAX: usize = 200;
@@ -247,8 +320,10 @@ pub trait JsonField: Send + Sync + 'static {
     const SHAPE: Shape;
 }
 
-/// A JSON document of `F`'s shape, at most [`DOCUMENT_MAX_BYTES`] serialized, without NUL
-/// characters in any key or string.
+/// A JSON document of `F`'s shape, at most [`DOCUMENT_MAX_BYTES`] as stored (numbers written
+/// out as PostgreSQL gives them back), without NUL characters in any key or string, every
+/// number within `numeric`'s range. Its numbers are the client's digits, exact (serde_json's
+/// `arbitrary_precision`): `jsonb` keeps them exactly, so they read back as the same values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document<F>(Value, PhantomData<F>);
 
@@ -265,10 +340,24 @@ impl<F: JsonField> Document<F> {
                 "must not contain NUL characters (\\u0000)",
             ));
         }
-        if json_size(&value) > DOCUMENT_MAX_BYTES {
+        let growth = stored_growth(&value).map_err(|n| {
+            invalid(
+                F::NAME,
+                format!(
+                    "the number {} is beyond what PostgreSQL's numeric holds (at most \
+                     {NUMERIC_MAX_INTEGER_DIGITS} digits before the decimal point and \
+                     {NUMERIC_MAX_SCALE} after it)",
+                    shown(n)
+                ),
+            )
+        })?;
+        if json_size(&value) as i64 + growth > DOCUMENT_MAX_BYTES as i64 {
             return Err(invalid(
                 F::NAME,
-                format!("is larger than {DOCUMENT_MAX_BYTES} bytes"),
+                format!(
+                    "is larger than {DOCUMENT_MAX_BYTES} bytes as stored (compact JSON, each \
+                     number written out as PostgreSQL gives it back: 1e3 as 1000)"
+                ),
             ));
         }
         Ok(Self(value, PhantomData))
@@ -493,6 +582,59 @@ mod tests {
             // Panics on a pattern that does not compile.
             rule.admits_text("");
         }
+    }
+
+    /// What PostgreSQL 15 answers for `length(('<n>'::jsonb)::text)`, or refuses ("value
+    /// overflows numeric format"); tests/it/api.rs asks PostgreSQL itself at these edges.
+    #[test]
+    fn numbers_are_measured_as_postgresql_writes_them_back() {
+        let cases: &[(&str, Option<usize>)] = &[
+            ("0", Some(1)),
+            ("-0", Some(1)),
+            ("-0.0", Some(3)),
+            ("1E+2", Some(3)),
+            ("1.50e1", Some(4)),
+            ("0e-5", Some(7)),
+            ("-1.5e-3", Some(7)),
+            ("123456789012345678901234567890123456789", Some(39)),
+            ("1e-400", Some(402)),
+            ("1e-16383", Some(16385)),
+            ("1e-16384", None),
+            ("0e-16384", None),
+            ("0.0e-16383", None),
+            ("1.5e-16382", Some(16385)),
+            ("1.5e-16383", None),
+            ("1e131071", Some(131_072)),
+            ("-1e131071", Some(131_073)),
+            ("1e131072", None),
+            ("9.9e131071", Some(131_072)),
+            ("0.0001e131075", Some(131_072)),
+            ("0e200000", Some(1)),
+            ("1e200000", None),
+            ("0e1073741823", None),
+            ("1e-99999999999999999999", None),
+        ];
+        for &(number, expected) in cases {
+            assert_eq!(stored_number_len(number), expected, "{number}");
+        }
+    }
+
+    #[test]
+    fn documents_keep_numbers_exactly_within_numerics_range() {
+        let doc = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        let exact = doc(r#"{"n": 123456789012345678901234567890123456789, "d": 1.50}"#);
+        let kept = Metadata::parse(exact.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_string(kept.as_value()).unwrap(),
+            r#"{"d":1.50,"n":123456789012345678901234567890123456789}"#
+        );
+        let refused = Parts::parse(doc("[1, {\"x\": [1e200000]}]")).unwrap_err();
+        assert_eq!(refused.field, "parts");
+        assert!(refused.message.contains("1e+200000"), "{}", refused.message);
+        // 6 bytes sent, 131 073 stored, twice: over the limit as stored.
+        let expanding = doc(r#"{"a": 1e131071, "b": 1e131071}"#);
+        let refused = ArtifactSpec::parse(expanding).unwrap_err();
+        assert!(refused.message.contains("as stored"), "{}", refused.message);
     }
 
     #[test]

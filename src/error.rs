@@ -50,10 +50,12 @@ pub enum Exit {
     Usage = 2,
     /// Bad or missing configuration.
     Config = 3,
-    /// Database unreachable after the configured retries, or refused the credentials.
+    /// Database unreachable after the configured retries (the pre-serve stage's reruns after a
+    /// lost connection included), refused the credentials, or lost under a command.
     DatabaseUnreachable = 4,
-    /// A migration's SQL (or its bookkeeping) failed: rolled back when transactional; a
-    /// `-- no-transaction` one is not rolled back and leaves a dirty row.
+    /// A migration's SQL (or a bookkeeping statement) failed: rolled back when transactional; a
+    /// `-- no-transaction` one is not rolled back and leaves a dirty row, also when a lost
+    /// connection cut it.
     MigrationFailed = 5,
     /// Checksum mismatch, dirty database, unknown applied versions (strict), out-of-order.
     Integrity = 6,
@@ -110,6 +112,7 @@ impl From<&MigrateError> for Exit {
             | MigrateError::Dirty { .. }
             | MigrateError::UnknownApplied { .. }
             | MigrateError::OutOfOrder { .. } => Exit::Integrity,
+            MigrateError::ConnectionLost { .. } => Exit::DatabaseUnreachable,
             MigrateError::LockTimeout { .. } => Exit::LockTimeout,
             MigrateError::LockNotAvailable { .. } => Exit::LockNotAvailable,
             MigrateError::PooledSession { .. } => Exit::PooledSession,

@@ -26,7 +26,9 @@ pub struct Artifact {
     /// What the client renders: `chart`, `form`, `table`, …
     pub kind: String,
     pub title: String,
-    /// The component's specification (a JSON object).
+    /// The component's specification (a JSON object), as stored: numbers exact at any precision,
+    /// written out (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API
+    /// description).
     pub spec: JsonObject,
     /// Starts at 1; each update adds 1. Also the ETag.
     pub version: i32,
@@ -41,6 +43,8 @@ pub struct ArtifactVersion {
     pub artifact_id: Uuid,
     pub version: i32,
     pub title: String,
+    /// The specification of this version, as stored: numbers exact at any precision, written out
+    /// (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
     pub spec: JsonObject,
     pub created_at: OffsetDateTime,
 }
@@ -52,7 +56,9 @@ pub struct NewArtifact {
     pub kind: ArtifactKind,
     /// 1–200 characters, not only white space (trimmed).
     pub title: Title,
-    /// The component's specification: a JSON object, at most 256 KiB.
+    /// The component's specification: a JSON object, at most 256 KiB as stored; numbers kept
+    /// exactly at any precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to
+    /// doubles (see the API description).
     pub spec: ArtifactSpec,
 }
 
@@ -60,6 +66,9 @@ pub struct NewArtifact {
 #[derive(Debug, Object)]
 pub struct ArtifactUpdate {
     pub title: Option<Title>,
+    /// The new specification: at most 256 KiB as stored; numbers kept exactly at any precision
+    /// (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the API
+    /// description).
     pub spec: Option<ArtifactSpec>,
     /// The version this update is based on (or send `If-Match`).
     #[oai(validator(minimum(value = "1")))]

@@ -22,7 +22,8 @@ use crate::domain::{Limit, Metadata, TimeCursor, Title};
 pub struct Conversation {
     pub id: Uuid,
     pub title: String,
-    /// Free-form JSON object for the client.
+    /// Free-form JSON object for the client, as stored: numbers exact at any precision, written out
+    /// (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
     pub metadata: JsonObject,
     pub archived: bool,
     pub archived_at: Option<OffsetDateTime>,
@@ -37,7 +38,9 @@ pub struct Conversation {
 pub struct NewConversation {
     /// 1–200 characters, not only white space (trimmed).
     pub title: Title,
-    /// A JSON object (default `{}`), at most 256 KiB.
+    /// A JSON object (default `{}`), at most 256 KiB as stored; numbers kept exactly at any
+    /// precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the
+    /// API description).
     pub metadata: Option<Metadata>,
 }
 
@@ -45,7 +48,9 @@ pub struct NewConversation {
 #[derive(Debug, Object)]
 pub struct ConversationPatch {
     pub title: Option<Title>,
-    /// Replaces the metadata object.
+    /// Replaces the metadata object: at most 256 KiB as stored; numbers kept exactly at any
+    /// precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the
+    /// API description).
     pub metadata: Option<Metadata>,
 }
 

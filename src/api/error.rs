@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::{ParseError, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object};
 
+use crate::db;
 use crate::domain::Invalid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -122,16 +123,14 @@ pub enum ApiError {
 /// Seconds a client should wait before retrying a 503 (`Retry-After`).
 pub const RETRY_AFTER_SECS: u32 = 1;
 
-/// SQLSTATEs that say the session or the server went away, or that a transaction lost a race
-/// PostgreSQL resolves by aborting one side: the request changed nothing and may be retried.
+/// SQLSTATEs that say the session or the server went away ([`db::is_lost_session`]), or that a
+/// transaction lost a race PostgreSQL resolves by aborting one side: the request changed
+/// nothing and may be retried.
 fn is_transient(code: &str) -> bool {
-    code.starts_with("08") // connection exception
+    db::is_lost_session(code)
         || matches!(
             code,
-            "57P01" // admin_shutdown (restart, pg_terminate_backend)
-                | "57P02" // crash_shutdown
-                | "57P03" // cannot_connect_now (starting up, shutting down)
-                | "57014" // query_canceled
+            "57014" // query_canceled
                 | "53300" // too_many_connections
                 | "40001" // serialization_failure
                 | "40P01" // deadlock_detected

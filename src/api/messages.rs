@@ -30,7 +30,8 @@ pub struct Message {
     pub seq: i64,
     pub role: RoleName,
     pub content: String,
-    /// Structured parts (a JSON array), if any.
+    /// Structured parts (a JSON array), if any, as stored: numbers exact at any precision, written
+    /// out (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
     pub parts: OptionalArray,
     pub tool_call_id: Option<String>,
     pub created_at: OffsetDateTime,
@@ -42,7 +43,9 @@ pub struct AppendMessage {
     pub role: Role,
     /// The text, 1–200000 characters.
     pub content: Content,
-    /// Optional structured parts: a JSON array, at most 256 KiB.
+    /// Optional structured parts: a JSON array, at most 256 KiB as stored; numbers kept exactly at
+    /// any precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see
+    /// the API description).
     pub parts: Option<Parts>,
     /// For `tool` messages: the call this answers (1–200 characters, not only white space).
     pub tool_call_id: Option<ToolCallId>,

@@ -116,7 +116,17 @@ pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
         "API of the UI agent product. Authentication: every operation declares the `ApiKey` \
          bearer scheme, `Authorization: Bearer <key>`; the server requires it in production and, \
          in development and test, only when API keys are configured. Errors are RFC 9457 \
-         `application/problem+json`.",
+         `application/problem+json`.\n\n\
+         JSON documents (`metadata`, `spec`, `parts`) keep every number exactly, at any \
+         precision: PostgreSQL's `jsonb` stores it as `numeric`, and it reads back as the same \
+         value, written out (`1E+2` as `100`, `1e-3` as `0.001`, `1.50` as `1.50`, `-0` as \
+         `0`). Key order, white space and duplicate keys (the last one wins) are not kept. A \
+         number `numeric` cannot hold (over 131072 digits before the point or 16383 after it, \
+         e.g. `1e200000`) is refused with 422 naming the field, and so is a document over \
+         256 KiB as stored (compact JSON, numbers written out). JavaScript's `JSON.parse` (and \
+         so `response.json()`) reads every number as a double: integers beyond 2^53 and long \
+         decimals lose digits there, not here; a client that needs them parses the body text \
+         with a lossless JSON parser.",
     )
     .server("/api/v1")
 }

@@ -47,10 +47,11 @@ Environment: DATABASE_URL, DATABASE_MIGRATION_URL (migrations; default DATABASE_
 PORT, ENVIRONMENT (development|test|production), DEBUG, API_KEYS, CONFIG_DIR, RUST_LOG, and any config key as APP_<SECTION>__<KEY> (e.g. APP_DATABASE__MAX_CONNECTIONS=20).
 
 Exit codes: 0 success (a look included: repair without flags, dry runs), 1 other failure,
-2 bad command line, 3 bad configuration, 4 database unreachable, 5 migration failed (rolled
-back if transactional; a -- no-transaction one is left dirty), 6 checksum mismatch / dirty
-database / unknown or out-of-order versions, 7 timed out waiting for the migration lock,
-8 migrations pending or in progress (status, verify), 9 refused: nothing changed (no confirmation, no down migration, unknown version or
+2 bad command line, 3 bad configuration, 4 database unreachable or lost after the retries,
+5 a migration's SQL failed (rolled back if transactional; a -- no-transaction one is left
+dirty), 6 checksum mismatch / dirty database / unknown or out-of-order versions, 7 timed out
+waiting for the migration lock, 8 migrations pending or in progress (status, verify),
+9 refused: nothing changed (no confirmation, no down migration, unknown version or
 rollback target, a dirty row that changed before repair could act, a migration in progress),
 10 migrate lint: a finding of a rule set to deny, 11 the schema differs (drift, a stale snapshot,
 a down migration that does not restore it), 12 a migration could not take its locks within

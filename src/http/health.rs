@@ -23,6 +23,9 @@ use super::AppState;
 use crate::migrate::snapshot::{Difference, Drift, Snapshot};
 use crate::migrate::{Status, Verdict, history};
 
+/// The health routes: still answered over `server.max_connections` (`server::RESERVE`).
+pub const PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
+
 /// How long a drift verdict is reused by the health endpoints.
 pub const DRIFT_TTL: Duration = Duration::from_secs(30);
 

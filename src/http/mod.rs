@@ -136,17 +136,11 @@ fn allow_table(spec: &str, metrics: bool) -> AllowHeader {
                 .unwrap_or_default();
             (format!("/api/v1{path}"), methods)
         });
-    let open = [
-        "/openapi.json",
-        "/docs",
-        "/docs/{file}",
-        "/health",
-        "/health/live",
-        "/health/ready",
-    ]
-    .into_iter()
-    .chain(metrics.then_some("/metrics"))
-    .map(|path| (path.to_string(), vec!["get"]));
+    let open = ["/openapi.json", "/docs", "/docs/{file}"]
+        .into_iter()
+        .chain(health::PATHS)
+        .chain(metrics.then_some("/metrics"))
+        .map(|path| (path.to_string(), vec!["get"]));
     AllowHeader::new(api.chain(open).collect::<Vec<_>>())
 }
 
@@ -198,6 +192,7 @@ pub async fn serve_until(
         keep_alive_timeout: settings.server.keep_alive_timeout,
         send_timeout: settings.server.send_timeout,
         max_connections: settings.server.max_connections,
+        reserved_paths: &health::PATHS,
     };
     // The metrics listener stops with the main one.
     let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
@@ -221,7 +216,10 @@ pub async fn serve_until(
             Some(tokio::spawn(server::run(
                 listener,
                 app,
-                limits,
+                server::Limits {
+                    reserved_paths: &[],
+                    ..limits
+                },
                 stop,
                 METRICS_GRACE,
                 std::future::ready(()),

@@ -5,6 +5,12 @@
 //!   503 problem+json with `Retry-After` and closed, so a flood costs a bounded amount of memory.
 //!   These answers, and hyper's own 400/414/431 to a request head it cannot read, never reach
 //!   the routes' middleware: they are counted here (`monitoring::over_capacity`, `unparsed`).
+//! - **Health at the cap**: a busy instance is still alive, and a platform that restarts it on
+//!   a failed probe would drop every connection it serves. [`RESERVE`] connections over the cap
+//!   are kept for the listener's reserved paths (the health routes): one whose request line,
+//!   within `header_read_timeout`, is `GET` or `HEAD` of one of them is served like any other
+//!   (one request, then closed); any other request gets the cap's 503, and so does every
+//!   connection once the reserve is full too.
 //! - **Header and idle deadlines**, watched per connection: a new connection must deliver its
 //!   first request head within `header_read_timeout` of being accepted; between requests a
 //!   kept-alive connection may stay silent for `keep_alive_timeout`, and once the next head has
@@ -55,6 +61,9 @@ const AFTER_CUT: Duration = Duration::from_millis(200);
 /// Longest a refused connection is kept to deliver its 503.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
+/// Connections over `max_connections` that may still ask for a reserved path.
+pub const RESERVE: usize = 8;
+
 /// The per-connection bounds (see the module documentation).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -62,6 +71,8 @@ pub struct Limits {
     pub keep_alive_timeout: Duration,
     pub send_timeout: Duration,
     pub max_connections: usize,
+    /// Paths still served over the cap, through the [`RESERVE`] (`GET` and `HEAD` only).
+    pub reserved_paths: &'static [&'static str],
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains for at most `grace`; past it, runs
@@ -76,6 +87,11 @@ pub async fn run(
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let reserve = Arc::new(Semaphore::new(if limits.reserved_paths.is_empty() {
+        0
+    } else {
+        RESERVE
+    }));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -85,22 +101,22 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    match permits.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let conn = Connection {
-                                peer,
-                                local,
-                                app: app.clone(),
-                                limits,
-                                stop: stop_rx.clone(),
-                                _permit: permit,
-                            };
-                            connections.spawn(conn.serve(stream));
-                        }
-                        Err(_) => {
-                            crate::monitoring::over_capacity();
-                            connections.spawn(refuse(stream));
-                        }
+                    let connection = |permit, keep_alive| Connection {
+                        peer,
+                        local,
+                        app: app.clone(),
+                        limits,
+                        stop: stop_rx.clone(),
+                        keep_alive,
+                        _permit: permit,
+                    };
+                    if let Ok(permit) = permits.clone().try_acquire_owned() {
+                        connections.spawn(connection(permit, true).serve(stream, Vec::new()));
+                    } else if let Ok(permit) = reserve.clone().try_acquire_owned() {
+                        connections.spawn(connection(permit, false).serve_reserved(stream));
+                    } else {
+                        crate::monitoring::over_capacity();
+                        connections.spawn(refuse(stream));
                     }
                 }
                 Err(e) if matches!(
@@ -164,20 +180,79 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
+/// Whether a request line that starts with `head` asks for one of `paths` by `GET` or `HEAD`
+/// (exactly the path, then a space or a query): `None` while `head` is too short to tell.
+fn asks_for(head: &[u8], paths: &[&str]) -> Option<bool> {
+    let mut undecided = false;
+    for method in ["GET ", "HEAD "] {
+        for path in paths {
+            let (method, path) = (method.as_bytes(), path.as_bytes());
+            let wanted = method.len() + path.len();
+            let matches_so_far = |got: &[u8]| {
+                got.iter()
+                    .zip(method.iter().chain(path))
+                    .all(|(a, b)| a == b)
+            };
+            match head.get(wanted) {
+                Some(b' ' | b'?') if matches_so_far(head) => return Some(true),
+                Some(_) => {}
+                None if matches_so_far(head) => undecided = true,
+                None => {}
+            }
+        }
+    }
+    (!undecided).then_some(false)
+}
+
 struct Connection {
     peer: SocketAddr,
     local: SocketAddr,
     app: App,
     limits: Limits,
     stop: watch::Receiver<bool>,
+    /// Off for a connection in the reserve: one request, then closed.
+    keep_alive: bool,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
-    async fn serve(mut self, stream: TcpStream) {
+    /// A connection over the cap, in the reserve: served if its request line asks for a
+    /// reserved path (the bytes read to tell are served first), else the cap's 503.
+    async fn serve_reserved(self, mut stream: TcpStream) {
+        let paths = self.limits.reserved_paths;
+        let read = tokio::time::timeout(self.limits.header_read_timeout, async {
+            // Longer than any `HEAD <path> `: enough to decide.
+            let mut head = Vec::with_capacity(64);
+            let mut buf = [0u8; 64];
+            loop {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return None;
+                }
+                head.extend_from_slice(&buf[..n]);
+                if let Some(reserved) = asks_for(&head, paths) {
+                    return Some((reserved, head));
+                }
+            }
+        })
+        .await;
+        match read {
+            // Closed before its request line said anything.
+            Ok(None) => {}
+            Ok(Some((true, head))) => self.serve(stream, head).await,
+            Ok(Some((false, _))) | Err(_) => {
+                crate::monitoring::over_capacity();
+                refuse(stream).await;
+            }
+        }
+    }
+
+    /// Serves the connection; `read` are bytes of it already read, served first.
+    async fn serve(mut self, stream: TcpStream, read: Vec<u8>) {
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Watched {
             inner: stream,
+            read,
             activity: activity.clone(),
         });
         let (local, peer, app) = (self.local, self.peer, self.app.clone());
@@ -202,7 +277,9 @@ impl Connection {
                 }
             }
         });
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(self.keep_alive)
+            .serve_connection(io, service);
         tokio::pin!(conn);
         let mut stopping = false;
         loop {
@@ -424,9 +501,11 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// The socket, telling [`Activity`] when bytes arrive.
+/// The socket, telling [`Activity`] when bytes arrive; `read` is what was read from it before,
+/// delivered first.
 struct Watched {
     inner: TcpStream,
+    read: Vec<u8>,
     activity: Arc<Activity>,
 }
 
@@ -436,6 +515,13 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() && buf.remaining() > 0 {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.drain(..n);
+            self.activity.bytes_read();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -482,5 +568,39 @@ impl AsyncWrite for Watched {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for;
+
+    #[test]
+    fn a_reserved_request_line_is_recognised_from_its_first_bytes() {
+        let paths = ["/health", "/health/live", "/health/ready"];
+        for yes in [
+            "GET /health HTTP/1.1\r\n",
+            "GET /health/live HTTP/1.1\r\n",
+            "HEAD /health/ready HTTP/1.1\r\n",
+            "GET /health/ready?verbose=1 HTTP/1.1\r\n",
+        ] {
+            assert_eq!(asks_for(yes.as_bytes(), &paths), Some(true), "{yes}");
+        }
+        for no in [
+            "POST /health HTTP/1.1\r\n",
+            "GET /healthz HTTP/1.1\r\n",
+            "GET /health/livex HTTP/1.1\r\n",
+            "GET /api/v1/conversations HTTP/1.1\r\n",
+            "get /health HTTP/1.1\r\n",
+            "GET http://x/health HTTP/1.1\r\n",
+            "\r\nGET /health HTTP/1.1\r\n",
+        ] {
+            assert_eq!(asks_for(no.as_bytes(), &paths), Some(false), "{no}");
+        }
+        // Too short to tell: a prefix of a reserved line, up to its path's last byte.
+        for partial in ["", "G", "GET /he", "HEAD /health", "GET /health/live"] {
+            assert_eq!(asks_for(partial.as_bytes(), &paths), None, "{partial:?}");
+        }
+        assert_eq!(asks_for(b"GET /health", &[]), Some(false));
     }
 }

@@ -6,10 +6,23 @@ use std::time::Duration;
 /// A migration run's failure. `Display` is one line that says what happened and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    /// A bookkeeping query failed (connection lost, permissions, …).
+    /// A bookkeeping query failed (permissions, a full disk, …).
     #[error("database error while {action}: {}", error_text(.source))]
     Database {
         action: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The connection failed under the run ([`crate::db::is_connection_lost`]), outside a
+    /// `-- no-transaction` migration's SQL: a transactional migration in flight rolled back,
+    /// unless its commit had landed, and a new status read shows which (as it shows the dirty
+    /// row of a no-transaction migration whose bookkeeping was cut). The pre-serve stage
+    /// reconnects and runs again from there. A no-transaction migration's SQL cut part-way is
+    /// [`MigrateError::Failed`] instead (dirty): what it did is unknown.
+    #[error("lost the database connection while {action}: {}", error_text(.source))]
+    ConnectionLost {
+        action: String,
         #[source]
         source: sqlx::Error,
     },
@@ -189,8 +202,19 @@ fn is_rust_location(tail: &str) -> bool {
 }
 
 impl MigrateError {
+    /// A bookkeeping query's failure: [`MigrateError::ConnectionLost`] when the connection went,
+    /// else [`MigrateError::Database`].
     pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
-        move |source| Self::Database { action, source }
+        move |source| {
+            if crate::db::is_connection_lost(&source) {
+                Self::ConnectionLost {
+                    action: action.to_string(),
+                    source,
+                }
+            } else {
+                Self::Database { action, source }
+            }
+        }
     }
 }
 

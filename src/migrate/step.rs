@@ -37,6 +37,31 @@ async fn with_settings<T>(
     result
 }
 
+/// A script's failure: its SQL failed ([`MigrateError::Failed`], `dirty` when it ran outside a
+/// transaction), or, in a transaction, the connection was lost under it
+/// ([`MigrateError::ConnectionLost`]: rolled back, unless the commit landed). A `-- no-transaction`
+/// script cut part-way stays `Failed` and dirty: what it did is unknown.
+fn failure(
+    e: sqlx::Error,
+    dirty: bool,
+    version: i64,
+    script: &Script,
+    doing: &str,
+) -> MigrateError {
+    if !dirty && crate::db::is_connection_lost(&e) {
+        return MigrateError::ConnectionLost {
+            action: format!("{doing} migration {version} (migrations/{})", script.file),
+            source: e,
+        };
+    }
+    MigrateError::Failed {
+        version,
+        file: script.file.clone(),
+        message: history::describe_sql_error(&e, &script.sql),
+        dirty,
+    }
+}
+
 /// Runs one migration with its bookkeeping: in one implicit transaction (one round trip), or,
 /// for `-- no-transaction` files, between a committed `success = false` row and its flip.
 pub(super) async fn apply_one(
@@ -45,12 +70,7 @@ pub(super) async fn apply_one(
     m: &Migration,
 ) -> Result<Duration, MigrateError> {
     let started = Instant::now();
-    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
-        version: m.version,
-        file: m.up.file.clone(),
-        message: history::describe_sql_error(&e, &m.up.sql),
-        dirty,
-    };
+    let failed = |e: sqlx::Error, dirty: bool| failure(e, dirty, m.version, &m.up, "applying");
     if m.up.no_tx {
         history::insert_started(conn, table, m).await?;
         let sql = m.up.sql.clone();
@@ -100,12 +120,7 @@ pub(super) async fn revert_one(
 ) -> Result<Duration, MigrateError> {
     let (m, down) = (step.migration, step.script);
     let started = Instant::now();
-    let failed = |e: sqlx::Error, dirty: bool| MigrateError::Failed {
-        version: m.version,
-        file: down.file.clone(),
-        message: history::describe_sql_error(&e, &down.sql),
-        dirty,
-    };
+    let failed = |e: sqlx::Error, dirty: bool| failure(e, dirty, m.version, down, "reverting");
     if down.no_tx {
         history::mark_dirty(conn, table, m.version).await?;
         let sql = down.sql.clone();

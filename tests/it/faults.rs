@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::support::{
     Running, TestDb, hold_migration_lock, read_until_closed, run_server, settings, spawn_server,
+    until,
 };
 
 fn addr(server: &Running) -> String {
@@ -31,19 +32,6 @@ async fn create_conversation(http: &Client, base: &str) -> String {
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.unwrap();
     body["id"].as_str().unwrap().to_string()
-}
-
-/// Re-checks a condition every 20 ms for at most 20 s (never a sleep standing in for it).
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Holds `conversations.id = id` with `FOR UPDATE` in an open transaction on `conn`.
@@ -425,33 +413,105 @@ async fn a_client_that_does_not_read_its_response_is_cut_off_after_send_timeout(
     assert_eq!(resp.status(), 200);
 }
 
-/// Beyond `max_connections` a connection gets 503 problem+json with `Retry-After` at once;
-/// when one closes, the next is served.
+/// One request on a new connection to the server, its answer read whole.
+async fn ask(server: &Running, request: &str) -> (TcpStream, u16, String, String) {
+    let mut stream = TcpStream::connect(addr(server)).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut stream).await;
+    (stream, status, head, body)
+}
+
+/// At `max_connections` (here 3, each held open by a kept-alive client): the health routes
+/// still answer as they always do, through the reserve (`server::RESERVE` connections over the
+/// cap, one request each, then closed), while every other request gets 503 problem+json with
+/// `Retry-After` at once and its connection closed. With the reserve full too (eight clients
+/// that never finish their request line), a health probe gets the 503 as well. When a
+/// connection closes, its slot serves again.
 #[tokio::test]
-async fn connections_over_the_cap_get_503_with_retry_after() {
+async fn at_the_cap_health_routes_answer_while_api_requests_get_503_with_retry_after() {
     let db = TestDb::migrated().await;
     let server = spawn_server(&db.url, &[("APP_SERVER__MAX_CONNECTIONS", "3")]).await;
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(TcpStream::connect(addr(&server)).await.unwrap());
+        let (stream, status, ..) =
+            ask(&server, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(status, 200);
+        held.push(stream);
     }
-    let mut extra = TcpStream::connect(addr(&server)).await.unwrap();
-    extra
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    for (path, body_has) in [
+        ("/health/live", r#""status":"alive""#),
+        ("/health/ready", r#""status":"ready""#),
+        ("/health", r#""pool""#),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut stream, status, head, body) = ask(&server, &request).await;
+        assert_eq!(status, 200, "{path} at the cap: {head}\n{body}");
+        assert!(body.contains(body_has), "{path}: {body}");
+        assert!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            "one request per reserved connection: {head}"
+        );
+        assert!(read_until_closed(&mut stream).await.is_empty());
+    }
+    let mut head_only = TcpStream::connect(addr(&server)).await.unwrap();
+    head_only
+        .write_all(b"HEAD /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (status, head, body) = read_response(&mut extra).await;
-    assert_problem(status, &head, &body, 503);
-    assert!(
-        head.to_ascii_lowercase().contains("retry-after: 1"),
-        "{head}"
-    );
-    assert!(read_until_closed(&mut extra).await.is_empty());
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut head_only).await).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 
+    let body = r#"{"title": "over the cap"}"#;
+    for request in [
+        "GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        format!(
+            "POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        "POST /health/live HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n".to_string(),
+    ] {
+        let (mut stream, status, head, body) = ask(&server, &request).await;
+        assert_problem(status, &head, &body, 503);
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1"),
+            "{head}"
+        );
+        assert!(read_until_closed(&mut stream).await.is_empty());
+    }
+    let mut conn = db.connect().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a request refused at the cap did nothing");
+
+    // The reserve full: eight clients stuck in their request line hold it (for
+    // header_read_timeout); the next probe gets the flat 503.
+    let mut stuck = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+        stream.write_all(b"GET /health").await.unwrap();
+        stuck.push(stream);
+    }
+    let (_, status, head, body) =
+        ask(&server, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_problem(status, &head, &body, 503);
+    drop(stuck.pop());
+    let probe = || async {
+        ask(&server, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .1
+            == 200
+    };
+    until("a freed reserve slot to serve a probe", probe).await;
+
+    drop(stuck);
     drop(held.pop());
     let base = server.base.clone();
-    until("a freed slot to serve a new connection", || {
-        let url = format!("{base}/health/live");
+    until("a freed slot to serve an API request", || {
+        let url = format!("{base}/api/v1/conversations");
         async move {
             let http = Client::builder().pool_max_idle_per_host(0).build().unwrap();
             http.get(url).send().await.unwrap().status() == 200

@@ -677,11 +677,12 @@ async fn answers_from_the_connection_layer_are_counted() {
     let addr = server.base.trim_start_matches("http://").to_string();
     let connect = || tokio::net::TcpStream::connect(addr.clone());
 
-    // Over the cap: two connections held, the third is refused.
+    // Over the cap: two connections held, the third is refused (an API request: the health
+    // routes would still be served, through the reserve).
     let held = [connect().await.unwrap(), connect().await.unwrap()];
     let mut extra = connect().await.unwrap();
     extra
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let answer = String::from_utf8_lossy(&read_until_closed(&mut extra).await).into_owned();

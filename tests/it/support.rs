@@ -417,6 +417,22 @@ pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
      JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
      WHERE l.locktype = 'advisory' AND NOT l.granted)";
 
+/// Re-checks a condition every 20 ms for at most 20 s (never a sleep standing in for it).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads until the server closes the connection (or resets it), at most 20 s; returns what it
 /// sent.
 pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
@@ -433,4 +449,57 @@ pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
     .await;
     assert!(read.is_ok(), "the server kept the connection open for 20 s");
     got
+}
+
+/// A JSON number's exact decimal value: sign, significant digits (no leading or trailing
+/// zeros) and the power of ten of the last one. Zero is unsigned with no digits, so `-0`,
+/// `0.00` and `0e5` are all zero; `1E+2`, `100` and `100.0` are one value.
+fn decimal(number: &serde_json::Number) -> (bool, String, i64) {
+    let text = number.to_string();
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.as_str()),
+    };
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().expect("exponent within i64")),
+        None => (text, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{integer}{fraction}");
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return (false, String::new(), 0);
+    }
+    let trimmed = significant.trim_end_matches('0');
+    let exponent = exponent - fraction.len() as i64 + (significant.len() - trimmed.len()) as i64;
+    (negative, trimmed.to_string(), exponent)
+}
+
+/// Where two JSON values differ, compared as values: objects by keys (order ignored),
+/// arrays element by element, numbers by their exact decimal value (never through `f64`),
+/// strings and literals as they are. `None` when equal.
+pub fn json_difference(
+    left: &serde_json::Value,
+    right: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    match (left, right) {
+        (Value::Number(a), Value::Number(b)) => {
+            (decimal(a) != decimal(b)).then(|| format!("{path}: {a} ≠ {b}"))
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (a, b))| json_difference(a, b, &format!("{path}[{i}]"))),
+        (Value::Object(a), Value::Object(b))
+            if a.len() == b.len() && a.keys().all(|k| b.contains_key(k)) =>
+        {
+            a.iter()
+                .find_map(|(k, v)| json_difference(v, &b[k], &format!("{path}.{k}")))
+        }
+        (a, b) if a == b && !a.is_array() && !a.is_object() => None,
+        (a, b) => Some(format!("{path}: {a} ≠ {b}")),
+    }
 }

@@ -201,6 +201,40 @@ const unarchived = expectOk(
 );
 check(!unarchived.archived && unarchived.archived_at === undefined, "unarchived");
 
+// --- exact numbers: the server keeps them, JSON.parse does not ---------------------------------
+//
+// `metadata`, `spec` and `parts` keep every number exactly (PostgreSQL's numeric, read back
+// written out: 1e-400 as 0.000…1). JavaScript's JSON.parse, and so openapi-fetch's default
+// `response.json()`, reads each number as a double: 39 digits come back as 17. A client that
+// needs such numbers writes the body itself (`bodySerializer`, or JSON.rawJSON where the
+// runtime has it) and reads the text (`parseAs: "text"`) with a lossless JSON parser.
+
+const big = "123456789012345678901234567890123456789";
+const tinyWrittenOut = `0.${"0".repeat(399)}1`;
+const exact = await api.POST("/conversations", {
+  body: { title: "exact numbers" },
+  bodySerializer: () =>
+    `{"title": "exact numbers", "metadata": {"big": ${big}, "tiny": 1e-400}}`,
+  parseAs: "text",
+});
+exercised.add("createConversation");
+const exactText: string | undefined = exact.data;
+check(
+  exact.response.status === 201 &&
+    exactText !== undefined &&
+    exactText.includes(`"big":${big}`) &&
+    exactText.includes(`"tiny":${tinyWrittenOut}`),
+  "the server answers the 39-digit integer and 1e-400 exactly (parseAs: text)",
+  exactText?.slice(0, 200),
+);
+const asDoubles: unknown = JSON.parse(exactText ?? "{}");
+const bigAsDouble = get(asDoubles, "metadata", "big");
+check(
+  typeof bigAsDouble === "number" && String(BigInt(bigAsDouble)) !== big,
+  "JSON.parse rounds it to a double: parse such bodies losslessly",
+  String(bigAsDouble),
+);
+
 // --- messages: each role, then every page through the cursor -----------------------------------
 
 const roles: Role[] = ["system", "user", "assistant", "tool"];

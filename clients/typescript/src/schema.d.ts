@@ -195,7 +195,11 @@ export interface components {
             role: components["schemas"]["Role"];
             /** @description The text, 1–200000 characters. */
             content: string;
-            /** @description Optional structured parts: a JSON array, at most 256 KiB. */
+            /**
+             * @description Optional structured parts: a JSON array, at most 256 KiB as stored; numbers kept exactly at
+             *     any precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see
+             *     the API description).
+             */
             parts?: unknown[];
             /** @description For `tool` messages: the call this answers (1–200 characters, not only white space). */
             tool_call_id?: string;
@@ -212,7 +216,11 @@ export interface components {
             /** @description What the client renders: `chart`, `form`, `table`, … */
             kind: string;
             title: string;
-            /** @description The component's specification (a JSON object). */
+            /**
+             * @description The component's specification (a JSON object), as stored: numbers exact at any precision,
+             *     written out (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API
+             *     description).
+             */
             spec: {
                 [key: string]: unknown;
             };
@@ -237,6 +245,11 @@ export interface components {
          */
         ArtifactUpdate: {
             title?: string;
+            /**
+             * @description The new specification: at most 256 KiB as stored; numbers kept exactly at any precision
+             *     (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the API
+             *     description).
+             */
             spec?: {
                 [key: string]: unknown;
             };
@@ -256,6 +269,10 @@ export interface components {
             /** Format: int32 */
             version: number;
             title: string;
+            /**
+             * @description The specification of this version, as stored: numbers exact at any precision, written out
+             *     (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
+             */
             spec: {
                 [key: string]: unknown;
             };
@@ -275,7 +292,10 @@ export interface components {
             /** Format: uuid */
             id: string;
             title: string;
-            /** @description Free-form JSON object for the client. */
+            /**
+             * @description Free-form JSON object for the client, as stored: numbers exact at any precision, written out
+             *     (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
+             */
             metadata: {
                 [key: string]: unknown;
             };
@@ -307,7 +327,11 @@ export interface components {
          */
         ConversationPatch: {
             title?: string;
-            /** @description Replaces the metadata object. */
+            /**
+             * @description Replaces the metadata object: at most 256 KiB as stored; numbers kept exactly at any
+             *     precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the
+             *     API description).
+             */
             metadata?: {
                 [key: string]: unknown;
             };
@@ -336,7 +360,10 @@ export interface components {
             seq: number;
             role: components["schemas"]["Role"];
             content: string;
-            /** @description Structured parts (a JSON array), if any. */
+            /**
+             * @description Structured parts (a JSON array), if any, as stored: numbers exact at any precision, written
+             *     out (`1e-3` as `0.001`); `JSON.parse` rounds them to doubles (see the API description).
+             */
             parts?: unknown[];
             tool_call_id?: string;
             /** Format: date-time */
@@ -360,7 +387,11 @@ export interface components {
             kind: string;
             /** @description 1–200 characters, not only white space (trimmed). */
             title: string;
-            /** @description The component's specification: a JSON object, at most 256 KiB. */
+            /**
+             * @description The component's specification: a JSON object, at most 256 KiB as stored; numbers kept
+             *     exactly at any precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to
+             *     doubles (see the API description).
+             */
             spec: {
                 [key: string]: unknown;
             };
@@ -372,7 +403,11 @@ export interface components {
         NewConversation: {
             /** @description 1–200 characters, not only white space (trimmed). */
             title: string;
-            /** @description A JSON object (default `{}`), at most 256 KiB. */
+            /**
+             * @description A JSON object (default `{}`), at most 256 KiB as stored; numbers kept exactly at any
+             *     precision (beyond PostgreSQL's numeric: 422); `JSON.parse` rounds them to doubles (see the
+             *     API description).
+             */
             metadata?: {
                 [key: string]: unknown;
             };
