@@ -227,41 +227,41 @@ async fn big_long_and_tiny_numbers_round_trip_exactly_through_the_binary() {
     // Beyond numeric: refused, naming the field; nothing stored.
     let huge_object = format!(r#"{{"ok": {BIG}, "n": [1, {{"deep": {HUGE}}}]}}"#);
     let huge_array = format!("[{BIG}, {HUGE}]");
-    http.refused(
-        Method::POST,
-        "/conversations",
-        &format!(r#"{{"title": "huge", "metadata": {huge_object}}}"#),
-        "metadata",
-    )
-    .await;
-    http.refused(
-        Method::PATCH,
-        &format!("/conversations/{id}"),
-        &format!(r#"{{"metadata": {huge_object}}}"#),
-        "metadata",
-    )
-    .await;
-    http.refused(
-        Method::POST,
-        &format!("/conversations/{id}/messages"),
-        &format!(r#"{{"role": "user", "content": "c", "parts": {huge_array}}}"#),
-        "parts",
-    )
-    .await;
-    http.refused(
-        Method::POST,
-        &format!("/conversations/{id}/artifacts"),
-        &format!(r#"{{"kind": "chart", "title": "huge", "spec": {huge_object}}}"#),
-        "spec",
-    )
-    .await;
-    http.refused(
-        Method::PATCH,
-        &format!("/artifacts/{aid}"),
-        &format!(r#"{{"version": 2, "spec": {huge_object}}}"#),
-        "spec",
-    )
-    .await;
+    let refusals = [
+        (
+            Method::POST,
+            "/conversations".to_string(),
+            format!(r#"{{"title": "huge", "metadata": {huge_object}}}"#),
+            "metadata",
+        ),
+        (
+            Method::PATCH,
+            format!("/conversations/{id}"),
+            format!(r#"{{"metadata": {huge_object}}}"#),
+            "metadata",
+        ),
+        (
+            Method::POST,
+            format!("/conversations/{id}/messages"),
+            format!(r#"{{"role": "user", "content": "c", "parts": {huge_array}}}"#),
+            "parts",
+        ),
+        (
+            Method::POST,
+            format!("/conversations/{id}/artifacts"),
+            format!(r#"{{"kind": "chart", "title": "huge", "spec": {huge_object}}}"#),
+            "spec",
+        ),
+        (
+            Method::PATCH,
+            format!("/artifacts/{aid}"),
+            format!(r#"{{"version": 2, "spec": {huge_object}}}"#),
+            "spec",
+        ),
+    ];
+    for (method, path, body, field) in refusals {
+        http.refused(method, &path, &body, field).await;
+    }
     let mut conn = db.connect().await;
     let counts: (i64, i64, i64, i32) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages), \
