@@ -13,6 +13,7 @@ mod deploy;
 mod engine;
 mod faults;
 mod guide;
+mod image;
 mod inflight;
 mod lint;
 mod observability;
