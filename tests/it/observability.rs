@@ -539,6 +539,27 @@ fn self_signed() -> (
     )
 }
 
+/// Serves one `GET /health/live` carrying `traceparent`, then SIGTERM (exit 0): every log line.
+async fn serve_one_traced_request(
+    db: &TestDb,
+    env: &[(&str, &str)],
+    traceparent: &str,
+) -> Vec<String> {
+    let mut server = spawn_server(&db.url, env).await;
+    let resp = Client::new()
+        .get(format!("{}/health/live", server.base))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+    let mut logs = server.startup.clone();
+    logs.extend(server.stderr.await.unwrap());
+    logs
+}
+
 /// A private CA and an HTTPS OTLP receiver (at `https://localhost:PORT`) whose certificate it
 /// signed, as a collector on a private network has: (the CA's PEM, the endpoint, its spans).
 pub(crate) async fn otlp_receiver_behind_a_private_ca() -> (String, String, Arc<Mutex<Vec<Span>>>) {
@@ -587,23 +608,12 @@ async fn an_https_collector_is_trusted_through_the_system_ca_store() {
 
     for store in [&empty, &bundle] {
         let store = store.display().to_string();
-        let mut server = spawn_server(
-            &db.url,
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-                ("SSL_CERT_FILE", &store),
-            ],
-        )
-        .await;
-        let resp = Client::new()
-            .get(format!("{}/health/live", server.base))
-            .header("traceparent", format!("00-{trace_id}-eee19b7ec3c1b174-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        server.signal("TERM");
-        assert_eq!(server.wait().await, Some(0));
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("SSL_CERT_FILE", &store),
+        ];
+        let traceparent = format!("00-{trace_id}-eee19b7ec3c1b174-01");
+        let logs = serve_one_traced_request(&db, &env, &traceparent).await;
         let arrived = spans
             .lock()
             .unwrap()
@@ -612,11 +622,11 @@ async fn an_https_collector_is_trusted_through_the_system_ca_store() {
         if store.ends_with("empty.crt") {
             assert!(!arrived, "spans arrived with an empty CA store");
             assert!(
-                server.startup.iter().any(
+                logs.iter().any(
                     |l| l.contains("no CA certificate") && l.contains("serving without traces")
                 ),
                 "{}",
-                server.startup.join("\n")
+                logs.join("\n")
             );
         } else {
             assert!(
@@ -666,21 +676,9 @@ async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificat
     let db = TestDb::migrated().await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
 
-    let serve_one_request = async |env: &[(&str, &str)]| -> Vec<String> {
-        let mut server = spawn_server(&db.url, env).await;
-        let resp = Client::new()
-            .get(format!("{}/health/live", server.base))
-            .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        server.signal("TERM");
-        assert_eq!(server.wait().await, Some(0));
-        let mut logs = server.startup.clone();
-        logs.extend(server.stderr.await.unwrap());
-        logs
-    };
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    let serve_one_request =
+        async |env: &[(&str, &str)]| serve_one_traced_request(&db, env, &traceparent).await;
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
 
     // The client certificate alone: the collector's CA is unknown, the handshake fails.
