@@ -105,19 +105,29 @@ impl Container {
         cmd
     }
 
+    /// Runs ARGV to completion. buildah re-executes itself from a sealed memfd copy of its
+    /// binary, and the kernel may refuse the seal for a moment (`sealing memfd copy: Device or
+    /// resource busy`, seen once in some hundred runs here): then ARGV never started, and the
+    /// run is tried again, at most twice.
     async fn run(&self, user: Option<&str>, env: &[(String, String)], argv: &[String]) -> Output {
-        let out = tokio::time::timeout(
-            Duration::from_secs(120),
-            self.command(user, env, argv).output(),
-        )
-        .await
-        .expect("no exit within 120 s")
-        .unwrap();
-        Output {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        for attempt in 1.. {
+            let out = tokio::time::timeout(
+                Duration::from_secs(120),
+                self.command(user, env, argv).output(),
+            )
+            .await
+            .expect("no exit within 120 s")
+            .unwrap();
+            let out = Output {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            };
+            if attempt == 3 || !out.stderr.contains("sealing memfd copy") {
+                return out;
+            }
         }
+        unreachable!()
     }
 
     fn root(&self) -> PathBuf {
