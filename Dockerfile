@@ -36,7 +36,9 @@ ENV SQLX_OFFLINE=true
 RUN cargo build --release --locked --bin server
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
-# CA certificates for TLS to managed PostgreSQL (sslmode=require/verify-full).
+# Debian's CA bundle: the one trust store of the binary's TLS (PostgreSQL with
+# sslmode=verify-ca/verify-full, an https:// OTLP collector); docs/operations.md says how to add
+# a private CA in a derived image.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -11,11 +11,13 @@
 //! leave in batches from the SDK's own thread, and [`Telemetry::shutdown`] flushes what is left
 //! when the process ends.
 //!
-//! An `https://` endpoint is reached over rustls with the ring provider and webpki's roots,
-//! the stack the database connections already use (no second crypto library, no OpenSSL).
+//! An `https://` endpoint is reached over rustls with the ring provider, trusting the system's
+//! CA store (`rustls-native-certs`: the image's `/etc/ssl/certs`, or `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR`), as the database connections do (no second crypto library, no OpenSSL, no
+//! roots compiled in: an operator's CA added to the store is trusted, a removed one is not).
 //! The HTTP client is built here rather than by the exporter because the exporter knows no TLS
-//! variables: `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM file of CAs trusted besides webpki's, for
-//! a collector behind a private CA) and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` with
+//! variables: `OTEL_EXPORTER_OTLP_CERTIFICATE` (a PEM file of CAs trusted besides the system's,
+//! for a collector behind a private CA) and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` with
 //! `OTEL_EXPORTER_OTLP_CLIENT_KEY` (mutual TLS), each with its `_TRACES_` form taking
 //! precedence, as the OpenTelemetry specification defines them.
 
@@ -100,8 +102,10 @@ fn otlp_var(traces: &str, general: &str) -> Option<(String, String)> {
     })
 }
 
-/// The exporter's TLS configuration: ring, webpki's roots plus any CA the `*_CERTIFICATE`
-/// variable names, and a client certificate when both client variables are set.
+/// The exporter's TLS configuration: ring, the system's CA store plus any CA the
+/// `*_CERTIFICATE` variable names, and a client certificate when both client variables are set.
+/// An `https://` endpoint with no CA at all to verify it is an error (no ca-certificates in the
+/// image): every export would fail.
 fn otlp_tls() -> Result<rustls::ClientConfig, TraceError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -119,9 +123,9 @@ fn otlp_tls() -> Result<rustls::ClientConfig, TraceError> {
         Ok(certs)
     };
 
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let system = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system.certs);
     if let Some((name, path)) = otlp_var(
         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
@@ -129,6 +133,23 @@ fn otlp_tls() -> Result<rustls::ClientConfig, TraceError> {
         for cert in certs(&name, &path)? {
             roots.add(cert).map_err(|e| bad(&name, &path, &e))?;
         }
+    }
+    if roots.is_empty()
+        && let Some((name, endpoint)) = otlp_var(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        )
+        && endpoint.to_ascii_lowercase().starts_with("https://")
+    {
+        let cause = system
+            .errors
+            .first()
+            .map_or_else(|| "it is empty".to_string(), ToString::to_string);
+        return Err(TraceError::Exporter(format!(
+            "{name}={endpoint}: no CA certificate to verify it with: the system's CA store \
+             (/etc/ssl/certs, SSL_CERT_FILE, SSL_CERT_DIR) gave none ({cause}); install \
+             ca-certificates or name the collector's CA in OTEL_EXPORTER_OTLP_CERTIFICATE"
+        )));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)

@@ -14,6 +14,7 @@ mod engine;
 mod exact_json;
 mod faults;
 mod guide;
+mod image;
 mod inflight;
 mod lint;
 mod observability;

@@ -1,8 +1,9 @@
 //! Metrics and traces of a serving process: `/metrics` after known traffic (exact deltas, route
 //! templates as labels) and after answers the connection layer gives on its own, the migration
 //! figures of its pre-serve stage, who may read `/metrics` in production, and the spans an
-//! OTLP receiver gets (over plain HTTP, and over TLS with a private CA and a client
-//! certificate) for a request carrying `traceparent`.
+//! OTLP receiver gets (over plain HTTP, and over TLS with a private CA: trusted through the
+//! system's CA store, or through the OTEL certificate variables with a client certificate) for
+//! a request carrying `traceparent`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -538,11 +539,110 @@ fn self_signed() -> (
     )
 }
 
+/// Serves one `GET /health/live` carrying `traceparent`, then SIGTERM (exit 0): every log line.
+async fn serve_one_traced_request(
+    db: &TestDb,
+    env: &[(&str, &str)],
+    traceparent: &str,
+) -> Vec<String> {
+    let mut server = spawn_server(&db.url, env).await;
+    let resp = Client::new()
+        .get(format!("{}/health/live", server.base))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.signal("TERM");
+    assert_eq!(server.wait().await, Some(0));
+    let mut logs = server.startup.clone();
+    logs.extend(server.stderr.await.unwrap());
+    logs
+}
+
+/// A private CA and an HTTPS OTLP receiver (at `https://localhost:PORT`) whose certificate it
+/// signed, as a collector on a private network has: (the CA's PEM, the endpoint, its spans).
+pub(crate) async fn otlp_receiver_behind_a_private_ca() -> (String, String, Arc<Mutex<Vec<Span>>>) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "agent-backend test CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let tls =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key.into())
+            .unwrap();
+    let (endpoint, spans) = otlp_receiver(Some(Arc::new(tls))).await;
+    (ca_pem, endpoint, spans)
+}
+
+/// The system's CA store is what an `https://` collector is verified against: its CA in the
+/// store (here a bundle named by `SSL_CERT_FILE`; in the image, `/etc/ssl/certs`:
+/// tests/it/image.rs) is enough, with no OTEL certificate variable. A store with no CA at all is
+/// refused at start-up with its cause, and the service serves without traces.
+#[tokio::test]
+async fn an_https_collector_is_trusted_through_the_system_ca_store() {
+    let (ca_pem, endpoint, spans) = otlp_receiver_behind_a_private_ca().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca-certificates.crt");
+    std::fs::write(&bundle, &ca_pem).unwrap();
+    let empty = dir.path().join("empty.crt");
+    std::fs::write(&empty, "").unwrap();
+    let db = TestDb::migrated().await;
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+
+    for store in [&empty, &bundle] {
+        let store = store.display().to_string();
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("SSL_CERT_FILE", &store),
+        ];
+        let traceparent = format!("00-{trace_id}-eee19b7ec3c1b174-01");
+        let logs = serve_one_traced_request(&db, &env, &traceparent).await;
+        let arrived = spans
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.name == "GET /health/live");
+        if store.ends_with("empty.crt") {
+            assert!(!arrived, "spans arrived with an empty CA store");
+            assert!(
+                logs.iter().any(
+                    |l| l.contains("no CA certificate") && l.contains("serving without traces")
+                ),
+                "{}",
+                logs.join("\n")
+            );
+        } else {
+            assert!(
+                arrived,
+                "no request span in {:?}",
+                names(&spans.lock().unwrap())
+            );
+        }
+    }
+}
+
 /// An `https://` collector behind a private CA that also asks for a client certificate, as a
 /// collector on a shared network would: the spans arrive once `OTEL_EXPORTER_OTLP_CERTIFICATE`
 /// names its CA and `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`/`_CLIENT_KEY` the client's pair.
-/// Without the CA the handshake fails (webpki's roots do not vouch for it), nothing arrives,
-/// and the service serves and exits as usual.
+/// Without the CA the handshake fails (the system's CA store does not vouch for it), nothing
+/// arrives, and the service serves and exits as usual.
 #[tokio::test]
 async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificate_variables() {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -576,21 +676,9 @@ async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificat
     let db = TestDb::migrated().await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
 
-    let serve_one_request = async |env: &[(&str, &str)]| -> Vec<String> {
-        let mut server = spawn_server(&db.url, env).await;
-        let resp = Client::new()
-            .get(format!("{}/health/live", server.base))
-            .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        server.signal("TERM");
-        assert_eq!(server.wait().await, Some(0));
-        let mut logs = server.startup.clone();
-        logs.extend(server.stderr.await.unwrap());
-        logs
-    };
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    let serve_one_request =
+        async |env: &[(&str, &str)]| serve_one_traced_request(&db, env, &traceparent).await;
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
 
     // The client certificate alone: the collector's CA is unknown, the handshake fails.
