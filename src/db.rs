@@ -87,7 +87,16 @@ fn is_permanent(e: &sqlx::Error) -> bool {
                 || db.message().contains("unsupported startup parameter")
         }
         sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => true,
-        _ => false,
+        e => tls_refusal(e).is_some(),
+    }
+}
+
+/// The TLS handshake's verdict on the server (an untrusted or mismatched certificate), which
+/// sqlx reports as an I/O error: no retry changes it.
+fn tls_refusal(e: &sqlx::Error) -> Option<&rustls::Error> {
+    match e {
+        sqlx::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        _ => None,
     }
 }
 
@@ -111,6 +120,11 @@ fn cause(e: &sqlx::Error, var: &str) -> String {
             ),
             _ => String::new(),
         },
+        e if tls_refusal(e).is_some() => format!(
+            "; the server's certificate is not trusted for this host: check the host in {var} and \
+             its sslmode, and that the CA that signed it is in the system's CA store (the \
+             image's /etc/ssl/certs, or SSL_CERT_FILE)"
+        ),
         _ => String::new(),
     };
     format!("{text}{hint}")

@@ -690,3 +690,33 @@ async fn unset_database_url_in_production_says_so() {
     assert!(!stderr.contains("missing field"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 }
+
+/// A server certificate the system's CA store does not vouch for is a refusal, not a blip: one
+/// attempt, exit 4, and a hint about the host, sslmode and the CA store instead of retries.
+#[tokio::test]
+async fn an_untrusted_server_certificate_is_refused_without_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = rcgen::generate_simple_self_signed(vec!["elsewhere".into()]).unwrap();
+    let store = dir.path().join("ca.pem");
+    std::fs::write(&store, other_ca.cert.pem()).unwrap();
+    let empty_dir = dir.path().join("certs");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let url = url_for("postgres").replacen("127.0.0.1", "localhost", 1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}sslmode=verify-full");
+    let env = [
+        ("SSL_CERT_FILE", store.to_str().unwrap()),
+        ("SSL_CERT_DIR", empty_dir.to_str().unwrap()),
+        ("APP_DATABASE__CONNECT_ATTEMPTS", "5"),
+    ];
+    let out = run_server(&url, &env, &["migrate", "status"]).await;
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("UnknownIssuer"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the server's certificate is not trusted for this host"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+}
