@@ -181,11 +181,97 @@ fn otlp_tls() -> Result<rustls::ClientConfig, TraceError> {
     }
 }
 
+/// The exporter's HTTP client, saying why a request failed: the SDK logs a failed export as
+/// `network error` and no more, which hides the cause an operator can fix, above all a
+/// collector certificate that the CA store does not vouch for. A cause is logged once, until
+/// an export succeeds or the cause changes (a collector down for an hour is one line, not one
+/// per batch).
+#[derive(Debug)]
+struct OtlpClient {
+    http: otlp_reqwest::blocking::Client,
+    logged: std::sync::Mutex<Option<String>>,
+}
+
+impl opentelemetry_http::HttpClient for OtlpClient {
+    // `async_trait`'s form of `async fn send_bytes`, written out.
+    fn send_bytes<'s, 'f>(
+        &'s self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+                        opentelemetry_http::HttpError,
+                    >,
+                > + Send
+                + 'f,
+        >,
+    >
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        Box::pin(async move {
+            let result = self.http.send_bytes(request).await;
+            let cause = result.as_ref().err().map(|e| export_failure(e.as_ref()));
+            let mut logged = self
+                .logged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(cause) = &cause
+                && logged.as_ref() != Some(cause)
+            {
+                tracing::warn!("Trace export failed: {cause}");
+            }
+            *logged = cause;
+            result
+        })
+    }
+}
+
+/// A failed export request's causes, outermost first; an untrusted certificate with what to do.
+fn export_failure(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes: Vec<String> = Vec::new();
+    let mut untrusted = false;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !causes.last().is_some_and(|last| last.contains(&text)) {
+            causes.push(text);
+        }
+        untrusted |= matches!(
+            rustls_verdict(e),
+            Some(rustls::Error::InvalidCertificate(_))
+        );
+        next = e.source();
+    }
+    let hint = if untrusted {
+        "; the collector's certificate is not trusted: add the CA that signed it to the system's \
+         CA store (the image's /etc/ssl/certs, in a derived image) or name it in \
+         OTEL_EXPORTER_OTLP_CERTIFICATE"
+    } else {
+        ""
+    };
+    format!("{}{hint}", causes.join(": "))
+}
+
+/// rustls's verdict on the handshake, which arrives as an I/O error wrapped in another
+/// (tokio-rustls's, then hyper-rustls's): an error's `source` skips the inner ones.
+fn rustls_verdict<'e>(mut e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
 /// The exporter's blocking HTTP client: plain HTTP or TLS by the endpoint's scheme, with the
 /// timeout the exporter would have used (`OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, `…_TIMEOUT`,
 /// 10 s). Built on a thread of its own: a blocking client may be neither built nor dropped
 /// inside the async runtime.
-fn otlp_http_client() -> Result<otlp_reqwest::blocking::Client, TraceError> {
+fn otlp_http_client() -> Result<OtlpClient, TraceError> {
     let tls = otlp_tls()?;
     let timeout = otlp_var(
         opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
@@ -204,6 +290,10 @@ fn otlp_http_client() -> Result<otlp_reqwest::blocking::Client, TraceError> {
     })
     .join()
     .map_err(|_| TraceError::Exporter("building the HTTP client panicked".into()))?
+    .map(|http| OtlpClient {
+        http,
+        logged: std::sync::Mutex::new(None),
+    })
     .map_err(|e| TraceError::Exporter(format!("building the HTTP client: {e}")))
 }
 

@@ -439,8 +439,22 @@ async fn the_image_trusts_what_its_ca_bundle_holds() {
         spans.lock().unwrap().is_empty(),
         "spans reached a collector whose CA the image does not trust"
     );
+    // The binary read the bundle (an empty store is a start-up warning of its own) and refused
+    // the collector's certificate for its issuer, saying so.
+    let refused = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Trace export failed"))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok())
+        .and_then(|l| l["message"].as_str().map(String::from))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("UnknownIssuer") && refused.contains("certificate is not trusted"),
+        "{}",
+        out.stderr
+    );
     say(format!(
-        "{command} exporting to {endpoint} (private CA): exit 0, no span arrives"
+        "{command} exporting to {endpoint} (private CA): exit 0, no span arrives; {refused}"
     ));
     let out = built.run(None, &database, &argv).await;
     assert_eq!(

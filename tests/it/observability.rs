@@ -693,9 +693,21 @@ async fn traces_reach_an_https_otlp_receiver_trusted_through_the_otel_certificat
         "spans arrived over TLS to an untrusted certificate\n{}",
         logs.join("\n")
     );
-    // And the operator is told: the SDK's errors reach the log (here, as the process stops at
-    // once, the final flush timing out while the exporter retries; in a long-running process,
+    // And the operator is told why, at the first attempt (the SDK itself says only "network
+    // error"), and the SDK's errors reach the log (here, as the process stops at once, the
+    // final flush timing out while the exporter retries; in a long-running process,
     // `BatchSpanProcessor.ExportError` once the retries are spent).
+    let why: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("Trace export failed"))
+        .collect();
+    assert!(
+        why.len() == 1
+            && why[0].contains("invalid peer certificate")
+            && why[0].contains("the collector's certificate is not trusted"),
+        "{}",
+        logs.join("\n")
+    );
     assert!(
         logs.iter()
             .any(|l| l.contains("ERROR") && l.contains("opentelemetry_sdk")),
