@@ -30,6 +30,7 @@ COPY Cargo.toml Cargo.lock build.rs migration-lint.toml sqlx.toml schema.snapsho
 COPY .sqlx .sqlx
 COPY config config
 COPY migrations migrations
+COPY crates crates
 COPY src src
 # Queries are checked against the committed .sqlx/ data: no database during the build.
 ENV SQLX_OFFLINE=true

@@ -5,25 +5,18 @@
 //! A bad migration set fails the build here, naming each offending file, so a binary that builds
 //! always carries a set that sqlx would read the same way. The SQL itself is embedded by
 //! `include_dir!` in `src/migrate/embedded.rs`; this script only checks it and writes the index.
-//! The safety lint (`src/migrate/lint/`) prints its warnings as cargo warnings and fails the
-//! build on a finding whose rule is set to deny (`migration-lint.toml`).
+//! The safety lint (`migrate-lint`) prints its warnings as cargo warnings and fails the build on
+//! a finding whose rule is set to deny (`migration-lint.toml`). The rules are the workspace's
+//! crates (`migrate-source`, `migrate-lint`), build-dependencies here and dependencies of the
+//! binary: one reading of a directory, one lint.
+//!
+//! The configuration (`config/`) is not read here: its one reader is the binary's `config`.
+//! The build lints as the engine runs by default, with its `lock_timeout` guard on;
+//! `server migrate lint` judges the set under the configuration in force where it runs (an
+//! environment that turns the guard off is told which files then need their own).
 
-#[path = "src/migrate/duration.rs"]
-#[allow(dead_code)]
-mod duration;
-
-#[path = "src/migrate/manifest.rs"]
-#[allow(dead_code)]
-mod manifest;
-
-#[path = "src/migrate/sqlx_toml.rs"]
-#[allow(dead_code)]
-mod sqlx_toml;
-
-#[path = "src/migrate/lint/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod lint;
-
+use migrate_lint as lint;
+use migrate_source::{SourceError, manifest, sqlx_toml};
 use std::path::Path;
 use std::{env, fs};
 
@@ -38,12 +31,9 @@ fn main() {
     // `include_dir!("$AGENT_MIGRATIONS_DIR")` in src/migrate/embedded.rs embeds this directory.
     println!("cargo:rustc-env=AGENT_MIGRATIONS_DIR={}", dir.display());
 
-    let options = manifest::ReadOptions {
-        ignored_chars: sqlx_config.ignored_chars.clone(),
-    };
-    let read = match manifest::build(&read_files(&dir, &shown_dir), &options) {
+    let read = match migrate_source::read_dir(&dir, &sqlx_config) {
         Ok(read) => read,
-        Err(errors) => {
+        Err(SourceError::Invalid(errors)) => {
             let list: Vec<String> = errors.iter().map(|e| e.in_dir(&shown_dir)).collect();
             fail(&format!(
                 "invalid migration set ({} problem(s)):\n  {}",
@@ -51,6 +41,7 @@ fn main() {
                 list.join("\n  ")
             ));
         }
+        Err(e @ SourceError::Io { .. }) => fail(&format!("{shown_dir}/: {e}")),
     };
     for note in &read.notes {
         println!("cargo:warning={shown_dir}/{note}");
@@ -94,29 +85,6 @@ fn read_sqlx_toml(root: &Path) -> sqlx_toml::MigrateConfig {
     sqlx_toml::parse(toml_text.as_deref()).unwrap_or_else(|e| fail(&e.to_string()))
 }
 
-/// The directory's regular files (sqlx follows symbolic links to files and skips everything
-/// that is not a file).
-fn read_files(dir: &Path, shown_dir: &str) -> Vec<manifest::SourceFile> {
-    let entries = fs::read_dir(dir).unwrap_or_else(|e| {
-        fail(&format!(
-            "cannot read {shown_dir}/ ({}): {e}",
-            dir.display()
-        ))
-    });
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.unwrap_or_else(|e| fail(&format!("cannot read {shown_dir}/: {e}")));
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_file() {
-            continue;
-        }
-        let bytes =
-            fs::read(entry.path()).unwrap_or_else(|e| fail(&format!("{shown_dir}/{name}: {e}")));
-        files.push(manifest::SourceFile { name, bytes });
-    }
-    files
-}
-
 /// The committed schema snapshot (`include_str!` in src/migrate/embedded.rs): its freshness
 /// needs a database (`server migrate snapshot --check`, run by CI); here only its presence.
 fn check_snapshot(root: &Path) {
@@ -147,26 +115,9 @@ fn lint_set(specs: &[manifest::Migration], shown_dir: &str) {
     let severities = lint::Severities::parse(lint::CONFIG_FILE, &config)
         .unwrap_or_else(|e| fail(&format!("invalid migration lint configuration: {e}")));
 
-    // The engine's default lock_timeout as the shipped configuration sets it (production wins);
-    // an environment override at deploy time is checked by `server migrate lint` there.
-    let layers: Vec<String> = ["config/default.toml", "config/production.toml"]
-        .iter()
-        .map(|file| {
-            let path = root.join(file);
-            println!("cargo:rerun-if-changed={}", path.display());
-            fs::read_to_string(&path).unwrap_or_default()
-        })
-        .collect();
-    let engine_lock_timeout_off = lint::layered_lock_timeout_off(&layers);
-
     let sources = lint::up_sources(specs);
-    let report = lint::lint_set(
-        &sources,
-        &severities,
-        lint::Options {
-            engine_lock_timeout_off,
-        },
-    );
+    // The engine's default: its lock_timeout guard on (see the top of this file).
+    let report = lint::lint_set(&sources, &severities, lint::Options::default());
     for finding in report.findings.iter().filter(|f| f.is_warn()) {
         println!(
             "cargo:warning={}",

@@ -1,7 +1,8 @@
 //! The two ways the binary runs: the pre-serve stage alone (`--migrate-only`), or the stage and
 //! then the HTTP server. Both start from loaded [`Settings`].
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 use tracing::Instrument;
@@ -11,8 +12,10 @@ use crate::db::{self, DbError};
 use crate::error::AppError;
 use crate::http::{self, AppState};
 use crate::migrate::snapshot::Drift;
-use crate::migrate::{MigrateError, MigrateOptions, MigrationSet, Migrator, RunReport, embedded};
-use crate::monitoring;
+use crate::migrate::{
+    MigrateError, MigrateOptions, Migration, MigrationSet, Migrator, Observer, RunReport, embedded,
+};
+use crate::{monitoring, telemetry};
 
 /// The engine over `set` as the configuration asks: lock waits and retries, the policy that
 /// judges statuses and drift, and the pooler check before the lock.
@@ -26,9 +29,33 @@ pub fn migrator<'a>(settings: &Settings, set: &'a MigrationSet) -> Migrator<'a> 
             allow_out_of_order: m.allow_out_of_order,
             lock_retries: m.lock_retries,
             session_check: Some(db::session_check(settings)),
+            observer: Arc::new(StageObserver),
             ..MigrateOptions::default()
         },
     )
+}
+
+/// What the engine reports as it runs, recorded by the binary: the lock wait as a gauge
+/// ([`monitoring::lock_wait`]), each migration as a `migration V` span when traces are
+/// exported ([`telemetry::traced`]).
+struct StageObserver;
+
+impl Observer for StageObserver {
+    fn lock_waited(&self, waited: Duration) {
+        monitoring::lock_wait(waited);
+    }
+
+    fn migration_span(&self, m: &Migration) -> tracing::Span {
+        telemetry::traced(|| {
+            tracing::info_span!(
+                target: "agent_backend::migrate::engine",
+                "migration",
+                otel.name = format!("migration {}", m.version),
+                version = m.version,
+                file = %m.up.file,
+            )
+        })
+    }
 }
 
 /// The migration session: `database.migration_url`, with retries and the session guards.

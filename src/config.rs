@@ -15,7 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::migrate::{UnknownPolicy, duration};
+use crate::migrate::{DriftPolicy, UnknownAppliedPolicy, duration};
 
 mod database_url;
 mod source;
@@ -281,12 +281,12 @@ pub struct MigrationSettings {
     #[serde(with = "duration_str")]
     pub statement_timeout: Duration,
     /// Applied versions this binary does not embed: "warn" (serve) or "error" (refuse).
-    pub on_unknown_applied: UnknownPolicy,
+    pub on_unknown_applied: UnknownAppliedPolicy,
     /// Apply pending versions older than the newest applied one.
     pub allow_out_of_order: bool,
     /// Drift from the embedded schema snapshot: "warn" (report in /health, logs and verify's
     /// output, keep serving) or "error" (readiness and `migrate verify` fail).
-    pub on_drift: UnknownPolicy,
+    pub on_drift: DriftPolicy,
     /// Schemas whose objects belong to someone else: left out of drift.
     pub drift_ignore_schemas: Vec<String>,
     /// Object names left out of drift; `*` matches any run of characters (`public.audit_*`).

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::migrate::snapshot::{Difference, Drift, Snapshot};
-use crate::migrate::{Status, Verdict, history};
+use crate::migrate::{Migrator, Status, Verdict};
 
 /// The health routes: still answered over `server.max_connections` (`server::RESERVE`).
 pub const PATHS: [&str; 3] = ["/health", "/health/live", "/health/ready"];
@@ -144,9 +144,10 @@ async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
 async fn check(state: &AppState, with_drift: bool) -> Probe {
     let shutting_down = state.is_shutting_down();
     let started = Instant::now();
-    let rows = tokio::time::timeout(state.health_timeout, async {
+    let judged = tokio::time::timeout(state.health_timeout, async {
         let mut conn = state.pool.acquire().await.map_err(|e| e.to_string())?;
-        history::read(&mut conn, &state.migrations.bookkeeping().table)
+        Migrator::judge(state.migrations, state.policy.clone())
+            .verdict(&mut conn)
             .await
             .map_err(|e| e.to_string())
     })
@@ -158,9 +159,8 @@ async fn check(state: &AppState, with_drift: bool) -> Probe {
         ))
     });
     let latency_ms = started.elapsed().as_millis() as u64;
-    match rows {
-        Ok(rows) => {
-            let status = Status::compare(state.migrations, rows);
+    match judged {
+        Ok((status, verdict)) => {
             crate::monitoring::schema(&status);
             // Drift costs a catalog query: read it for readiness only when it can fail it.
             let drift = if with_drift || state.policy.drift_can_fail() {
@@ -169,7 +169,7 @@ async fn check(state: &AppState, with_drift: bool) -> Probe {
                 None
             };
             let schema = SchemaCheck {
-                ok: state.policy.verdict(&status) == Verdict::UpToDate,
+                ok: verdict == Verdict::UpToDate,
                 expected: state.migrations.newest(),
                 applied: status.newest_applied(),
                 pending: status.pending,

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use agent_backend::migrate::{
-    MigrateError, MigrateOptions, MigrationSet, Migrator, Policy, UnknownPolicy, embedded, lock,
+    MigrateError, MigrateOptions, MigrationSet, Migrator, Policy, UnknownAppliedPolicy, embedded,
+    lock,
 };
 
 use crate::support::{SetDir, TestDb, hold_migration_lock, rows, table_exists};
@@ -269,7 +270,7 @@ async fn unknown_applied_versions_warn_by_default_and_stop_when_strict() {
         &older.set(),
         MigrateOptions {
             policy: Policy {
-                on_unknown_applied: UnknownPolicy::Error,
+                on_unknown_applied: UnknownAppliedPolicy::Error,
                 ..Policy::default()
             },
             ..opts()

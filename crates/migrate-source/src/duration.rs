@@ -19,7 +19,7 @@
 //! A value sent to PostgreSQL is rendered by [`Span::postgres`]: number and unit with no space,
 //! minutes as `min` (PostgreSQL refuses `m`), a bare number as written.
 //!
-//! Compiled by `build.rs` too (through `#[path]`): `std` only.
+//! Used by `build.rs` too (through this crate): `std` only.
 
 use std::fmt;
 use std::time::Duration;

@@ -14,7 +14,7 @@ pub enum MigrateError {
         source: sqlx::Error,
     },
 
-    /// The connection failed under the run ([`crate::db::is_connection_lost`]), outside a
+    /// The connection failed under the run ([`crate::is_connection_lost`]), outside a
     /// `-- no-transaction` migration's SQL: a transactional migration in flight rolled back,
     /// unless its commit had landed, and a new status read shows which (as it shows the dirty
     /// row of a no-transaction migration whose bookkeeping was cut). The pre-serve stage
@@ -204,9 +204,9 @@ fn is_rust_location(tail: &str) -> bool {
 impl MigrateError {
     /// A bookkeeping query's failure: [`MigrateError::ConnectionLost`] when the connection went,
     /// else [`MigrateError::Database`].
-    pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+    pub fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| {
-            if crate::db::is_connection_lost(&source) {
+            if crate::is_connection_lost(&source) {
                 Self::ConnectionLost {
                     action: action.to_string(),
                     source,

@@ -2,9 +2,9 @@
 //! `sqlx-cli` / `sqlx::migrate!` agree on the directory, the checksums, the bookkeeping table and
 //! the schemas to create.
 //!
-//! Like `manifest.rs`, this file is compiled twice: by `build.rs` (through `#[path]`), which reads
-//! the crate root's `sqlx.toml` before it reads the migrations, and by the library, for tests and
-//! tools that read another project's directory. It depends on `std` and `toml` only.
+//! Like `manifest.rs`, read by `build.rs` (a build-dependency), which reads the crate root's
+//! `sqlx.toml` before it reads the migrations, and by the binary, for tests and tools that read
+//! another project's directory. It depends on `std` and `toml` only.
 //!
 //! Supported: `[migrate]` `table-name`, `migrations-dir`, `create-schemas`, `ignored-chars`, and
 //! `[migrate.defaults]` (read by `sqlx migrate add` only: validated, with no effect here);

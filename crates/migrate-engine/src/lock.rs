@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, Row};
 
-use super::MigrateError;
+use super::{MigrateError, Observer};
 
 /// sqlx 0.9's `generate_lock_id`: CRC-32 (ISO-HDLC) of the database name times 0x3d32ad9e.
 pub fn key(database_name: &str) -> i64 {
@@ -35,12 +35,14 @@ pub async fn key_for(conn: &mut PgConnection) -> Result<i64, MigrateError> {
     Ok(key(&name))
 }
 
-/// Takes the lock, waiting at most `timeout` and logging the holder every `log_every`.
+/// Takes the lock, waiting at most `timeout` and logging the holder every `log_every`; the
+/// `observer` hears how long it waited, taken or not.
 pub async fn acquire(
     conn: &mut PgConnection,
     key: i64,
     timeout: Duration,
     log_every: Duration,
+    observer: &dyn Observer,
 ) -> Result<(), MigrateError> {
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(key)
@@ -48,7 +50,7 @@ pub async fn acquire(
         .await
         .map_err(MigrateError::db("taking the migration lock"))?;
     if got {
-        crate::monitoring::lock_wait(Duration::ZERO);
+        observer.lock_waited(Duration::ZERO);
         return Ok(());
     }
     let started = Instant::now();
@@ -56,7 +58,7 @@ pub async fn acquire(
         let holder = describe_holder(conn, key).await;
         let waited = started.elapsed();
         let Some(remaining) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
-            crate::monitoring::lock_wait(waited);
+            observer.lock_waited(waited);
             reset_lock_timeout(conn).await?;
             return Err(MigrateError::LockTimeout {
                 key,
@@ -64,7 +66,7 @@ pub async fn acquire(
                 holder,
             });
         };
-        tracing::info!(
+        tracing::info!(target: "agent_backend::migrate::lock",
             key,
             holder = %holder,
             waited_s = waited.as_secs(),
@@ -84,8 +86,8 @@ pub async fn acquire(
             .await
         {
             Ok(_) => {
-                crate::monitoring::lock_wait(started.elapsed());
-                tracing::info!(
+                observer.lock_waited(started.elapsed());
+                tracing::info!(target: "agent_backend::migrate::lock",
                     key,
                     waited_ms = started.elapsed().as_millis() as u64,
                     "Migration lock acquired"

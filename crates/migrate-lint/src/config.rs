@@ -1,13 +1,12 @@
-//! What the lint is told besides the SQL: the severity file (`migration-lint.toml`) and whether
-//! the engine's default `lock_timeout` is off in the service's configuration files. Both are
-//! TOML, read with the `toml` crate (a build-dependency too); durations by the one grammar.
+//! The severity file (`migration-lint.toml`): TOML, read with the `toml` crate. Whether the
+//! engine's default `lock_timeout` is off is not read here: the caller says so in
+//! [`crate::Options`] (the binary from its configuration, the build from the engine's default).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::super::duration;
 use super::rules::{Level, RULES, rule};
 
 /// The severity file's name, next to `migrations/` (never inside it).
@@ -101,34 +100,10 @@ fn line_of(text: &str, offset: usize) -> usize {
         .map_or(1, |head| head.matches('\n').count() + 1)
 }
 
-/// Whether `[migrations] lock_timeout` in a configuration file's text is zero (the engine's
-/// default guard turned off): `Some(true)` zero, `Some(false)` set to anything else (a value
-/// the configuration refuses included), `None` not set or not TOML (loading refuses that file).
-pub fn config_lock_timeout_off(text: &str) -> Option<bool> {
-    let table: toml::Table = toml::from_str(text).ok()?;
-    let value = table.get("migrations")?.get("lock_timeout")?;
-    Some(
-        value
-            .as_str()
-            .and_then(|s| duration::parse(s).ok())
-            .is_some_and(|d| d.is_zero()),
-    )
-}
-
-/// Whether the engine's default lock_timeout is off across config file texts given in layer
-/// order (a later file that sets it wins; none setting it: on).
-pub fn layered_lock_timeout_off(texts: impl IntoIterator<Item = impl AsRef<str>>) -> bool {
-    texts
-        .into_iter()
-        .filter_map(|text| config_lock_timeout_off(text.as_ref()))
-        .last()
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::rules::DROP_TABLE;
     use super::*;
+    use crate::rules::DROP_TABLE;
 
     #[test]
     fn the_severity_file_is_toml() {
@@ -156,33 +131,5 @@ mod tests {
             Severities::parse(CONFIG_FILE, ""),
             Ok(Severities::default())
         );
-    }
-
-    #[test]
-    fn config_lock_timeout_is_read_from_the_migrations_section() {
-        assert_eq!(
-            config_lock_timeout_off("[migrations]\nlock_timeout = \"0s\"\n"),
-            Some(true)
-        );
-        assert_eq!(
-            config_lock_timeout_off("[migrations]\nlock_timeout = \"0 m\"\n"),
-            Some(true)
-        );
-        assert_eq!(
-            config_lock_timeout_off("[migrations]\nlock_timeout = \"5s\" # guard\n"),
-            Some(false)
-        );
-        assert_eq!(
-            config_lock_timeout_off("[other]\nlock_timeout = \"0s\"\n"),
-            None
-        );
-
-        // Layers: the later file that sets it wins; a layer that does not set it changes nothing.
-        let off = "[migrations]\nlock_timeout = \"0s\"\n";
-        let on = "[migrations]\nlock_timeout = \"5s\"\n";
-        assert!(layered_lock_timeout_off([on, off]));
-        assert!(!layered_lock_timeout_off([off, on]));
-        assert!(layered_lock_timeout_off([off, "[server]\nport = 1\n"]));
-        assert!(!layered_lock_timeout_off(Vec::<String>::new()));
     }
 }

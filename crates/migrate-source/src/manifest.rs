@@ -1,10 +1,10 @@
 //! Reading a migration directory exactly the way sqlx 0.9 does, refusing only the sets that
 //! would break an invariant when they run, and warning about the rest.
 //!
-//! This file is compiled twice: by `build.rs` (through `#[path]`), which validates the migration
-//! directory and generates the embedded manifest, and by the library, which uses the same code
-//! to load a directory at run time for tests, benchmarks and `migrate lint`. It therefore depends
-//! on `std`, `sha2` and `super::duration` only, never on `crate::`.
+//! One reading for everyone: `build.rs` (a build-dependency), which validates the migration
+//! directory and generates the embedded manifest, and the binary, which loads a directory at run
+//! time for tests, benchmarks and `migrate lint` ([`crate::read_dir`]). It depends on `std`,
+//! `sha2` and [`crate::duration`] only.
 //!
 //! sqlx's reading (`sqlx_core::migrate::source::resolve_blocking_with_config`), kept exactly so
 //! that `_sqlx_migrations` rows are interchangeable and the differential test
@@ -32,7 +32,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha384};
 
-use super::duration::{Bare, POSTGRES_MAX_MILLIS, Span};
+use crate::duration::{Bare, POSTGRES_MAX_MILLIS, Span};
 
 /// The marker sqlx looks for at the very start of a file to run it outside a transaction.
 pub const NO_TRANSACTION_MARKER: &str = "-- no-transaction";
@@ -290,7 +290,7 @@ impl FileType {
 pub const HEADER_SETTINGS: [&str; 2] = ["lock_timeout", "statement_timeout"];
 
 /// Reads `-- <setting>: <value>` lines from the file's leading comment block. The value is a
-/// duration of the one grammar ([`super::duration`]; a bare number is PostgreSQL's
+/// duration of the one grammar ([`crate::duration`]; a bare number is PostgreSQL's
 /// milliseconds), within PostgreSQL's range for these settings, and is kept as PostgreSQL reads
 /// it (`5m` becomes `5min`).
 pub fn header_settings(sql: &str) -> Result<Vec<(String, String)>, String> {

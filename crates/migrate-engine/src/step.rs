@@ -48,7 +48,7 @@ fn failure(
     script: &Script,
     doing: &str,
 ) -> MigrateError {
-    if !dirty && crate::db::is_connection_lost(&e) {
+    if !dirty && crate::is_connection_lost(&e) {
         return MigrateError::ConnectionLost {
             action: format!("{doing} migration {version} (migrations/{})", script.file),
             source: e,

@@ -4,19 +4,18 @@
 //! pending is the lock taken, and the table re-read under it, because another replica may have
 //! done the work while this one waited.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 use tracing::Instrument;
 
-use crate::telemetry;
-
 use super::dirty::{Direction, DirtyReport, InvalidIndex, describe_row};
 use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Snapshot};
-use super::status::{Policy, Status, UnknownPolicy};
+use super::status::{Policy, Status, UnknownAppliedPolicy, Verdict};
 use super::step::{apply_one, revert_one};
-use super::{MigrateError, Migration, MigrationSet, Script, lock};
+use super::{MigrateError, Migration, MigrationSet, Observer, Quiet, Script, lock};
 
 /// Knobs of a run.
 #[derive(Debug, Clone)]
@@ -36,6 +35,8 @@ pub struct MigrateOptions {
     /// connection is a session of its own, not a transaction-mode pooler's
     /// ([`lock::check_session`]). `None`: no check (a connection the caller knows is direct).
     pub session_check: Option<lock::Connector>,
+    /// Told of lock waits and given each migration's span ([`Observer`]); [`Quiet`] by default.
+    pub observer: Arc<dyn Observer>,
 }
 
 impl Default for MigrateOptions {
@@ -48,6 +49,7 @@ impl Default for MigrateOptions {
             lock_retries: 3,
             lock_retry_backoff: Duration::from_secs(1),
             session_check: None,
+            observer: Arc::new(Quiet),
         }
     }
 }
@@ -123,7 +125,29 @@ impl<'a> Migrator<'a> {
         &self.opts.policy
     }
 
-    /// Compares the table with the set. One query; no lock, no writes.
+    /// A migrator that only reads and judges (`/health`): `policy` decides, nothing runs.
+    pub fn judge(set: &'a MigrationSet, policy: Policy) -> Self {
+        Self::new(
+            set,
+            MigrateOptions {
+                policy,
+                ..MigrateOptions::default()
+            },
+        )
+    }
+
+    /// [`Migrator::status`] and what it means under this migrator's policy: the verdict the
+    /// pre-serve stage, `migrate status`/`verify` and readiness share. One query; no lock.
+    pub async fn verdict(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<(Status, Verdict), MigrateError> {
+        let status = self.status(conn).await?;
+        let verdict = self.opts.policy.verdict(&status);
+        Ok((status, verdict))
+    }
+
+    /// /// Compares the table with the set. One query; no lock, no writes.
     pub async fn status(&self, conn: &mut PgConnection) -> Result<Status, MigrateError> {
         Ok(Status::compare(
             self.set,
@@ -203,7 +227,7 @@ impl<'a> Migrator<'a> {
             // A `-- no-transaction` migration's row is `success = false` while it runs, under the
             // lock. Only under the lock is a dirty row known to be abandoned: wait for it
             // (bounded, holder logged), then decide on a fresh read.
-            tracing::info!(
+            tracing::info!(target: "agent_backend::migrate::engine",
                 version,
                 "Migration {version} is recorded as started and not finished (success = false); \
                  taking the migration lock to see whether a live runner is still applying it"
@@ -249,6 +273,7 @@ impl<'a> Migrator<'a> {
             key,
             self.opts.lock_wait_timeout,
             self.opts.lock_log_interval,
+            &*self.opts.observer,
         )
         .await?;
         let outcome = async {
@@ -314,7 +339,7 @@ impl<'a> Migrator<'a> {
                             holders,
                         });
                     }
-                    tracing::warn!(
+                    tracing::warn!(target: "agent_backend::migrate::engine",
                         version,
                         attempt,
                         "Migration {version} could not take its locks within lock_timeout \
@@ -344,7 +369,7 @@ impl<'a> Migrator<'a> {
         let plan = self.plan_apply(&status, to)?;
         let total = plan.len();
         if let (Some(first), Some(last)) = (plan.first(), plan.last()) {
-            tracing::info!(
+            tracing::info!(target: "agent_backend::migrate::engine",
                 pending = total,
                 "Applying {total} migration(s): {} to {}",
                 first.migration.version,
@@ -355,7 +380,7 @@ impl<'a> Migrator<'a> {
         for (i, Step { migration: m, .. }) in plan.into_iter().enumerate() {
             // At info, a migration is one line, when it has committed (below): the plan's line
             // and the last "Applied" line say which one is running.
-            tracing::debug!(
+            tracing::debug!(target: "agent_backend::migrate::engine",
                 version = m.version,
                 file = %m.up.file,
                 no_tx = m.up.no_tx,
@@ -366,16 +391,9 @@ impl<'a> Migrator<'a> {
             );
             let took = self
                 .apply_with_retries(conn, m)
-                .instrument(telemetry::traced(|| {
-                    tracing::info_span!(
-                        "migration",
-                        otel.name = format!("migration {}", m.version),
-                        version = m.version,
-                        file = %m.up.file,
-                    )
-                }))
+                .instrument(self.opts.observer.migration_span(m))
                 .await?;
-            tracing::info!(
+            tracing::info!(target: "agent_backend::migrate::engine",
                 version = m.version,
                 elapsed_ms = took.as_millis() as u64,
                 "Applied migration {} in {} ms",
@@ -417,7 +435,7 @@ impl<'a> Migrator<'a> {
             return Err(MigrateError::UnknownRollbackTarget(target));
         }
         // Reverting is how unknown versions' effects are undone: never refused for them.
-        status.check_integrity(self.set, UnknownPolicy::Warn)?;
+        status.check_integrity(self.set, UnknownAppliedPolicy::Warn)?;
         let mut versions: Vec<i64> = status
             .applied
             .iter()
@@ -464,7 +482,7 @@ impl<'a> Migrator<'a> {
             let mut reverted = Vec::with_capacity(total);
             for (i, step) in plan.into_iter().enumerate() {
                 let m = step.migration;
-                tracing::info!(
+                tracing::info!(target: "agent_backend::migrate::engine",
                     version = m.version,
                     "Reverting migration {} of {total}: {} {}",
                     i + 1,

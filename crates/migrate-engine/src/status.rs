@@ -11,14 +11,24 @@ use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Ignore, Snapshot};
 use super::{MigrateError, MigrationSet, lock};
 
-/// What to do when the database has applied versions this binary does not embed (typically
-/// after rolling a deploy back).
+/// What to do when the database has applied versions this binary does not embed
+/// (`migrations.on_unknown_applied`; typically after rolling a deploy back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum UnknownPolicy {
+pub enum UnknownAppliedPolicy {
     /// Log a warning, report it in status and health, and go on.
     Warn,
     /// Refuse to go on.
+    Error,
+}
+
+/// What a schema that differs from the set's snapshot does (`migrations.on_drift`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftPolicy {
+    /// Report it (the stage's log, status, health, `verify`'s `WARN`) and go on.
+    Warn,
+    /// Fail `migrate verify` and readiness.
     Error,
 }
 
@@ -26,8 +36,8 @@ pub enum UnknownPolicy {
 /// `on_drift`, `drift_ignore_schemas`, `drift_ignore`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    pub on_unknown_applied: UnknownPolicy,
-    pub on_drift: UnknownPolicy,
+    pub on_unknown_applied: UnknownAppliedPolicy,
+    pub on_drift: DriftPolicy,
     /// Objects drift leaves out.
     pub drift_ignore: Ignore,
 }
@@ -35,8 +45,8 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            on_unknown_applied: UnknownPolicy::Warn,
-            on_drift: UnknownPolicy::Warn,
+            on_unknown_applied: UnknownAppliedPolicy::Warn,
+            on_drift: DriftPolicy::Warn,
             drift_ignore: Ignore::default(),
         }
     }
@@ -63,7 +73,7 @@ impl Policy {
 
     /// Applied versions this set does not embed, under `on_unknown_applied = "error"`.
     pub fn refuses_unknown(&self, status: &Status) -> bool {
-        self.on_unknown_applied == UnknownPolicy::Error && !status.unknown.is_empty()
+        self.on_unknown_applied == UnknownAppliedPolicy::Error && !status.unknown.is_empty()
     }
 
     /// The live schema (`actual`) against the snapshot the set produces (`expected`), leaving
@@ -81,7 +91,7 @@ impl Policy {
     /// Whether drift can fail a check at all (`on_drift = "error"`): readiness reads the
     /// catalogs only then.
     pub fn drift_can_fail(&self) -> bool {
-        self.on_drift == UnknownPolicy::Error
+        self.on_drift == DriftPolicy::Error
     }
 }
 
@@ -220,7 +230,7 @@ impl Status {
     pub(super) fn check_integrity(
         &self,
         set: &MigrationSet,
-        on_unknown_applied: UnknownPolicy,
+        on_unknown_applied: UnknownAppliedPolicy,
     ) -> Result<(), MigrateError> {
         if let Some(row) = self.dirty_row(None) {
             if let Some(holder) = &self.holder {
@@ -246,15 +256,17 @@ impl Status {
         }
         if !self.unknown.is_empty() {
             match on_unknown_applied {
-                UnknownPolicy::Error => {
+                UnknownAppliedPolicy::Error => {
                     return Err(MigrateError::UnknownApplied {
                         versions: self.unknown.clone(),
                     });
                 }
-                UnknownPolicy::Warn => tracing::warn!(
-                    versions = ?self.unknown,
-                    "Database has applied migration(s) this binary does not embed (a newer release ran against it); serving anyway"
-                ),
+                UnknownAppliedPolicy::Warn => {
+                    tracing::warn!(target: "agent_backend::migrate::status",
+                        versions = ?self.unknown,
+                        "Database has applied migration(s) this binary does not embed (a newer release ran against it); serving anyway"
+                    )
+                }
             }
         }
         Ok(())

@@ -1,11 +1,10 @@
 //! The migration safety lint: dangerous DDL is reported at build time, before it reaches
 //! production.
 //!
-//! Like `manifest.rs`, this module is compiled twice: by `build.rs` (through `#[path]`, next to
-//! `manifest` and `duration`), which lints `migrations/` on every build, and by the library,
-//! which runs the same rules for `server migrate lint [DIR]`. It therefore depends on `std`,
-//! squawk's crates, `toml` and `serde` (build-dependencies too) and its sibling modules
-//! `manifest` and `duration` only, never on `crate::`.
+//! One crate for two users: `build.rs` (a build-dependency), which lints `migrations/` on every
+//! build, and the binary, which runs the same rules for `server migrate lint [DIR]`. It depends
+//! on `std`, squawk's crates, `toml`, `serde` and `migrate-source` (the manifest and the
+//! duration grammar) only: no database, no configuration.
 //!
 //! Reading and detecting is squawk's: `squawk-syntax` parses each file with a PostgreSQL grammar
 //! (a lossless tree, error-tolerant: a statement it cannot read is reported and the rest is
@@ -17,7 +16,7 @@
 //! adds the few rules squawk has no equivalent for (see docs/migration-lint.md for the map).
 //!
 //! One job per file: [`rules`] (ids, levels, texts, squawk's map), [`config`] (the severity
-//! file, the engine's lock_timeout in the configuration files), this file (a set, file by
+//! file), this file (a set, file by
 //! file), `file` (what a file created, live tables, the lock_timeout in force), `squawk`
 //! (squawk's findings judged), `statement` and `alter` (the project's own rules), `types` (type
 //! changes and defaults), `allow` (allow comments), `syntax` (names and lines), [`report`]
@@ -41,7 +40,7 @@ use squawk_linter::{Linter, Violation};
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{Parse, SourceFile};
 
-use super::manifest::{Migration, NO_TRANSACTION_MARKER, header_settings};
+use migrate_source::manifest::{Migration, NO_TRANSACTION_MARKER, header_settings};
 
 mod allow;
 mod alter;
@@ -54,7 +53,7 @@ mod statement;
 mod syntax;
 mod types;
 
-pub use config::{CONFIG_FILE, Severities, config_lock_timeout_off, layered_lock_timeout_off};
+pub use config::{CONFIG_FILE, Severities};
 pub use report::{Finding, Report};
 pub use rules::*;
 

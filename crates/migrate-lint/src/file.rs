@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use squawk_syntax::SyntaxKind;
 use squawk_syntax::ast::{self, AstNode};
 
-use super::super::duration::{Bare, Span};
 use super::rules::{CONCURRENTLY_IN_TX, LOCK_TIMEOUT};
 use super::syntax::{created_view_or_function, key_of, relation_table, table_key, table_of_alter};
 use super::{Hit, Options, SetState};
+use migrate_source::duration::{Bare, Span};
 
 pub(super) struct FileLint<'s> {
     pub(super) hits: Vec<Hit>,
