@@ -11,11 +11,13 @@ use sqlx::PgConnection;
 use tracing::Instrument;
 
 use super::dirty::{Direction, DirtyReport, InvalidIndex, describe_row};
+pub use super::history::RepairAction;
 use super::history::{self, AppliedMigration};
 use super::snapshot::{Drift, Snapshot};
 use super::status::{Policy, Status, UnknownAppliedPolicy, Verdict};
+pub use super::step::Step;
 use super::step::{apply_one, revert_one};
-use super::{MigrateError, Migration, MigrationSet, Observer, Quiet, Script, lock};
+use super::{MigrateError, Migration, MigrationSet, Observer, Quiet, lock};
 
 /// Knobs of a run.
 #[derive(Debug, Clone)]
@@ -68,23 +70,6 @@ pub struct RunReport {
     /// Whether the lock was taken.
     pub locked: bool,
     pub elapsed: Duration,
-}
-
-/// What `migrate repair` records for a dirty row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RepairAction {
-    /// The operator finished the migration by hand: the row becomes `success = true`.
-    MarkApplied,
-    /// The operator undid its effects by hand: the row goes, so the next run applies it again.
-    MarkReverted,
-}
-
-/// One migration of a plan and the file that runs for it: its up file in an apply, its down
-/// file in a rollback (a rollback is planned only when every down file exists).
-#[derive(Debug, Clone, Copy)]
-pub struct Step<'a> {
-    pub migration: &'a Migration,
-    pub script: &'a Script,
 }
 
 /// Applies a [`MigrationSet`] to one connection.

@@ -19,6 +19,15 @@ use time::OffsetDateTime;
 
 use super::{MigrateError, Migration};
 
+/// What `migrate repair` records for a dirty row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairAction {
+    /// The operator finished the migration by hand: the row becomes `success = true`.
+    MarkApplied,
+    /// The operator undid its effects by hand: the row goes, so the next run applies it again.
+    MarkReverted,
+}
+
 /// sqlx 0.9's `ensure_migrations_table`, byte for byte in meaning.
 fn create_table(table: &str) -> String {
     format!(
@@ -220,13 +229,13 @@ pub async fn record_repair(
     conn: &mut PgConnection,
     table: &str,
     version: i64,
-    action: super::engine::RepairAction,
+    action: RepairAction,
 ) -> Result<(), MigrateError> {
     let sql = match action {
-        super::engine::RepairAction::MarkApplied => {
+        RepairAction::MarkApplied => {
             format!("UPDATE {table} SET success = TRUE WHERE version = $1 AND NOT success")
         }
-        super::engine::RepairAction::MarkReverted => {
+        RepairAction::MarkReverted => {
             format!("DELETE FROM {table} WHERE version = $1 AND NOT success")
         }
     };

@@ -6,8 +6,15 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 
-use super::engine::Step;
 use super::{MigrateError, Migration, Script, history};
+
+/// One migration of a plan and the file that runs for it: its up file in an apply, its down
+/// file in a rollback (a rollback is planned only when every down file exists).
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub migration: &'a Migration,
+    pub script: &'a Script,
+}
 
 /// Runs a script's SQL, wrapped in its header settings when it has any.
 async fn with_settings<T>(
