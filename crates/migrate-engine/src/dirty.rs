@@ -4,8 +4,10 @@
 
 use serde::Serialize;
 
-use super::history::AppliedMigration;
-use super::{Migration, Script, lock};
+use migrate_source::manifest::{Migration, Script};
+
+use crate::history::AppliedMigration;
+use crate::lock;
 
 /// Which file of a migration left a dirty row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

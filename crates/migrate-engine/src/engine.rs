@@ -10,14 +10,19 @@ use std::time::{Duration, Instant};
 use sqlx::PgConnection;
 use tracing::Instrument;
 
-use super::dirty::{Direction, DirtyReport, InvalidIndex, describe_row};
-pub use super::history::RepairAction;
-use super::history::{self, AppliedMigration};
-use super::snapshot::{Drift, Snapshot};
-use super::status::{Policy, Status, UnknownAppliedPolicy, Verdict};
-pub use super::step::Step;
-use super::step::{apply_one, revert_one};
-use super::{MigrateError, Migration, MigrationSet, Observer, Quiet, lock};
+use crate::dirty::{Direction, DirtyReport, InvalidIndex, describe_row};
+pub use crate::history::RepairAction;
+use crate::history::{self, AppliedMigration};
+use crate::snapshot::{Drift, Snapshot};
+use crate::status::{Policy, Status, UnknownAppliedPolicy, Verdict};
+pub use crate::step::Step;
+use crate::step::{apply_one, revert_one};
+use migrate_source::manifest::Migration;
+
+use crate::error::MigrateError;
+use crate::lock;
+use crate::observer::{Observer, Quiet};
+use crate::set::MigrationSet;
 
 /// Knobs of a run.
 #[derive(Debug, Clone)]

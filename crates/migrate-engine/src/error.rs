@@ -206,7 +206,7 @@ impl MigrateError {
     /// else [`MigrateError::Database`].
     pub fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| {
-            if crate::is_connection_lost(&source) {
+            if crate::lost::is_connection_lost(&source) {
                 Self::ConnectionLost {
                     action: action.to_string(),
                     source,

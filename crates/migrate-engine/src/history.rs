@@ -17,7 +17,27 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgDatabaseError;
 use time::OffsetDateTime;
 
-use super::{MigrateError, Migration};
+use migrate_source::manifest::{self, Migration, Script};
+
+use crate::error::MigrateError;
+
+/// Where a set records itself: sqlx's bookkeeping table and the schemas created before it
+/// (`sqlx.toml`'s `table-name` and `create-schemas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookkeeping {
+    /// The table as written in `sqlx.toml`: interpolated into SQL as is, as sqlx does.
+    pub table: String,
+    pub create_schemas: Vec<String>,
+}
+
+impl Default for Bookkeeping {
+    fn default() -> Self {
+        Self {
+            table: manifest::DEFAULT_TABLE.to_string(),
+            create_schemas: Vec::new(),
+        }
+    }
+}
 
 /// What `migrate repair` records for a dirty row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +124,7 @@ pub async fn read(
 /// the lock, before anything is applied, as sqlx does.
 pub async fn ensure_table(
     conn: &mut PgConnection,
-    bookkeeping: &super::Bookkeeping,
+    bookkeeping: &Bookkeeping,
 ) -> Result<(), MigrateError> {
     for schema in &bookkeeping.create_schemas {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -184,7 +204,7 @@ pub async fn mark_succeeded(
 }
 
 /// A down migration and the removal of its row as one implicit transaction (one round trip).
-pub fn revert_batch(table: &str, version: i64, down: &super::Script) -> String {
+pub fn revert_batch(table: &str, version: i64, down: &Script) -> String {
     format!(
         "{sql}\n;\nDELETE FROM {table} WHERE version = {version}",
         sql = down.sql

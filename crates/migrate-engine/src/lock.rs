@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, Row};
 
-use super::{MigrateError, Observer};
+use crate::error::MigrateError;
+use crate::observer::Observer;
 
 /// sqlx 0.9's `generate_lock_id`: CRC-32 (ISO-HDLC) of the database name times 0x3d32ad9e.
 pub fn key(database_name: &str) -> i64 {

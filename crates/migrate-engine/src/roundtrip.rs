@@ -9,8 +9,9 @@
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::snapshot::{Difference, Snapshot};
-use super::{MigrateError, Migrator};
+use crate::engine::Migrator;
+use crate::error::MigrateError;
+use crate::snapshot::{Difference, Snapshot};
 
 /// What the round trip found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -2,28 +2,11 @@
 
 use std::path::Path;
 
-use migrate_source::manifest::{self, Migration};
+use migrate_source::manifest::Migration;
 use migrate_source::{SourceError, read_dir, sqlx_toml};
 
+use crate::history::Bookkeeping;
 use crate::snapshot::Snapshot;
-
-/// Where a set records itself: sqlx's bookkeeping table and the schemas created before it
-/// (`sqlx.toml`'s `table-name` and `create-schemas`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bookkeeping {
-    /// The table as written in `sqlx.toml`: interpolated into SQL as is, as sqlx does.
-    pub table: String,
-    pub create_schemas: Vec<String>,
-}
-
-impl Default for Bookkeeping {
-    fn default() -> Self {
-        Self {
-            table: manifest::DEFAULT_TABLE.to_string(),
-            create_schemas: Vec::new(),
-        }
-    }
-}
 
 /// A validated, version-sorted set of migrations: the embedded one in production, or one read
 /// from a directory by tests, benchmarks and tools (never by the serving path).

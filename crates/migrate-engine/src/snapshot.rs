@@ -19,7 +19,7 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::MigrateError;
+use crate::error::MigrateError;
 
 /// The first line of every snapshot file, so that a stray file is not read as one.
 pub const HEADER: &str =
@@ -468,45 +468,6 @@ impl Drift {
     pub fn no_snapshot() -> Self {
         Drift::NotComparable {
             reason: "this migration set has no schema snapshot".to_string(),
-        }
-    }
-
-    /// Compares only when the bookkeeping says the database is exactly at the embedded set's
-    /// newest version; otherwise says why not.
-    pub fn judge(
-        status: &super::Status,
-        expected: &Snapshot,
-        actual: &Snapshot,
-        ignore: &Ignore,
-    ) -> Self {
-        let not = |reason: String| Drift::NotComparable { reason };
-        let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-        if !status.dirty.is_empty() {
-            return not(format!("migration(s) {} are dirty", list(&status.dirty)));
-        }
-        if !status.mismatched.is_empty() {
-            return not(format!(
-                "migration(s) {} were applied from other files",
-                list(&status.mismatched)
-            ));
-        }
-        if !status.pending.is_empty() {
-            return not(format!(
-                "the database is behind the snapshot: migration(s) {} of this binary are pending; \
-                 check drift with the binary whose newest migration the database has (after a failed \
-                 deploy: the serving release's, in a Render Shell), or apply them first",
-                list(&status.pending)
-            ));
-        }
-        if !status.unknown.is_empty() {
-            return not(format!(
-                "the database is ahead of the snapshot: it has applied migration(s) {} that this \
-                 binary does not embed; check drift with the release that does",
-                list(&status.unknown)
-            ));
-        }
-        Drift::Checked {
-            differences: expected.without(ignore).diff(&actual.without(ignore)),
         }
     }
 

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{self, AppliedMigration};
-use super::snapshot::{Drift, Ignore, Snapshot};
-use super::{MigrateError, MigrationSet, lock};
+use crate::error::MigrateError;
+use crate::history::{self, AppliedMigration};
+use crate::lock;
+use crate::set::MigrationSet;
+use crate::snapshot::{Drift, Ignore, Snapshot};
 
 /// What to do when the database has applied versions this binary does not embed
 /// (`migrations.on_unknown_applied`; typically after rolling a deploy back).
@@ -78,8 +80,40 @@ impl Policy {
 
     /// The live schema (`actual`) against the snapshot the set produces (`expected`), leaving
     /// out what the operator ignores; compared only when `status` is at the snapshot's version.
+    /// Compares only when the bookkeeping says the database is exactly at the set's newest
+    /// version; otherwise says why not.
     pub fn judge_drift(&self, status: &Status, expected: &Snapshot, actual: &Snapshot) -> Drift {
-        Drift::judge(status, expected, actual, &self.drift_ignore)
+        let not = |reason: String| Drift::NotComparable { reason };
+        let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        if !status.dirty.is_empty() {
+            return not(format!("migration(s) {} are dirty", list(&status.dirty)));
+        }
+        if !status.mismatched.is_empty() {
+            return not(format!(
+                "migration(s) {} were applied from other files",
+                list(&status.mismatched)
+            ));
+        }
+        if !status.pending.is_empty() {
+            return not(format!(
+                "the database is behind the snapshot: migration(s) {} of this binary are pending; \
+                 check drift with the binary whose newest migration the database has (after a failed \
+                 deploy: the serving release's, in a Render Shell), or apply them first",
+                list(&status.pending)
+            ));
+        }
+        if !status.unknown.is_empty() {
+            return not(format!(
+                "the database is ahead of the snapshot: it has applied migration(s) {} that this \
+                 binary does not embed; check drift with the release that does",
+                list(&status.unknown)
+            ));
+        }
+        Drift::Checked {
+            differences: expected
+                .without(&self.drift_ignore)
+                .diff(&actual.without(&self.drift_ignore)),
+        }
     }
 
     /// Whether `drift` fails a check (`migrate verify`, readiness): only differences found, and

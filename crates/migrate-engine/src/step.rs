@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgConnection;
 
-use super::{MigrateError, Migration, Script, history};
+use migrate_source::manifest::{Migration, Script};
+
+use crate::error::MigrateError;
+use crate::history;
 
 /// One migration of a plan and the file that runs for it: its up file in an apply, its down
 /// file in a rollback (a rollback is planned only when every down file exists).
@@ -55,7 +58,7 @@ fn failure(
     script: &Script,
     doing: &str,
 ) -> MigrateError {
-    if !dirty && crate::is_connection_lost(&e) {
+    if !dirty && crate::lost::is_connection_lost(&e) {
         return MigrateError::ConnectionLost {
             action: format!("{doing} migration {version} (migrations/{})", script.file),
             source: e,
