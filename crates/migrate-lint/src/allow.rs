@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use squawk_syntax::{SyntaxKind, SyntaxNode};
 
-use super::Hit;
 use super::rules::{INVALID_ALLOW, RULES, rule};
 use super::syntax::Lines;
+use crate::file::Hit;
 
 /// `-- lint:allow <rule>: <reason>` comments: rule → reason. A comment without a reason, or
 /// naming an unknown rule, is an `invalid-allow` hit (always an error); so is squawk's own

@@ -1,6 +1,7 @@
-//! The severity file (`migration-lint.toml`): TOML, read with the `toml` crate. Whether the
-//! engine's default `lock_timeout` is off is not read here: the caller says so in
-//! [`crate::Options`] (the binary from its configuration, the build from the engine's default).
+//! What the lint is told besides the SQL: the severity file (`migration-lint.toml`, TOML read
+//! with the `toml` crate) and [`Options`]. Whether the engine's default `lock_timeout` is off is
+//! not read here: the caller says so (the binary from its configuration, the build from the
+//! engine's default).
 
 use std::collections::BTreeMap;
 
@@ -98,6 +99,14 @@ impl Severities {
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset)
         .map_or(1, |head| head.matches('\n').count() + 1)
+}
+
+/// Context the rules need that the SQL does not carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The engine's default `lock_timeout` (`migrations.lock_timeout`) is 0: files without a
+    /// `-- lock_timeout:` header run without one.
+    pub engine_lock_timeout_off: bool,
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! The lint of one file: what the file has created so far (exempt from the live-traffic
 //! rules), the live tables and objects a statement touches, and whether a lock wait is bounded
-//! by a `lock_timeout` at that point of the file.
+//! by a `lock_timeout` at that point of the file; what the set's earlier files left
+//! ([`SetState`]) and the raw findings ([`Hit`]) before severities and allows.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use squawk_syntax::SyntaxKind;
 use squawk_syntax::ast::{self, AstNode};
 
 use super::rules::{CONCURRENTLY_IN_TX, LOCK_TIMEOUT};
 use super::syntax::{created_view_or_function, key_of, relation_table, table_key, table_of_alter};
-use super::{Hit, Options, SetState};
+use crate::config::Options;
+use crate::types::SqlType;
 use migrate_source::duration::{Bare, Span};
 
 pub(super) struct FileLint<'s> {
@@ -235,4 +237,26 @@ impl<'s> FileLint<'s> {
             _ => {}
         }
     }
+}
+
+/// What earlier files of the set left that later ones can rely on.
+#[derive(Debug, Default)]
+pub(crate) struct SetState {
+    /// (table, column) with a validated `CHECK (column IS NOT NULL)`.
+    pub(crate) validated_not_null: BTreeSet<(String, String)>,
+    /// Constraint name → (table, column) of a `CHECK (column IS NOT NULL) NOT VALID`.
+    pub(crate) not_valid_not_null: BTreeMap<String, (String, String)>,
+    /// (table, column) → the column's type as the set declared it.
+    pub(crate) columns: BTreeMap<(String, String), SqlType>,
+    /// Index → its table.
+    pub(crate) indexes: BTreeMap<String, String>,
+}
+
+/// A raw finding before severities and allows are applied. `uncertain` caps a deny rule at
+/// warn: the lint suspects but cannot know (e.g. a default calling a function it does not know).
+pub(crate) struct Hit {
+    pub(crate) line: usize,
+    pub(crate) rule: &'static str,
+    pub(crate) message: String,
+    pub(crate) uncertain: bool,
 }

@@ -53,21 +53,12 @@ mod statement;
 mod syntax;
 mod types;
 
-pub use config::{CONFIG_FILE, Severities};
+pub use config::{CONFIG_FILE, Options, Severities};
 pub use report::{Finding, Report};
 pub use rules::*;
 
-use file::{FileLint, is_zero_setting};
+use file::{FileLint, Hit, SetState, is_zero_setting};
 use syntax::{Lines, stmt_line};
-use types::SqlType;
-
-/// Context the rules need that the SQL does not carry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
-    /// The engine's default `lock_timeout` (`migrations.lock_timeout`) is 0: files without a
-    /// `-- lock_timeout:` header run without one.
-    pub engine_lock_timeout_off: bool,
-}
 
 /// One file to lint: an up or simple migration, in version order.
 #[derive(Debug, Clone, Copy)]
@@ -102,28 +93,6 @@ pub fn lint_set(sources: &[Source<'_>], severities: &Severities, options: Option
         report.statements += statements;
     }
     report
-}
-
-/// What earlier files of the set left that later ones can rely on.
-#[derive(Debug, Default)]
-struct SetState {
-    /// (table, column) with a validated `CHECK (column IS NOT NULL)`.
-    validated_not_null: BTreeSet<(String, String)>,
-    /// Constraint name → (table, column) of a `CHECK (column IS NOT NULL) NOT VALID`.
-    not_valid_not_null: BTreeMap<String, (String, String)>,
-    /// (table, column) → the column's type as the set declared it.
-    columns: BTreeMap<(String, String), SqlType>,
-    /// Index → its table.
-    indexes: BTreeMap<String, String>,
-}
-
-/// A raw finding before severities and allows are applied. `uncertain` caps a deny rule at
-/// warn: the lint suspects but cannot know (e.g. a default calling a function it does not know).
-struct Hit {
-    line: usize,
-    rule: &'static str,
-    message: String,
-    uncertain: bool,
 }
 
 /// Lints one file with what the set's earlier files left in `state`: its findings (severities

@@ -6,7 +6,6 @@ use squawk_linter::Violation;
 use squawk_syntax::ast::{self, AstNode};
 use squawk_syntax::{SyntaxKind, SyntaxNode};
 
-use super::Hit;
 use super::file::FileLint;
 use super::rules::{
     BAN_CHAR_FIELD, COLUMN_TYPE, DROP_FUNCTION, DROP_VIEW, IDENTIFIER_TOO_LONG, NOT_VALID,
@@ -15,6 +14,7 @@ use super::rules::{
 };
 use super::syntax::{Lines, first_line, key_of, snippet};
 use super::types::{SqlType, default_rewrite};
+use crate::file::Hit;
 
 /// Where a finding is, and the live tables it is on.
 struct At<'a> {
