@@ -261,16 +261,12 @@ pub fn unmatched() -> &'static RouteMetrics {
     &UNMATCHED
 }
 
-/// A connection over `server.max_connections`, answered 503 problem+json before any request
-/// was read: `route="over_capacity"`, `method="OTHER"`, and a 503 problem.
-pub fn over_capacity() {
+/// A connection over `server.max_connections`, answered 503 problem+json (of type `kind`)
+/// before any request was read: `route="over_capacity"`, `method="OTHER"`, and a 503 problem.
+pub fn over_capacity(kind: &'static str) {
     static OVER: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("over_capacity"));
     OVER.count("OTHER", 503);
-    let status = poem::http::StatusCode::SERVICE_UNAVAILABLE;
-    problem(
-        crate::api::error::Problem::type_for(status),
-        status.as_u16(),
-    );
+    problem(kind, 503);
 }
 
 /// A request head hyper could not read, answered by hyper itself with an empty 400, 414 or 431
