@@ -335,31 +335,50 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// An environment variable that sets one key ([`Settings::NAMED_ENV`]).
+struct NamedVar {
+    var: &'static str,
+    key: &'static str,
+    secret: bool,
+}
+
+impl NamedVar {
+    const fn value(var: &'static str, key: &'static str) -> Self {
+        Self {
+            var,
+            key,
+            secret: false,
+        }
+    }
+
+    const fn secret(var: &'static str, key: &'static str) -> Self {
+        Self {
+            var,
+            key,
+            secret: true,
+        }
+    }
+}
+
 impl Settings {
     /// Environment variables that set one key each, by name (any key is also
-    /// `APP_<SECTION>__<KEY>`).
-    const NAMED_ENV: &'static [(&'static str, &'static str)] = &[
-        ("DATABASE_URL", "database.url"),
-        ("DATABASE_MIGRATION_URL", "database.migration_url"),
-        ("HOST", "server.host"),
-        ("PORT", "server.port"),
-        ("DEBUG", "debug"),
-        ("API_KEYS", "auth.api_keys"),
-        ("METRICS_TOKEN", "metrics.token"),
+    /// `APP_<SECTION>__<KEY>`), and whether the key is a secret. A secret is read as written,
+    /// under either name: figment's value parsing would turn an all-digit key into a number
+    /// (and refuse it) and unwrap one written in quotes or brackets.
+    const NAMED_ENV: [NamedVar; 7] = [
+        NamedVar::secret("DATABASE_URL", "database.url"),
+        NamedVar::secret("DATABASE_MIGRATION_URL", "database.migration_url"),
+        NamedVar::value("HOST", "server.host"),
+        NamedVar::value("PORT", "server.port"),
+        NamedVar::value("DEBUG", "debug"),
+        NamedVar::secret("API_KEYS", "auth.api_keys"),
+        NamedVar::secret("METRICS_TOKEN", "metrics.token"),
     ];
 
-    /// Secrets, read as written: figment's value parsing would turn an all-digit key into a
-    /// number (and refuse it) and unwrap one written in quotes or brackets.
-    const LITERAL_ENV: [(&'static str, &'static str); 8] = [
-        ("DATABASE_URL", "database.url"),
-        ("APP_DATABASE__URL", "database.url"),
-        ("DATABASE_MIGRATION_URL", "database.migration_url"),
-        ("APP_DATABASE__MIGRATION_URL", "database.migration_url"),
-        ("API_KEYS", "auth.api_keys"),
-        ("APP_AUTH__API_KEYS", "auth.api_keys"),
-        ("METRICS_TOKEN", "metrics.token"),
-        ("APP_METRICS__TOKEN", "metrics.token"),
-    ];
+    /// The keys read as written ([`Self::NAMED_ENV`]).
+    fn secret_keys() -> impl Iterator<Item = &'static str> {
+        Self::NAMED_ENV.iter().filter(|v| v.secret).map(|v| v.key)
+    }
 
     /// Whether the configuration (or, for `RUST_LOG`, the log filter, and for `OTEL_*`, the
     /// trace exporter) reads the environment variable `name`.
@@ -367,7 +386,7 @@ impl Settings {
         matches!(name, "ENVIRONMENT" | "CONFIG_DIR" | "RUST_LOG")
             || name.starts_with("APP_")
             || name.starts_with("OTEL_")
-            || Self::NAMED_ENV.iter().any(|(var, _)| *var == name)
+            || Self::NAMED_ENV.iter().any(|v| v.var == name)
     }
 
     /// Loads the layers from `config_dir` and the process environment.
@@ -411,7 +430,7 @@ impl Settings {
             .merge(Named::app_vars(
                 Env::prefixed("APP_")
                     .split("__")
-                    .ignore(&Self::LITERAL_ENV.map(|(_, key)| key)),
+                    .ignore(&Self::secret_keys().collect::<Vec<_>>()),
             ));
         let literal = |figment: Figment, var: &str, key: &str| match std::env::var_os(var) {
             Some(v) => figment.merge(Named::variable(
@@ -420,19 +439,19 @@ impl Settings {
             )),
             None => figment,
         };
-        for &(var, key) in Self::LITERAL_ENV
-            .iter()
-            .filter(|(v, _)| v.starts_with("APP_"))
-        {
-            figment = literal(figment, var, key);
+        // The `APP_` spellings of the secrets first: the named variable wins.
+        for key in Self::secret_keys() {
+            let var = format!("APP_{}", key.replace('.', "__").to_ascii_uppercase());
+            figment = literal(figment, &var, key);
         }
-        for &(var, key) in Self::NAMED_ENV {
-            figment = if Self::LITERAL_ENV.iter().any(|(v, _)| *v == var) {
-                literal(figment, var, key)
+        for v in Self::NAMED_ENV {
+            figment = if v.secret {
+                literal(figment, v.var, v.key)
             } else {
+                let key = v.key;
                 figment.merge(Named::variable(
-                    Env::raw().only(&[var]).map(move |_| key.into()),
-                    var,
+                    Env::raw().only(&[v.var]).map(move |_| key.into()),
+                    v.var,
                 ))
             };
         }
@@ -459,7 +478,7 @@ impl Settings {
                 .chain([field.as_ref()])
                 .collect::<Vec<_>>()
                 .join(".");
-            if let Some((var, _)) = Self::NAMED_ENV.iter().find(|(_, k)| *k == key) {
+            if let Some(NamedVar { var, .. }) = Self::NAMED_ENV.iter().find(|v| v.key == key) {
                 return format!(
                     "{var} is not set: {key} has no value in default.toml or {}.toml, so it must come \
                      from the environment variable {var}",
@@ -467,9 +486,7 @@ impl Settings {
                 );
             }
         }
-        source::describe(e, |key| {
-            Self::LITERAL_ENV.iter().any(|(_, secret)| *secret == key)
-        })
+        source::describe(e, |key| Self::secret_keys().any(|secret| secret == key))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
