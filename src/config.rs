@@ -101,7 +101,7 @@ fn metrics_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ApiKey>, D::E
             token.len()
         )));
     }
-    Ok(Some(ApiKey(token)))
+    Ok(Some(ApiKey(token.into())))
 }
 
 fn masked_token<S: Serializer>(token: &Option<ApiKey>, s: S) -> Result<S::Ok, S::Error> {
@@ -118,18 +118,19 @@ pub struct AuthSettings {
     pub api_keys: Vec<ApiKey>,
 }
 
-/// An API key: compared in constant time, printed masked.
+/// An API key (or the metrics token): compared in constant time, never printed
+/// (`secrecy`: shown only through [`ApiKey::expose`], zeroed when dropped).
 #[derive(Clone)]
-pub struct ApiKey(String);
+pub struct ApiKey(secrecy::SecretString);
 
 impl ApiKey {
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 
     #[cfg(test)]
     pub fn new_for_tests(key: &str) -> Self {
-        Self(key.to_string())
+        Self(key.into())
     }
 }
 
@@ -157,12 +158,12 @@ fn api_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ApiKey>, D::Error> {
         .into_iter()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
-        .map(ApiKey)
+        .map(|k| ApiKey(k.into()))
         .collect();
-    if let Some(short) = keys.iter().find(|k| k.0.len() < 16) {
+    if let Some(short) = keys.iter().find(|k| k.expose().len() < 16) {
         return Err(serde::de::Error::custom(format!(
             "an API key of {} characters is too short (at least 16)",
-            short.0.len()
+            short.expose().len()
         )));
     }
     Ok(keys)
@@ -520,7 +521,11 @@ impl Settings {
             );
         }
         if let Some(token) = &self.metrics.token
-            && self.auth.api_keys.iter().any(|k| k.0 == token.0)
+            && self
+                .auth
+                .api_keys
+                .iter()
+                .any(|k| k.expose() == token.expose())
         {
             return bad(
                 "metrics.token",

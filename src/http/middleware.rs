@@ -10,6 +10,7 @@ use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 use tracing::Instrument;
 
 use super::routes::RouteTable;
@@ -288,12 +289,9 @@ impl BearerAuth {
         // No early exit: every key is compared.
         self.digests
             .iter()
-            .fold(false, |found, key| found | constant_time_eq(key, &digest))
+            .fold(Choice::from(0), |found, key| found | key.ct_eq(&digest))
+            .into()
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl<E: Endpoint> Middleware<E> for BearerAuth {
