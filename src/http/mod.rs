@@ -93,7 +93,7 @@ pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use
         .then(|| metrics::endpoint(settings, metrics::Access::main_port(settings)))
         .flatten();
     let spec = api.spec_endpoint();
-    let docs = Arc::new(routes::boxed(api.swagger_ui()));
+    let docs = Arc::new(routes::boxed(get(api.swagger_ui())));
     let api = Arc::new(routes::boxed(
         api.with(ReadBody {
             limit: settings.server.body_limit_bytes,
