@@ -624,10 +624,11 @@ async fn a_recently_used_connection_is_not_checked_and_a_dead_one_costs_one_503(
 #[tokio::test]
 async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_pool() {
     let db = TestDb::migrated().await;
-    let pool = agent_backend::db::pool(&settings(
+    let settings = settings(
         &db,
         "database.max_connections = 1\ndatabase.idle_check_after = \"1h\"",
-    ));
+    );
+    let pool = agent_backend::db::pool(&settings.database);
     sqlx::raw_sql("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
         .execute(&pool)
         .await

@@ -209,7 +209,11 @@ pub fn project_dir() -> PathBuf {
 /// `test.toml`, as `APP_…` variables would be over a process (`server.body_limit_bytes = 2048`).
 pub fn app(db: &TestDb, config: &str) -> TestClient<BoxEndpoint<'static>> {
     let settings = settings(db, config);
-    let state = AppState::new(&settings, db::pool(&settings), embedded::migrations());
+    let state = AppState::new(
+        &settings,
+        db::pool(&settings.database),
+        embedded::migrations(),
+    );
     TestClient::new(http::routes(&settings, state).map_to_response().boxed())
 }
 
