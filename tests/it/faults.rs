@@ -55,19 +55,16 @@ async fn waiting_on_a_lock(conn: &mut PgConnection) -> Vec<i32> {
     .unwrap()
 }
 
-/// Waits (polling, at most 20 s) until exactly one server session waits on a lock: its pid.
+/// Waits (polling) until exactly one server session waits on a lock: its pid.
 async fn one_waiting_on_a_lock(conn: &mut PgConnection) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let [pid] = waiting_on_a_lock(conn).await[..] {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request waits on the row lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::poll(
+        "a request waiting on the row lock",
+        async || match waiting_on_a_lock(conn).await[..] {
+            [pid] => Some(pid),
+            _ => None,
+        },
+    )
+    .await
 }
 
 async fn messages_of(conn: &mut PgConnection, id: &str) -> i64 {
