@@ -70,15 +70,11 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let db = TestDb::migrated().await;
     let mut server = spawn_server(&db.url, &[]).await;
     let http = reqwest::Client::new();
-    let conversation: Value = http
-        .post(format!("{}/api/v1/conversations", server.base))
-        .json(&json!({ "title": "deploy" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation: Value = crate::support::json_body(
+        http.post(format!("{}/api/v1/conversations", server.base))
+            .json(&json!({ "title": "deploy" })),
+    )
+    .await;
     let id = conversation["id"].as_str().unwrap().to_string();
 
     // Hold the conversation's row: the append below waits on it inside the server.

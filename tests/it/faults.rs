@@ -134,15 +134,11 @@ async fn writes_racing_a_delete_never_answer_5xx() {
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     for _ in 0..40 {
         let id = create_conversation(&http, &base).await;
-        let artifact: Value = http
-            .post(format!("{base}/api/v1/conversations/{id}/artifacts"))
-            .json(&json!({ "kind": "chart", "title": "t", "spec": {} }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let artifact: Value = crate::support::json_body(
+            http.post(format!("{base}/api/v1/conversations/{id}/artifacts"))
+                .json(&json!({ "kind": "chart", "title": "t", "spec": {} })),
+        )
+        .await;
         let artifact = artifact["id"].as_str().unwrap().to_string();
         let conv = format!("{base}/api/v1/conversations/{id}");
         let mut requests = Vec::new();
@@ -698,15 +694,11 @@ async fn framing_errors_repeated_parameters_and_document_methods_get_4xx() {
         problem["detail"].as_str().unwrap().contains("limit"),
         "{problem}"
     );
-    let artifact: Value = http
-        .post(format!("{api}/conversations/{id}/artifacts"))
-        .json(&json!({ "kind": "chart", "title": "t", "spec": {} }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let artifact: Value = crate::support::json_body(
+        http.post(format!("{api}/conversations/{id}/artifacts"))
+            .json(&json!({ "kind": "chart", "title": "t", "spec": {} })),
+    )
+    .await;
     let resp = http
         .patch(format!(
             "{api}/artifacts/{}",

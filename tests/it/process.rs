@@ -449,14 +449,8 @@ async fn serves_ready_after_migrating_and_503_when_the_database_goes() {
         body["checks"]["schema"]["applied"],
         embedded::migrations().newest().unwrap()
     );
-    let summary: serde_json::Value = http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: serde_json::Value =
+        crate::support::json_body(http.get(format!("{}/health", server.base))).await;
     assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         summary["migrations"]["embedded"],

@@ -15,7 +15,7 @@ use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
 use poem::test::TestClient;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
@@ -33,9 +33,11 @@ pub fn options_for(database: &str) -> PgConnectOptions {
         .database(database)
 }
 
-/// The URL of another database on the same server.
+/// The URL of another database on the same server (the admin URL's query kept as it is).
 pub fn url_for(database: &str) -> String {
-    options_for(database).to_url_lossy().to_string()
+    let mut url = reqwest::Url::parse(&admin_url()).expect("TEST_DATABASE_URL parses");
+    url.set_path(database);
+    url.to_string()
 }
 
 pub async fn admin() -> PgConnection {
@@ -416,6 +418,11 @@ pub async fn wait_until(conn: &mut PgConnection, sql: &str, what: &str) {
 pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
      JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
      WHERE l.locktype = 'advisory' AND NOT l.granted)";
+
+/// Sends `request` and reads its answer's JSON body (any status).
+pub async fn json_body(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
 
 /// Re-checks a real condition every 20 ms until it gives a value, for at most 30 s (never a
 /// sleep standing in for it).
