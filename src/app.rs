@@ -28,7 +28,7 @@ pub fn migrator<'a>(settings: &Settings, set: &'a MigrationSet) -> Migrator<'a> 
             policy: m.policy(),
             allow_out_of_order: m.allow_out_of_order,
             lock_retries: m.lock_retries,
-            session_check: Some(db::session_check(settings)),
+            session_check: Some(db::session_check(&settings.database, m)),
             observer: Arc::new(StageObserver),
             ..MigrateOptions::default()
         },
@@ -58,9 +58,15 @@ impl Observer for StageObserver {
     }
 }
 
+/// Whether a missing database is created on connect: in development only.
+fn creates_missing(settings: &Settings) -> bool {
+    settings.environment == crate::config::Environment::Development
+}
+
 /// The migration session: `database.migration_url`, with retries and the session guards.
 pub async fn migration_session(settings: &Settings) -> Result<PgConnection, DbError> {
-    db::connect_with_retries(settings, &db::migration_session_options(settings)).await
+    let options = db::migration_session_options(&settings.database, &settings.migrations);
+    db::connect_with_retries(&settings.database, &options, creates_missing(settings)).await
 }
 
 /// Connect (with retries), status, apply what is pending under the lock, verify; run again
@@ -156,10 +162,11 @@ async fn run_with_reconnects(
     settings: &Settings,
     migrator: &Migrator<'_>,
 ) -> Result<(PgConnection, Result<RunReport, MigrateError>), DbError> {
-    let options = db::migration_session_options(settings);
-    let mut attempts = db::Attempts::new(settings);
+    let options = db::migration_session_options(&settings.database, &settings.migrations);
+    let mut attempts = db::Attempts::new(&settings.database);
     loop {
-        let mut conn = db::connect_within(&mut attempts, &options).await?;
+        let mut conn =
+            db::connect_within(&mut attempts, &options, creates_missing(settings)).await?;
         match migrator.run(&mut conn).await {
             Err(lost @ MigrateError::ConnectionLost { .. }) => {
                 let cause = lost.to_string();
@@ -208,8 +215,8 @@ pub async fn serve_with(
         None
     };
     pre_serve_with(settings, migrations).await?;
-    let (pool, sessions) = db::pool_with_sessions(settings);
-    db::check_budget(&pool, settings).await;
+    let (pool, sessions) = db::pool_with_sessions(&settings.database);
+    db::check_budget(&pool, &settings.database, settings.server.instances).await;
     let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);
     let upkeep = exporter.map(|exporter| {
         tokio::spawn(async move {

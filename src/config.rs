@@ -101,7 +101,7 @@ fn metrics_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ApiKey>, D::E
             token.len()
         )));
     }
-    Ok(Some(ApiKey(token)))
+    Ok(Some(ApiKey(token.into())))
 }
 
 fn masked_token<S: Serializer>(token: &Option<ApiKey>, s: S) -> Result<S::Ok, S::Error> {
@@ -118,18 +118,19 @@ pub struct AuthSettings {
     pub api_keys: Vec<ApiKey>,
 }
 
-/// An API key: compared in constant time, printed masked.
+/// An API key (or the metrics token): compared in constant time, never printed
+/// (`secrecy`: shown only through [`ApiKey::expose`], zeroed when dropped).
 #[derive(Clone)]
-pub struct ApiKey(String);
+pub struct ApiKey(secrecy::SecretString);
 
 impl ApiKey {
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 
     #[cfg(test)]
     pub fn new_for_tests(key: &str) -> Self {
-        Self(key.to_string())
+        Self(key.into())
     }
 }
 
@@ -157,12 +158,12 @@ fn api_keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ApiKey>, D::Error> {
         .into_iter()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
-        .map(ApiKey)
+        .map(|k| ApiKey(k.into()))
         .collect();
-    if let Some(short) = keys.iter().find(|k| k.0.len() < 16) {
+    if let Some(short) = keys.iter().find(|k| k.expose().len() < 16) {
         return Err(serde::de::Error::custom(format!(
             "an API key of {} characters is too short (at least 16)",
-            short.0.len()
+            short.expose().len()
         )));
     }
     Ok(keys)
@@ -335,31 +336,50 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// An environment variable that sets one key ([`Settings::NAMED_ENV`]).
+struct NamedVar {
+    var: &'static str,
+    key: &'static str,
+    secret: bool,
+}
+
+impl NamedVar {
+    const fn value(var: &'static str, key: &'static str) -> Self {
+        Self {
+            var,
+            key,
+            secret: false,
+        }
+    }
+
+    const fn secret(var: &'static str, key: &'static str) -> Self {
+        Self {
+            var,
+            key,
+            secret: true,
+        }
+    }
+}
+
 impl Settings {
     /// Environment variables that set one key each, by name (any key is also
-    /// `APP_<SECTION>__<KEY>`).
-    const NAMED_ENV: &'static [(&'static str, &'static str)] = &[
-        ("DATABASE_URL", "database.url"),
-        ("DATABASE_MIGRATION_URL", "database.migration_url"),
-        ("HOST", "server.host"),
-        ("PORT", "server.port"),
-        ("DEBUG", "debug"),
-        ("API_KEYS", "auth.api_keys"),
-        ("METRICS_TOKEN", "metrics.token"),
+    /// `APP_<SECTION>__<KEY>`), and whether the key is a secret. A secret is read as written,
+    /// under either name: figment's value parsing would turn an all-digit key into a number
+    /// (and refuse it) and unwrap one written in quotes or brackets.
+    const NAMED_ENV: [NamedVar; 7] = [
+        NamedVar::secret("DATABASE_URL", "database.url"),
+        NamedVar::secret("DATABASE_MIGRATION_URL", "database.migration_url"),
+        NamedVar::value("HOST", "server.host"),
+        NamedVar::value("PORT", "server.port"),
+        NamedVar::value("DEBUG", "debug"),
+        NamedVar::secret("API_KEYS", "auth.api_keys"),
+        NamedVar::secret("METRICS_TOKEN", "metrics.token"),
     ];
 
-    /// Secrets, read as written: figment's value parsing would turn an all-digit key into a
-    /// number (and refuse it) and unwrap one written in quotes or brackets.
-    const LITERAL_ENV: [(&'static str, &'static str); 8] = [
-        ("DATABASE_URL", "database.url"),
-        ("APP_DATABASE__URL", "database.url"),
-        ("DATABASE_MIGRATION_URL", "database.migration_url"),
-        ("APP_DATABASE__MIGRATION_URL", "database.migration_url"),
-        ("API_KEYS", "auth.api_keys"),
-        ("APP_AUTH__API_KEYS", "auth.api_keys"),
-        ("METRICS_TOKEN", "metrics.token"),
-        ("APP_METRICS__TOKEN", "metrics.token"),
-    ];
+    /// The keys read as written ([`Self::NAMED_ENV`]).
+    fn secret_keys() -> impl Iterator<Item = &'static str> {
+        Self::NAMED_ENV.iter().filter(|v| v.secret).map(|v| v.key)
+    }
 
     /// Whether the configuration (or, for `RUST_LOG`, the log filter, and for `OTEL_*`, the
     /// trace exporter) reads the environment variable `name`.
@@ -367,7 +387,7 @@ impl Settings {
         matches!(name, "ENVIRONMENT" | "CONFIG_DIR" | "RUST_LOG")
             || name.starts_with("APP_")
             || name.starts_with("OTEL_")
-            || Self::NAMED_ENV.iter().any(|(var, _)| *var == name)
+            || Self::NAMED_ENV.iter().any(|v| v.var == name)
     }
 
     /// Loads the layers from `config_dir` and the process environment.
@@ -411,7 +431,7 @@ impl Settings {
             .merge(Named::app_vars(
                 Env::prefixed("APP_")
                     .split("__")
-                    .ignore(&Self::LITERAL_ENV.map(|(_, key)| key)),
+                    .ignore(&Self::secret_keys().collect::<Vec<_>>()),
             ));
         let literal = |figment: Figment, var: &str, key: &str| match std::env::var_os(var) {
             Some(v) => figment.merge(Named::variable(
@@ -420,19 +440,19 @@ impl Settings {
             )),
             None => figment,
         };
-        for &(var, key) in Self::LITERAL_ENV
-            .iter()
-            .filter(|(v, _)| v.starts_with("APP_"))
-        {
-            figment = literal(figment, var, key);
+        // The `APP_` spellings of the secrets first: the named variable wins.
+        for key in Self::secret_keys() {
+            let var = format!("APP_{}", key.replace('.', "__").to_ascii_uppercase());
+            figment = literal(figment, &var, key);
         }
-        for &(var, key) in Self::NAMED_ENV {
-            figment = if Self::LITERAL_ENV.iter().any(|(v, _)| *v == var) {
-                literal(figment, var, key)
+        for v in Self::NAMED_ENV {
+            figment = if v.secret {
+                literal(figment, v.var, v.key)
             } else {
+                let key = v.key;
                 figment.merge(Named::variable(
-                    Env::raw().only(&[var]).map(move |_| key.into()),
-                    var,
+                    Env::raw().only(&[v.var]).map(move |_| key.into()),
+                    v.var,
                 ))
             };
         }
@@ -459,7 +479,7 @@ impl Settings {
                 .chain([field.as_ref()])
                 .collect::<Vec<_>>()
                 .join(".");
-            if let Some((var, _)) = Self::NAMED_ENV.iter().find(|(_, k)| *k == key) {
+            if let Some(NamedVar { var, .. }) = Self::NAMED_ENV.iter().find(|v| v.key == key) {
                 return format!(
                     "{var} is not set: {key} has no value in default.toml or {}.toml, so it must come \
                      from the environment variable {var}",
@@ -467,9 +487,7 @@ impl Settings {
                 );
             }
         }
-        source::describe(e, |key| {
-            Self::LITERAL_ENV.iter().any(|(_, secret)| *secret == key)
-        })
+        source::describe(e, |key| Self::secret_keys().any(|secret| secret == key))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -503,7 +521,11 @@ impl Settings {
             );
         }
         if let Some(token) = &self.metrics.token
-            && self.auth.api_keys.iter().any(|k| k.0 == token.0)
+            && self
+                .auth
+                .api_keys
+                .iter()
+                .any(|k| k.expose() == token.expose())
         {
             return bad(
                 "metrics.token",

@@ -7,7 +7,7 @@
 //! recorder is installed and every `counter!`/`histogram!` call is a no-op, which is how the
 //! benchmark measures the cost of the rest.
 //!
-//! Labels are bounded: routes are templates from the router's table (`unmatched` for a path no
+//! Labels are bounded: routes are templates from the router's table (`http::routes`) (`unmatched` for a path no
 //! route serves; `over_capacity` and `unparsed` for the answers the connection layer gives
 //! before a request reaches the router), statuses are classes, problem types come from a fixed
 //! list, SQLSTATEs are their two-character class.
@@ -212,23 +212,23 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// method), each registered on its first use and kept: recording a request costs no registry
 /// lookup and no allocation. Create them after [`install`] (handles made before record nothing).
 pub struct RouteMetrics {
-    route: &'static str,
+    route: String,
     requests: [[OnceLock<Counter>; 5]; 8],
     latency: [OnceLock<Histogram>; 8],
 }
 
 impl RouteMetrics {
-    pub fn new(route: &'static str) -> Self {
+    pub fn new(route: impl Into<String>) -> Self {
         Self {
-            route,
+            route: route.into(),
             requests: Default::default(),
             latency: Default::default(),
         }
     }
 
     /// The route template this records under.
-    pub fn route(&self) -> &'static str {
-        self.route
+    pub fn route(&self) -> &str {
+        &self.route
     }
 
     /// One answered request.
@@ -236,7 +236,7 @@ impl RouteMetrics {
         let m = self.count(method, status);
         self.latency[m]
             .get_or_init(
-                || histogram!(HTTP_DURATION, "method" => METHODS[m], "route" => self.route),
+                || histogram!(HTTP_DURATION, "method" => METHODS[m], "route" => self.route.clone()),
             )
             .record(elapsed.as_secs_f64());
     }
@@ -248,7 +248,7 @@ impl RouteMetrics {
         let c = usize::from((status / 100).clamp(1, 5) - 1);
         self.requests[m][c]
             .get_or_init(|| {
-                counter!(HTTP_REQUESTS, "method" => METHODS[m], "route" => self.route, "status_class" => CLASSES[c])
+                counter!(HTTP_REQUESTS, "method" => METHODS[m], "route" => self.route.clone(), "status_class" => CLASSES[c])
             })
             .increment(1);
         m
@@ -261,16 +261,12 @@ pub fn unmatched() -> &'static RouteMetrics {
     &UNMATCHED
 }
 
-/// A connection over `server.max_connections`, answered 503 problem+json before any request
-/// was read: `route="over_capacity"`, `method="OTHER"`, and a 503 problem.
-pub fn over_capacity() {
+/// A connection over `server.max_connections`, answered 503 problem+json (of type `kind`)
+/// before any request was read: `route="over_capacity"`, `method="OTHER"`, and a 503 problem.
+pub fn over_capacity(kind: &'static str) {
     static OVER: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("over_capacity"));
     OVER.count("OTHER", 503);
-    let status = poem::http::StatusCode::SERVICE_UNAVAILABLE;
-    problem(
-        crate::api::error::Problem::type_for(status),
-        status.as_u16(),
-    );
+    problem(kind, 503);
 }
 
 /// A request head hyper could not read, answered by hyper itself with an empty 400, 414 or 431

@@ -386,6 +386,12 @@ impl Extractor for Headers<'_> {
     }
 }
 
+/// Names the OpenTelemetry span of a request once its route is known (`GET /health`): the span
+/// has started by then (it joined the client's trace), so the name goes to it directly.
+pub fn name_request_span(span: &tracing::Span, name: String) {
+    span.context().span().update_name(name);
+}
+
 /// Makes `span` (a request's) continue the client's trace when it sent a W3C `traceparent`,
 /// and records the trace id on it (`trace_id`), so every log line of the request carries it.
 /// With traces off, the client's trace id is still logged; with neither, there is none.

@@ -101,7 +101,27 @@ pub type Apis = (
     artifacts::ArtifactsApi,
 );
 
-/// The OpenAPI service for `/api/v1`.
+/// Where the API is mounted (the document's `servers`).
+pub const PREFIX: &str = "/api/v1";
+
+/// Every path the API serves (the document's template, `/conversations/{id}`) with its
+/// methods, from the operations themselves.
+pub fn paths() -> Vec<(String, Vec<poem::http::Method>)> {
+    let mut paths: Vec<(String, Vec<poem::http::Method>)> = Vec::new();
+    for path in <Apis as poem_openapi::OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+    {
+        let methods = path.operations.into_iter().map(|op| op.method);
+        match paths.iter_mut().find(|(p, _)| *p == path.path) {
+            Some((_, known)) => known.extend(methods),
+            None => paths.push((path.path, methods.collect())),
+        }
+    }
+    paths
+}
+
+/// The OpenAPI service for [`PREFIX`].
 pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
@@ -128,5 +148,5 @@ pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
          decimals lose digits there, not here; a client that needs them parses the body text \
          with a lossless JSON parser.",
     )
-    .server("/api/v1")
+    .server(PREFIX)
 }

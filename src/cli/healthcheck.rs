@@ -35,15 +35,7 @@ pub fn exec(settings: Result<Settings, ConfigError>, args: HealthcheckArgs) -> E
         }
     };
     let addr = http::probe::local_addr(&settings.server.host, settings.server.port);
-    let probe = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(http::probe::get(&addr, path, args.timeout))
-                .map_err(|e| e.to_string())
-        });
-    match probe {
+    match http::probe::get(&addr, path, args.timeout) {
         Ok(status) => {
             super::output::write_stdout(&format!("healthy: {addr}{path} answered {status}\n"));
             Exit::Success

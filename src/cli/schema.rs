@@ -63,7 +63,8 @@ impl Scratch {
                 "creating a scratch database (the user needs CREATEDB; or pass --database-url of an empty database)",
             ))?;
         Ok(Self {
-            options: db::migration_session_options(settings).database(&name),
+            options: db::migration_session_options(&settings.database, &settings.migrations)
+                .database(&name),
             name,
         })
     }

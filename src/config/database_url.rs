@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::postgres::PgConnectOptions;
 
@@ -11,7 +12,8 @@ use sqlx::postgres::PgConnectOptions;
 /// only [`DatabaseUrl::connect_options`] sees it.
 #[derive(Clone)]
 pub struct DatabaseUrl {
-    raw: String,
+    /// As given, password included: read only to mask it.
+    raw: SecretString,
     options: PgConnectOptions,
 }
 
@@ -49,7 +51,7 @@ impl DatabaseUrl {
             format!("{key} ({}): {why}{hint}", unparsed(raw))
         })?;
         Ok(Self {
-            raw: raw.to_string(),
+            raw: raw.into(),
             options,
         })
     }
@@ -67,7 +69,7 @@ impl DatabaseUrl {
     }
 
     pub fn masked(&self) -> String {
-        mask_url(&self.raw)
+        mask_url(self.raw.expose_secret())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Request middleware: request ids and access logs, the request body's bounds (size, time,
-//! well-formedness), single-valued query parameters, API-key auth, and the `Allow` header of 405
-//! answers.
+//! well-formedness), single-valued query parameters, API-key auth. (405's `Allow` is
+//! `routes::AllowHeader`.)
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,8 +10,10 @@ use poem::error::ReadBodyError;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 use tracing::Instrument;
 
+use super::routes::RouteTable;
 use crate::api::error::{PROBLEM_JSON, Problem};
 use crate::config::ApiKey;
 use crate::monitoring::RouteMetrics;
@@ -22,9 +24,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// runs it inside a span carrying that id and the trace id (from the client's W3C
 /// `traceparent`, or the one OpenTelemetry starts) so every log line of the request shows both,
 /// echoes the id in the response, logs one access line, and records the request's metrics
-/// under its route template (`routes`; `unmatched` when no route serves the path).
+/// under its route template (the route that served it in `routes`; `unmatched` when none did).
 pub struct RequestContext {
-    pub routes: AllowHeader,
+    pub routes: RouteTable,
     /// Whether metrics are recorded (`metrics.enabled`).
     pub metrics: bool,
 }
@@ -42,7 +44,7 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
 
 pub struct RequestContextEndpoint<E> {
     inner: E,
-    routes: AllowHeader,
+    routes: RouteTable,
     metrics: bool,
 }
 
@@ -82,27 +84,20 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         let method = method_label(req.method());
         let path = req.uri().path().to_string();
         let tracing_on = crate::telemetry::otel_enabled();
-        let route = (self.metrics || tracing_on).then(|| {
-            self.routes
-                .template(&path)
-                .unwrap_or_else(crate::monitoring::unmatched)
-        });
         let span = tracing::info_span!(
             "request",
             request_id = %id,
             method = %method,
             %path,
             trace_id = tracing::field::Empty,
-            otel.name = tracing::field::Empty,
             otel.kind = tracing::field::Empty,
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
         );
-        // Named before it joins the client's trace: the OpenTelemetry span starts there.
-        if tracing_on && let Some(route) = route {
-            span.record("otel.name", format!("{method} {}", route.route()));
+        // The kind is set before the span joins the client's trace (the OpenTelemetry span
+        // starts there); the name and route once the router has said which route served it.
+        if tracing_on {
             span.record("otel.kind", "server");
-            span.record("http.route", route.route());
         }
         crate::telemetry::join_trace(&span, req.headers());
         let _in_flight = self.metrics.then(crate::monitoring::InFlight::begin);
@@ -118,12 +113,17 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
             let elapsed_us = elapsed.as_micros() as u64;
+            let route: &RouteMetrics = match self.routes.served(&response) {
+                Some(info) => &info.metrics,
+                None => crate::monitoring::unmatched(),
+            };
             if tracing_on {
-                tracing::Span::current().record("http.response.status_code", status);
+                let span = tracing::Span::current();
+                crate::telemetry::name_request_span(&span, format!("{method} {}", route.route()));
+                span.record("http.route", route.route());
+                span.record("http.response.status_code", status);
             }
-            if self.metrics
-                && let Some(route) = route
-            {
+            if self.metrics {
                 route.record(method, status, elapsed);
                 let is_problem = response
                     .headers()
@@ -257,136 +257,6 @@ impl<E: Endpoint> Endpoint for SingleQueryEndpoint<E> {
     }
 }
 
-/// Adds `Allow` to every 405 answer (RFC 9110 §15.5.6: a 405 must list the methods the
-/// resource supports). The table is built from the same route list the router serves: the API's
-/// part from its OpenAPI document, so the header and the routes cannot disagree. GET implies
-/// HEAD, as in poem's router.
-#[derive(Clone)]
-pub struct AllowHeader {
-    routes: Arc<Vec<RouteEntry>>,
-}
-
-struct RouteEntry {
-    /// The template and its metrics' handles, leaked once per router build: recording a
-    /// request costs neither an allocation nor a registry lookup.
-    template: &'static RouteMetrics,
-    segments: Vec<Segment>,
-    methods: Vec<String>,
-}
-
-enum Segment {
-    Literal(String),
-    Param,
-}
-
-impl AllowHeader {
-    /// `routes`: path templates (`/api/v1/artifacts/{id}`) with their methods.
-    pub fn new<'a>(routes: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
-        let routes = routes
-            .into_iter()
-            .map(|(path, methods)| {
-                let segments = path
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        if s.starts_with('{') && s.ends_with('}') {
-                            Segment::Param
-                        } else {
-                            Segment::Literal(s.to_string())
-                        }
-                    })
-                    .collect();
-                let methods = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
-                RouteEntry {
-                    template: Box::leak(Box::new(RouteMetrics::new(Box::leak(
-                        path.into_boxed_str(),
-                    )))),
-                    segments,
-                    methods,
-                }
-            })
-            .collect();
-        Self {
-            routes: Arc::new(routes),
-        }
-    }
-
-    /// The routes whose template matches `path`, with the number of literal segments each
-    /// matched.
-    fn matching<'s>(&'s self, path: &'s str) -> impl Iterator<Item = (&'s RouteEntry, usize)> {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        self.routes.iter().filter_map(move |route| {
-            let matches = route.segments.len() == parts.len()
-                && route
-                    .segments
-                    .iter()
-                    .zip(&parts)
-                    .all(|(seg, part)| match seg {
-                        Segment::Literal(lit) => lit == part,
-                        Segment::Param => true,
-                    });
-            let literals = route
-                .segments
-                .iter()
-                .filter(|s| matches!(s, Segment::Literal(_)))
-                .count();
-            matches.then_some((route, literals))
-        })
-    }
-
-    /// The template of the route serving `path` (`/api/v1/artifacts/{id}`, with its metrics),
-    /// the most literal one when several match; `None` when no route does.
-    pub fn template(&self, path: &str) -> Option<&'static RouteMetrics> {
-        self.matching(path)
-            .max_by_key(|(_, literals)| *literals)
-            .map(|(route, _)| route.template)
-    }
-
-    /// The `Allow` value for `path`, or `None` when no route matches it.
-    fn allow(&self, path: &str) -> Option<String> {
-        let mut methods: Vec<&str> = Vec::new();
-        for (route, _) in self.matching(path) {
-            for m in &route.methods {
-                methods.push(m);
-                if m == "GET" {
-                    methods.push("HEAD");
-                }
-            }
-        }
-        if methods.is_empty() {
-            return None;
-        }
-        methods.sort_unstable();
-        methods.dedup();
-        Some(methods.join(", "))
-    }
-}
-
-impl<E: Endpoint> Middleware<E> for AllowHeader {
-    type Output = AllowHeaderEndpoint<E>;
-    fn transform(&self, ep: E) -> Self::Output {
-        AllowHeaderEndpoint(ep, self.clone())
-    }
-}
-
-pub struct AllowHeaderEndpoint<E>(E, AllowHeader);
-
-impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        let path = req.uri().path().to_string();
-        let mut resp = self.0.get_response(req).await;
-        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(allow) = self.1.allow(&path)
-            && let Ok(value) = HeaderValue::from_str(&allow)
-        {
-            resp.headers_mut().insert(header::ALLOW, value);
-        }
-        Ok(resp)
-    }
-}
-
 /// `Authorization: Bearer <key>` against the configured keys. Keys are compared as SHA-256
 /// digests in constant time, so neither length nor content leaks through timing. No keys
 /// configured: the API is open.
@@ -419,12 +289,9 @@ impl BearerAuth {
         // No early exit: every key is compared.
         self.digests
             .iter()
-            .fold(false, |found, key| found | constant_time_eq(key, &digest))
+            .fold(Choice::from(0), |found, key| found | key.ct_eq(&digest))
+            .into()
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl<E: Endpoint> Middleware<E> for BearerAuth {
@@ -474,22 +341,6 @@ impl<E: Endpoint> Endpoint for BearerAuthEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allow_lists_the_methods_of_the_matching_route() {
-        let table = AllowHeader::new([
-            ("/api/v1/artifacts/{id}".to_string(), vec!["get", "patch"]),
-            ("/api/v1/artifacts/{id}/versions".to_string(), vec!["get"]),
-            ("/health/ready".to_string(), vec!["get"]),
-        ]);
-        assert_eq!(
-            table.allow("/api/v1/artifacts/123").as_deref(),
-            Some("GET, HEAD, PATCH")
-        );
-        assert_eq!(table.allow("/health/ready/").as_deref(), Some("GET, HEAD"));
-        assert_eq!(table.allow("/api/v1/artifacts"), None);
-        assert_eq!(table.allow("/nowhere"), None);
-    }
 
     #[test]
     fn auth_accepts_only_configured_keys() {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod probe;
+pub mod routes;
 pub mod server;
 mod shutdown;
 
@@ -27,7 +28,8 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::db::{self, Sessions};
 use crate::migrate::{MigrationSet, Policy};
-use middleware::{AllowHeader, BearerAuth, ReadBody, RequestContext, SingleQuery};
+use middleware::{BearerAuth, ReadBody, RequestContext, SingleQuery};
+use routes::{AllowHeader, RouteTable, Served};
 
 /// The part of the shutdown tail spent ending the database sessions of cut requests.
 const END_SESSIONS_BUDGET: Duration = Duration::from_millis(400);
@@ -80,68 +82,70 @@ impl AppState {
     }
 }
 
-/// The application's routes. Health checks and the API documents are open; the API needs a
-/// key when keys are configured; `/metrics` follows [`metrics::Access`]. Every error leaves as
-/// a problem document.
+/// The application's routes, listed once ([`routes::Served`]): the API's from its operations,
+/// the open ones below. Health checks and the API documents are open; the API needs a key
+/// when keys are configured; `/metrics` follows [`metrics::Access`]. Every error leaves as a
+/// problem document.
 pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
     let api = crate::api::service(state.pool.clone());
     let recording = settings.metrics.enabled && crate::monitoring::exporter().is_some();
     let metrics = recording
         .then(|| metrics::endpoint(settings, metrics::Access::main_port(settings)))
         .flatten();
-    let allow = allow_table(&api.spec(), metrics.is_some());
     let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
-    let mut route = Route::new();
-    if let Some(metrics) = metrics {
-        route = route.at("/metrics", metrics);
-    }
+    let docs = Arc::new(routes::boxed(get(api.swagger_ui())));
+    let api = Arc::new(routes::boxed(
+        api.with(ReadBody {
+            limit: settings.server.body_limit_bytes,
+            timeout: settings.server.body_read_timeout,
+        })
+        .with(SingleQuery)
+        .with(BearerAuth::new(&settings.auth.api_keys)),
+    ));
+    let prefix = crate::api::PREFIX;
+    let mut served: Vec<Served> = crate::api::paths()
+        .into_iter()
+        .map(|(path, methods)| Served {
+            template: format!("{prefix}{path}"),
+            methods,
+            strip: Some(prefix),
+            endpoint: api.clone(),
+            also_at: Vec::new(),
+        })
+        .collect();
+    served.push(
+        Served::get("/docs", docs.clone())
+            .also_at("/docs/")
+            .stripping("/docs"),
+    );
+    served.push(Served::get("/docs/{file}", docs).stripping("/docs"));
+    served.push(Served::get("/openapi.json", routes::shared(get(spec))));
+    // In the order of `health::PATHS`.
+    let health = [
+        routes::shared(get(health::summary)),
+        routes::shared(get(health::live)),
+        routes::shared(get(health::ready)),
+    ];
+    served.extend(
+        health::PATHS
+            .into_iter()
+            .zip(health)
+            .map(|(path, ep)| Served::get(path, ep)),
+    );
+    served.extend(metrics.map(|ep| Served::get("/metrics", Arc::new(ep))));
+    // A path under the API's prefix that no operation serves still passes the key check (401
+    // before 404), under no route's label.
+    let (table, route) =
+        RouteTable::mount(served, Route::new().nest(prefix, routes::Labelled(api)));
     route
-        .nest(
-            "/api/v1",
-            api.with(ReadBody {
-                limit: settings.server.body_limit_bytes,
-                timeout: settings.server.body_read_timeout,
-            })
-            .with(SingleQuery)
-            .with(BearerAuth::new(&settings.auth.api_keys)),
-        )
-        .at("/openapi.json", get(spec))
-        .nest("/docs", get(docs))
-        .at("/health", get(health::summary))
-        .at("/health/live", get(health::live))
-        .at("/health/ready", get(health::ready))
         .with(CatchPanic::new())
-        .catch_all_error(crate::api::error::from_poem_error)
-        .with(allow.clone())
+        .catch_all_error(|e| routes::keep_pattern(e, crate::api::error::from_poem_error))
+        .with(AllowHeader(table.clone()))
         .with(RequestContext {
-            routes: allow,
+            routes: table,
             metrics: recording,
         })
         .data(state)
-}
-
-/// The routes and their methods for 405's `Allow`: the API's from its OpenAPI document, the
-/// rest as mounted in [`routes`].
-fn allow_table(spec: &str, metrics: bool) -> AllowHeader {
-    let document: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
-    let api = document["paths"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(path, operations)| {
-            let methods = operations
-                .as_object()
-                .map(|ops| ops.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-            (format!("/api/v1{path}"), methods)
-        });
-    let open = ["/openapi.json", "/docs", "/docs/{file}"]
-        .into_iter()
-        .chain(health::PATHS)
-        .chain(metrics.then_some("/metrics"))
-        .map(|path| (path.to_string(), vec!["get"]));
-    AllowHeader::new(api.chain(open).collect::<Vec<_>>())
 }
 
 /// Installs the signal handlers, binds `server.host:server.port`, logs the bound address,

@@ -115,7 +115,9 @@ pub async fn run(
                     } else if let Ok(permit) = reserve.clone().try_acquire_owned() {
                         connections.spawn(connection(permit, false).serve_reserved(stream));
                     } else {
-                        crate::monitoring::over_capacity();
+                        crate::monitoring::over_capacity(Problem::type_for(
+                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                ));
                         connections.spawn(refuse(stream));
                     }
                 }
@@ -241,7 +243,9 @@ impl Connection {
             Ok(None) => {}
             Ok(Some((true, head))) => self.serve(stream, head).await,
             Ok(Some((false, _))) | Err(_) => {
-                crate::monitoring::over_capacity();
+                crate::monitoring::over_capacity(Problem::type_for(
+                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                ));
                 refuse(stream).await;
             }
         }

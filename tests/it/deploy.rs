@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Duration;
 
 use agent_backend::config::Settings;
 use agent_backend::http::{AppState, routes};
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::support::{TestDb, project_dir, run_server, spawn_server};
+use crate::support::{TestDb, project_dir, run_server, spawn_server, until};
 
 fn port_of(base: &str) -> String {
     base.rsplit(':')
@@ -71,15 +70,11 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let db = TestDb::migrated().await;
     let mut server = spawn_server(&db.url, &[]).await;
     let http = reqwest::Client::new();
-    let conversation: Value = http
-        .post(format!("{}/api/v1/conversations", server.base))
-        .json(&json!({ "title": "deploy" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation: Value = crate::support::json_body(
+        http.post(format!("{}/api/v1/conversations", server.base))
+            .json(&json!({ "title": "deploy" })),
+    )
+    .await;
     let id = conversation["id"].as_str().unwrap().to_string();
 
     // Hold the conversation's row: the append below waits on it inside the server.
@@ -101,26 +96,25 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     });
 
     let mut observer = db.connect().await;
-    let mut poll = Poll::new("the append to wait on the row lock");
-    while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND application_name = 'agent-backend'
-           AND wait_event_type = 'Lock'",
-    )
-    .fetch_one(&mut observer)
-    .await
-    .unwrap()
-        != 1
-    {
-        poll.again().await;
-    }
+    until("the append to wait on the row lock", async || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'agent-backend'
+               AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
 
     server.signal("TERM");
     let addr = server.base.trim_start_matches("http://").to_string();
-    let mut poll = Poll::new("the listener to close");
-    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
-        poll.again().await;
-    }
+    until("the listener to close", async || {
+        tokio::net::TcpStream::connect(&addr).await.is_err()
+    })
+    .await;
     assert!(!append.is_finished(), "the request must still be in flight");
 
     sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
@@ -140,30 +134,6 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
             .await
             .unwrap();
     assert_eq!(stored, 1);
-}
-
-/// Re-checks a real condition every 20 ms for at most 20 s; never a sleep standing in for it.
-struct Poll {
-    what: &'static str,
-    deadline: tokio::time::Instant,
-}
-
-impl Poll {
-    fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            deadline: tokio::time::Instant::now() + Duration::from_secs(20),
-        }
-    }
-
-    async fn again(&mut self) {
-        assert!(
-            tokio::time::Instant::now() < self.deadline,
-            "timed out waiting for {}",
-            self.what
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -55,19 +55,16 @@ async fn waiting_on_a_lock(conn: &mut PgConnection) -> Vec<i32> {
     .unwrap()
 }
 
-/// Waits (polling, at most 20 s) until exactly one server session waits on a lock: its pid.
+/// Waits (polling) until exactly one server session waits on a lock: its pid.
 async fn one_waiting_on_a_lock(conn: &mut PgConnection) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let [pid] = waiting_on_a_lock(conn).await[..] {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request waits on the row lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::poll(
+        "a request waiting on the row lock",
+        async || match waiting_on_a_lock(conn).await[..] {
+            [pid] => Some(pid),
+            _ => None,
+        },
+    )
+    .await
 }
 
 async fn messages_of(conn: &mut PgConnection, id: &str) -> i64 {
@@ -137,15 +134,11 @@ async fn writes_racing_a_delete_never_answer_5xx() {
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     for _ in 0..40 {
         let id = create_conversation(&http, &base).await;
-        let artifact: Value = http
-            .post(format!("{base}/api/v1/conversations/{id}/artifacts"))
-            .json(&json!({ "kind": "chart", "title": "t", "spec": {} }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let artifact: Value = crate::support::json_body(
+            http.post(format!("{base}/api/v1/conversations/{id}/artifacts"))
+                .json(&json!({ "kind": "chart", "title": "t", "spec": {} })),
+        )
+        .await;
         let artifact = artifact["id"].as_str().unwrap().to_string();
         let conv = format!("{base}/api/v1/conversations/{id}");
         let mut requests = Vec::new();
@@ -624,10 +617,11 @@ async fn a_recently_used_connection_is_not_checked_and_a_dead_one_costs_one_503(
 #[tokio::test]
 async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_pool() {
     let db = TestDb::migrated().await;
-    let pool = agent_backend::db::pool(&settings(
+    let settings = settings(
         &db,
         "database.max_connections = 1\ndatabase.idle_check_after = \"1h\"",
-    ));
+    );
+    let pool = agent_backend::db::pool(&settings.database);
     sqlx::raw_sql("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held VALUES (1)")
         .execute(&pool)
         .await
@@ -700,15 +694,11 @@ async fn framing_errors_repeated_parameters_and_document_methods_get_4xx() {
         problem["detail"].as_str().unwrap().contains("limit"),
         "{problem}"
     );
-    let artifact: Value = http
-        .post(format!("{api}/conversations/{id}/artifacts"))
-        .json(&json!({ "kind": "chart", "title": "t", "spec": {} }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let artifact: Value = crate::support::json_body(
+        http.post(format!("{api}/conversations/{id}/artifacts"))
+            .json(&json!({ "kind": "chart", "title": "t", "spec": {} })),
+    )
+    .await;
     let resp = http
         .patch(format!(
             "{api}/artifacts/{}",

@@ -109,15 +109,11 @@ async fn metrics_count_requests_by_route_template_after_known_traffic() {
     let api = |path: &str| format!("{}/api/v1{path}", server.base);
     let before = scrape(&http, &server.base).await;
 
-    let created: serde_json::Value = http
-        .post(api("/conversations"))
-        .json(&json!({ "title": "metrics" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: serde_json::Value = crate::support::json_body(
+        http.post(api("/conversations"))
+            .json(&json!({ "title": "metrics" })),
+    )
+    .await;
     let id = created["id"].as_str().unwrap().to_string();
     for _ in 0..3 {
         let resp = http.get(api(&format!("/conversations/{id}"))).send().await;

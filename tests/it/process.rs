@@ -2,8 +2,11 @@
 
 use agent_backend::migrate::embedded;
 
+use sqlx::ConnectOptions;
+
 use crate::support::{
-    TestDb, hold_migration_lock, project_dir, rows, run_server, spawn_server, table_exists, url_for,
+    TestDb, hold_migration_lock, options_for, project_dir, rows, run_server, spawn_server,
+    table_exists, url_for,
 };
 
 /// A database URL nothing listens on (port 1 is never a PostgreSQL server).
@@ -446,14 +449,8 @@ async fn serves_ready_after_migrating_and_503_when_the_database_goes() {
         body["checks"]["schema"]["applied"],
         embedded::migrations().newest().unwrap()
     );
-    let summary: serde_json::Value = http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: serde_json::Value =
+        crate::support::json_body(http.get(format!("{}/health", server.base))).await;
     assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         summary["migrations"]["embedded"],
@@ -665,7 +662,10 @@ async fn connection_errors_carry_no_postgresql_source_line() {
         "{}",
         database.stderr
     );
-    let role_url = url_for("postgres").replacen("://postgres", "://no_such_role_ab", 1);
+    let role_url = options_for("postgres")
+        .username("no_such_role_ab")
+        .to_url_lossy()
+        .to_string();
     let role = run_server(&role_url, &[], &["--migrate-only"]).await;
     assert_eq!(role.code, Some(4), "{}", role.stderr);
     assert!(role.stderr.contains("no_such_role_ab"), "{}", role.stderr);
@@ -701,9 +701,11 @@ async fn an_untrusted_server_certificate_is_refused_without_retries() {
     std::fs::write(&store, other_ca.cert.pem()).unwrap();
     let empty_dir = dir.path().join("certs");
     std::fs::create_dir(&empty_dir).unwrap();
-    let url = url_for("postgres").replacen("127.0.0.1", "localhost", 1);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}sslmode=verify-full");
+    let url = options_for("postgres")
+        .host("localhost")
+        .ssl_mode(sqlx::postgres::PgSslMode::VerifyFull)
+        .to_url_lossy()
+        .to_string();
     let env = [
         ("SSL_CERT_FILE", store.to_str().unwrap()),
         ("SSL_CERT_DIR", empty_dir.to_str().unwrap()),

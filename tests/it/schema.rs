@@ -1,7 +1,7 @@
 //! The schema itself: `migrate snapshot`, `migrate drift`, `migrate verify`'s drift check,
 //! `/health`'s drift report, `migrate test`'s round trip, and lock-timeout retries.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_backend::error::Exit;
 use agent_backend::migrate::roundtrip::round_trip;
@@ -9,7 +9,7 @@ use agent_backend::migrate::snapshot::{Difference, Snapshot};
 use agent_backend::migrate::{MigrateError, MigrateOptions, Migrator};
 use sqlx::PgConnection;
 
-use crate::support::{SetDir, TestDb, json, project_dir, run_server, spawn_server};
+use crate::support::{SetDir, TestDb, json, project_dir, run_server, spawn_server, until};
 
 async fn exec(db: &TestDb, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
@@ -365,14 +365,6 @@ async fn waiting_on_lock(observer: &mut PgConnection, application_name: &str) ->
     .fetch_one(observer)
     .await
     .unwrap()
-}
-
-async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use figment::providers::{Format, Serialized, Toml};
 use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
 use poem::test::TestClient;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -24,22 +25,19 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// The URL of another database on the same server.
+/// The connect options of another database on the same server.
+pub fn options_for(database: &str) -> PgConnectOptions {
+    admin_url()
+        .parse::<PgConnectOptions>()
+        .expect("TEST_DATABASE_URL parses")
+        .database(database)
+}
+
+/// The URL of another database on the same server (the admin URL's query kept as it is).
 pub fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
-    let slash = base
-        .rfind('/')
-        .filter(|&i| i > base.find("://").unwrap() + 2)
-        .unwrap_or(base.len());
-    let mut url = format!("{}/{database}", &base[..slash]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
+    let mut url = reqwest::Url::parse(&admin_url()).expect("TEST_DATABASE_URL parses");
+    url.set_path(database);
+    url.to_string()
 }
 
 pub async fn admin() -> PgConnection {
@@ -209,7 +207,11 @@ pub fn project_dir() -> PathBuf {
 /// `test.toml`, as `APP_…` variables would be over a process (`server.body_limit_bytes = 2048`).
 pub fn app(db: &TestDb, config: &str) -> TestClient<BoxEndpoint<'static>> {
     let settings = settings(db, config);
-    let state = AppState::new(&settings, db::pool(&settings), embedded::migrations());
+    let state = AppState::new(
+        &settings,
+        db::pool(&settings.database),
+        embedded::migrations(),
+    );
     TestClient::new(http::routes(&settings, state).map_to_response().boxed())
 }
 
@@ -417,20 +419,30 @@ pub const LOCK_REQUESTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks l \
      JOIN pg_database d ON d.oid = l.database AND d.datname = current_database() \
      WHERE l.locktype = 'advisory' AND NOT l.granted)";
 
-/// Re-checks a condition every 20 ms for at most 20 s (never a sleep standing in for it).
-pub async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
+/// Sends `request` and reads its answer's JSON body (any status).
+pub async fn json_body(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// Re-checks a real condition every 20 ms until it gives a value, for at most 30 s (never a
+/// sleep standing in for it).
+pub async fn poll<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// [`poll`] for a condition.
+pub async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    poll(what, async || check().await.then_some(())).await
 }
 
 /// Reads until the server closes the connection (or resets it), at most 20 s; returns what it
