@@ -400,16 +400,15 @@ impl Settings {
         Ok(settings)
     }
 
-    /// `migrations.lock_timeout` alone, from the same layers as [`Settings::load`]: for a
-    /// command that needs nothing else when the whole configuration does not load (production
-    /// without `DATABASE_URL` in a build step, say).
-    pub fn lock_timeout_alone(config_dir: &Path) -> Result<Duration, ConfigError> {
-        const KEY: &str = "migrations.lock_timeout";
+    /// The `[migrations]` section alone, from the same layers and through the same
+    /// deserializer as [`Settings::load`] (so each key, `lock_timeout` among them, has one
+    /// reader): for a command that needs nothing else when the whole configuration does not
+    /// load (production without `DATABASE_URL` in a build step, say).
+    pub fn migrations_alone(config_dir: &Path) -> Result<MigrationSettings, ConfigError> {
         let (figment, environment) = Self::layers(config_dir)?;
-        let raw: String = figment
-            .extract_inner(KEY)
-            .map_err(|e| Self::invalid(e, environment))?;
-        parse_duration(&raw).map_err(|e| ConfigError::Invalid(format!("{KEY}: {e}")))
+        figment
+            .extract_inner("migrations")
+            .map_err(|e| Self::invalid(e, environment))
     }
 
     /// The layers, later wins: `default.toml`, `<ENVIRONMENT>.toml`, the environment. The one

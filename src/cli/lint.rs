@@ -30,8 +30,8 @@ pub struct LintArgs {
 /// unreadable or invalid.
 ///
 /// Needs no database and no secrets: when the whole configuration does not load (say,
-/// production without DATABASE_URL in a build step), `migrations.lock_timeout` is read alone
-/// through the same layers ([`Settings::lock_timeout_alone`]); when even that fails, the
+/// production without DATABASE_URL in a build step), `migrations.lock_timeout` comes from the
+/// `[migrations]` section alone ([`Settings::migrations_alone`]); when even that fails, the
 /// engine's guard is taken as on.
 pub fn exec(
     settings: Result<Settings, ConfigError>,
@@ -47,7 +47,7 @@ pub fn exec(
                 AppError::from(e),
                 config_dir.display()
             );
-            Settings::lock_timeout_alone(config_dir).is_ok_and(|d| d.is_zero())
+            Settings::migrations_alone(config_dir).is_ok_and(|m| m.lock_timeout.is_zero())
         }
     };
     let options = Options {
