@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::migrate::Ctx;
+use super::ctx::Ctx;
 use super::output::{Done, Text, View};
 use crate::error::{AppError, Exit};
 use crate::migrate::{Step, embedded};

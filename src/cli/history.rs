@@ -4,7 +4,7 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::migrate::Ctx;
+use super::ctx::Ctx;
 use super::output::{Column, Table, Text, View, timestamp, truncate};
 use crate::error::{AppError, Exit};
 use crate::migrate::history::{AppliedMigration, hex};

@@ -5,14 +5,15 @@
 //! engine, under its lock; reading ones take no lock.
 
 use clap::{Args, Subcommand};
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 
+use super::ctx::Ctx;
 use super::output::Output;
 use super::{apply, history, lint, repair, rollback, schema, status};
 use crate::app;
 use crate::config::Settings;
 use crate::error::{AppError, Exit};
-use crate::migrate::{MigrationSet, Migrator};
+use crate::migrate::MigrationSet;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -73,15 +74,6 @@ pub enum DbCommand {
     /// with the embedded snapshot: exit 0 pass, 11 a down that does not restore the schema or a
     /// result that differs from the snapshot.
     Test(schema::TestArgs),
-}
-
-/// What a command that talks to the database gets: the configuration, the engine over the set,
-/// the migration session and the output.
-pub struct Ctx<'a> {
-    pub settings: &'a Settings,
-    pub migrator: Migrator<'a>,
-    pub conn: PgConnection,
-    pub out: Output,
 }
 
 /// Connects, runs one command, closes the session. `Ok` carries the exit code of outcomes that

@@ -7,6 +7,7 @@
 //! ([`crate::error::Exit`]).
 
 mod apply;
+mod ctx;
 mod healthcheck;
 mod history;
 mod lint;

@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::apply::{PlanView, Timing, timings};
-use super::migrate::Ctx;
+use super::ctx::Ctx;
 use super::output::Done;
 use crate::error::{AppError, Exit};
 use crate::migrate::Step;

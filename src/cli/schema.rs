@@ -15,7 +15,7 @@ use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
-use super::migrate::Ctx;
+use super::ctx::Ctx;
 use super::output::{Text, View, write_stdout};
 use crate::config::Settings;
 use crate::db;

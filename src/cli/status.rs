@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::migrate::Ctx;
+use super::ctx::Ctx;
 use super::output::{Text, View, list_or};
 use crate::error::{AppError, Exit};
 use crate::migrate::snapshot::Drift;

@@ -1,14 +1,14 @@
 //! Connecting with retries: [`Attempts`], one budget (`database.connect_attempts`,
 //! `connect_retry_delay` apart) for connecting and for the pre-serve stage's reruns.
 
-use std::time::Duration;
-
 use sqlx::PgConnection;
 use sqlx::postgres::PgConnectOptions;
 
 use super::DbError;
 use super::create::create_database;
-use super::diagnosis::{cause, is_missing_database, is_permanent, timed_out, unreachable_hint};
+use super::diagnosis::{
+    cause, human, is_missing_database, is_permanent, timed_out, unreachable_hint,
+};
 use crate::config::DatabaseSettings;
 
 /// `database.connect_attempts` attempts, `database.connect_retry_delay` apart, shared by
@@ -98,13 +98,5 @@ pub async fn connect_within(
                 )
             })
             .await?;
-    }
-}
-
-pub(super) fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
