@@ -15,6 +15,9 @@
 //! `server migrate lint` judges the set under the configuration in force where it runs (an
 //! environment that turns the guard off is told which files then need their own).
 
+#[path = "src/queries/build.rs"]
+mod queries;
+
 use migrate_lint as lint;
 use migrate_source::{SourceError, manifest, sqlx_toml};
 use std::path::Path;
@@ -49,6 +52,8 @@ fn main() {
     let specs = read.specs;
     lint_set(&specs, &shown_dir);
     check_snapshot(root);
+    // The `.sqlx/` query set the binary carries (`server queries`, `migrate compat`).
+    queries::embed(root);
 
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use tracing::Instrument;
 
+use crate::compat::{self, gate::GateError};
 use crate::config::Settings;
 use crate::db::{self, DbError};
 use crate::error::AppError;
@@ -15,6 +16,9 @@ use crate::migrate::snapshot::Drift;
 use crate::migrate::{
     MigrateError, MigrateOptions, Migration, MigrationSet, Migrator, Observer, RunReport, embedded,
 };
+use crate::queries::QuerySet;
+use crate::queries::readiness::QueryHealth;
+use crate::releases;
 use crate::{monitoring, telemetry};
 
 /// The engine over `set` as the configuration asks: lock waits and retries, the policy that
@@ -161,14 +165,15 @@ pub async fn pre_serve_with(
 async fn run_with_reconnects(
     settings: &Settings,
     migrator: &Migrator<'_>,
-) -> Result<(PgConnection, Result<RunReport, MigrateError>), DbError> {
+) -> Result<(PgConnection, Result<RunReport, GateError>), DbError> {
     let options = db::migration_session_options(&settings.database, &settings.migrations);
     let mut attempts = db::Attempts::new(&settings.database);
     loop {
         let mut conn =
             db::connect_within(&mut attempts, &options, creates_missing(settings)).await?;
-        match migrator.run(&mut conn).await {
-            Err(lost @ MigrateError::ConnectionLost { .. }) => {
+        // The compat check against the serving releases runs there, before the lock.
+        match compat::gate::run(settings, migrator, &mut conn).await {
+            Err(GateError::Migrate(lost @ MigrateError::ConnectionLost { .. })) => {
                 let cause = lost.to_string();
                 let hint = || {
                     let var = settings.database.migration_url_var();
@@ -217,7 +222,35 @@ pub async fn serve_with(
     pre_serve_with(settings, migrations).await?;
     let (pool, sessions) = db::pool_with_sessions(&settings.database);
     db::check_budget(&pool, &settings.database, settings.server.instances).await;
-    let state = AppState::new(settings, pool.clone(), migrations).with_sessions(sessions);
+    // The binary's own queries against the live schema, once before serving (one round trip),
+    // then the release's record and heartbeat, off the request path. A generated set (tests,
+    // benchmarks) is not this build's schema: its release carries no queries.
+    let queries = if std::ptr::eq(migrations, embedded::migrations()) {
+        QuerySet::embedded()
+    } else {
+        QuerySet::none()
+    };
+    let query_health = QueryHealth::default();
+    if let Err(e) = async {
+        let mut conn = pool.acquire().await?;
+        query_health.refresh(&mut conn, queries).await
+    }
+    .await
+    {
+        tracing::warn!("Own queries not prepared at start-up: {e}");
+    }
+    let heartbeat = (!queries.is_empty()).then(|| {
+        releases::spawn_heartbeat(
+            pool.clone(),
+            releases::table_for(&migrations.bookkeeping().table),
+            queries,
+            releases::heartbeat_every(settings.migrations.serving_window),
+            query_health.clone(),
+        )
+    });
+    let state = AppState::new(settings, pool.clone(), migrations)
+        .with_sessions(sessions)
+        .with_queries(query_health);
     let upkeep = exporter.map(|exporter| {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(UPKEEP_EVERY);
@@ -230,6 +263,9 @@ pub async fn serve_with(
     let served = http::serve(settings, state).await;
     if let Some(upkeep) = upkeep {
         upkeep.abort();
+    }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
     }
     // Bounded: a connection still out (its session ended, its request dropped) is not waited
     // for; the process exit closes it.

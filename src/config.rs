@@ -295,6 +295,20 @@ pub struct MigrationSettings {
     /// Extra attempts of a transactional migration that failed because its `lock_timeout`
     /// expired (SQLSTATE 55P03), with backoff; 0 = fail at once.
     pub lock_retries: u32,
+    /// Pending migrations that break a release still serving (`crate::compat::gate`):
+    /// "error" applies nothing (exit 14), "warn" logs the breaks and applies.
+    pub on_incompatible: crate::compat::OnIncompatible,
+    /// A database of its own for the compat check when the migration user cannot create one
+    /// (no CREATEDB): emptied before each check. Unset: a scratch database is created and dropped.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "database_url::compat_scratch_url"
+    )]
+    pub compat_scratch_url: Option<DatabaseUrl>,
+    /// A serving release whose heartbeat is older than this no longer counts (`crate::releases`).
+    #[serde(with = "duration_str")]
+    pub serving_window: Duration,
 }
 
 impl MigrationSettings {
@@ -560,6 +574,9 @@ impl Settings {
                     "must be at most 2147483647ms (PostgreSQL's limit, about 24 days)",
                 );
             }
+        }
+        if m.serving_window < Duration::from_secs(5) {
+            return bad("migrations.serving_window", "must be at least 5s");
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(

@@ -37,6 +37,19 @@ pub enum AppError {
     Input(String),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The pending migrations break a release still serving, or that could not be checked
+    /// under `migrations.on_incompatible = "error"` (`crate::compat::gate`); nothing applied.
+    #[error("{0}")]
+    Incompatible(String),
+}
+
+impl From<crate::compat::gate::GateError> for AppError {
+    fn from(e: crate::compat::gate::GateError) -> Self {
+        match e {
+            crate::compat::gate::GateError::Migrate(m) => AppError::Migrate(m),
+            other => AppError::Incompatible(other.to_string()),
+        }
+    }
 }
 
 /// Exit codes of `server`, stable for scripts and deploy hooks. The README lists them.
@@ -79,6 +92,10 @@ pub enum Exit {
     /// The migration connection goes through a transaction-mode pooler, where the migration
     /// lock would not hold: refused before taking it, nothing changed (`DATABASE_MIGRATION_URL`).
     PooledSession = 13,
+    /// A schema that breaks a release's queries: `migrate compat` found a break, or the
+    /// pre-deploy refused pending migrations that break a release still serving (or could not
+    /// check them under `on_incompatible = "error"`). Nothing was applied.
+    Incompatible = 14,
 }
 
 impl From<Exit> for ExitCode {
@@ -95,6 +112,7 @@ impl From<&AppError> for Exit {
             AppError::Migrate(m) => Exit::from(m),
             AppError::Stage(cause) => Exit::from(&**cause),
             AppError::Input(_) => Exit::Usage,
+            AppError::Incompatible(_) => Exit::Incompatible,
             AppError::Serve(_) | AppError::Runtime(_) | AppError::Io(..) | AppError::Metrics(_) => {
                 Exit::Failure
             }

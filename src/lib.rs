@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod compat;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -11,4 +12,6 @@ pub mod error;
 pub mod http;
 pub mod migrate;
 pub mod monitoring;
+pub mod queries;
+pub mod releases;
 pub mod telemetry;

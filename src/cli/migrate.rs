@@ -9,7 +9,7 @@ use sqlx::Connection;
 
 use super::ctx::Ctx;
 use super::output::Output;
-use super::{apply, history, lint, repair, rollback, schema, status};
+use super::{apply, compat, history, lint, repair, rollback, schema, status};
 use crate::app;
 use crate::config::Settings;
 use crate::error::{AppError, Exit};
@@ -74,6 +74,12 @@ pub enum DbCommand {
     /// with the embedded snapshot: exit 0 pass, 11 a down that does not restore the schema or a
     /// result that differs from the snapshot.
     Test(schema::TestArgs),
+    /// Would the embedded migrations break a release? Applies them to a scratch database and
+    /// describes (never executes) every query of the releases recorded as serving
+    /// (`--from-database`, the default) or of `.sqlx/` directories (`--queries DIR`), comparing
+    /// parameter and result column types and nullability: exit 0 compatible, 14 a break (each
+    /// named: release, query, cause).
+    Compat(compat::CompatArgs),
 }
 
 /// Connects, runs one command, closes the session. `Ok` carries the exit code of outcomes that
@@ -101,6 +107,7 @@ pub async fn exec(
         DbCommand::Snapshot(args) => schema::snapshot(&mut ctx, args).await,
         DbCommand::Drift => schema::drift(&mut ctx).await,
         DbCommand::Test(args) => schema::test(&mut ctx, args).await,
+        DbCommand::Compat(args) => compat::exec(&mut ctx, args).await,
     };
     let _ = ctx.conn.close().await;
     result

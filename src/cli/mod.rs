@@ -7,12 +7,14 @@
 //! ([`crate::error::Exit`]).
 
 mod apply;
+mod compat;
 mod ctx;
 mod healthcheck;
 mod history;
 mod lint;
 mod migrate;
 pub mod output;
+mod queries;
 mod repair;
 mod rollback;
 mod schema;
@@ -57,7 +59,9 @@ rollback target, a dirty row that changed before repair could act, a migration i
 10 migrate lint: a finding of a rule set to deny, 11 the schema differs (drift, a stale snapshot,
 a down migration that does not restore it), 12 a migration could not take its locks within
 lock_timeout after its retries, 13 the migration connection goes through a transaction-mode
-pooler (set DATABASE_MIGRATION_URL to a direct connection; nothing changed).";
+pooler (set DATABASE_MIGRATION_URL to a direct connection; nothing changed), 14 the schema
+breaks a release's queries (migrate compat; the pre-deploy refused pending migrations that break
+a release still serving, or could not check them; nothing applied).";
 
 /// agent-backend: the API server of the UI agent product, carrying its own database migrations.
 #[derive(Debug, Parser)]
@@ -89,6 +93,9 @@ pub enum Command {
     /// GETs /health/live, or /health/ready with --ready, on HOST:PORT from the configuration
     /// (a wildcard HOST is probed on loopback). The image has no curl; this is its probe.
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// The queries this binary runs (its `.sqlx/` at build time): hash, SQL, parameter and
+    /// result column types, nullability, and the query set's hash. Needs no database.
+    Queries(queries::QueriesArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
@@ -113,6 +120,7 @@ pub fn run_with(cli: Cli, set: &'static MigrationSet) -> Exit {
             json,
             command: MigrateCommand::Lint(args),
         })) => lint::exec(settings, &config_dir, args, output::Output::new(json)),
+        Some(Command::Queries(args)) => queries::exec(args),
         Some(Command::Config) => with_settings(settings, |settings| {
             output::write_stdout(&settings.to_masked_toml());
             Exit::Success

@@ -151,6 +151,16 @@ pub(super) fn migration_url<'de, D: Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
+/// `migrations.compat_scratch_url`, named as such in its errors.
+pub(super) fn compat_scratch_url<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DatabaseUrl>, D::Error> {
+    let raw = String::deserialize(d)?;
+    DatabaseUrl::parse_as("migrations.compat_scratch_url", &raw)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

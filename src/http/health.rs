@@ -8,6 +8,10 @@
 //!   in use), migration versions and schema drift (the live schema against the embedded
 //!   snapshot), for people.
 //!
+//! Readiness also fails with `"queries"` while one of the instance's own queries does not
+//! prepare against the live schema (checked at start-up and with each release heartbeat,
+//! `crate::queries::readiness`); `checks.queries.unprepared` names them.
+//!
 //! Drift costs a catalog query, so its verdict is kept for [`DRIFT_TTL`]; readiness looks at it
 //! only with `migrations.on_drift = "error"`.
 
@@ -64,7 +68,14 @@ pub(crate) struct DriftCheck {
     fails: bool,
 }
 
+#[derive(Serialize)]
+struct QueriesCheck {
+    ok: bool,
+    unprepared: Vec<crate::queries::readiness::Unprepared>,
+}
+
 struct Probe {
+    queries: Option<QueriesCheck>,
     database: DatabaseCheck,
     schema: Option<SchemaCheck>,
     drift: Option<DriftCheck>,
@@ -85,6 +96,9 @@ impl Probe {
         }
         if self.drift.as_ref().is_some_and(|d| d.fails) {
             failed.push("drift");
+        }
+        if self.queries.as_ref().is_some_and(|q| !q.ok) {
+            failed.push("queries");
         }
         failed
     }
@@ -142,6 +156,10 @@ async fn drift(state: &AppState, status: &Status) -> Option<DriftCheck> {
 }
 
 async fn check(state: &AppState, with_drift: bool) -> Probe {
+    let queries = state.queries.unprepared().map(|unprepared| QueriesCheck {
+        ok: unprepared.is_empty(),
+        unprepared,
+    });
     let shutting_down = state.is_shutting_down();
     let started = Instant::now();
     let judged = tokio::time::timeout(state.health_timeout, async {
@@ -186,6 +204,7 @@ async fn check(state: &AppState, with_drift: bool) -> Probe {
                 schema: Some(schema),
                 drift,
                 shutting_down,
+                queries,
             }
         }
         Err(error) => Probe {
@@ -197,6 +216,7 @@ async fn check(state: &AppState, with_drift: bool) -> Probe {
             schema: None,
             drift: None,
             shutting_down,
+            queries,
         },
     }
 }
@@ -208,7 +228,12 @@ pub async fn ready(Data(state): Data<&AppState>) -> Response {
     let body = json!({
         "status": if failed.is_empty() { "ready" } else { "unavailable" },
         "failed": failed,
-        "checks": { "database": probe.database, "schema": probe.schema, "drift": probe.drift },
+        "checks": {
+            "database": probe.database,
+            "schema": probe.schema,
+            "drift": probe.drift,
+            "queries": probe.queries,
+        },
     });
     Json(body).with_status(probe.status_code()).into_response()
 }
@@ -237,6 +262,7 @@ pub async fn summary(Data(state): Data<&AppState>) -> Response {
             "schema": probe.schema,
             "drift": probe.drift,
         },
+        "queries": probe.queries,
     });
     Json(body).with_status(probe.status_code()).into_response()
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     /// The pool's server sessions, ended when shutdown's grace is over.
     pub sessions: Sessions,
     shutting_down: Arc<AtomicBool>,
+    /// The instance's own queries against the live schema (`crate::queries::readiness`).
+    pub queries: crate::queries::readiness::QueryHealth,
 }
 
 impl AppState {
@@ -64,7 +66,14 @@ impl AppState {
             drift_cache: Arc::default(),
             sessions: Sessions::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
+            queries: Default::default(),
         }
+    }
+
+    /// The verdict over the instance's own queries, kept by the start-up check and the
+    /// heartbeat.
+    pub fn with_queries(self, queries: crate::queries::readiness::QueryHealth) -> Self {
+        Self { queries, ..self }
     }
 
     /// The registry of `pool`'s sessions (see [`db::pool_with_sessions`]).

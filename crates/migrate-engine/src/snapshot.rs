@@ -6,7 +6,8 @@
 //! default, identity, generated expression), constraints, indexes (with validity), views and
 //! materialized views, sequences, functions and procedures, triggers, policies, enums, domains
 //! and extensions. Objects that belong to an extension are left to the extension's line, and the
-//! bookkeeping table (with its index and constraint) is left out.
+//! bookkeeping tables (sqlx's and the serving releases', with their indexes and constraints) are
+//! left out.
 //!
 //! The text has one block per object: a `kind name` line, then its definition indented by four
 //! spaces, ordered by kind and name, so a `diff` of two snapshots reads like a review. Spelling is
@@ -37,13 +38,15 @@ WITH ns AS (
                       WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
 ),
 ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
-book AS (SELECT to_regclass($1) AS oid),
+book AS (SELECT to_regclass($1) AS oid
+         -- and the serving releases' table beside it (src/releases.rs)
+         UNION ALL SELECT to_regclass(regexp_replace($1, '[^.]*$', '') || '_agent_releases')),
 rel AS (
     SELECT c.oid, c.relkind, c.relname, c.relispartition, c.relrowsecurity, c.relforcerowsecurity,
            n.nspname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qname
     FROM pg_class c JOIN ns n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-      AND c.oid IS DISTINCT FROM (SELECT oid FROM book)
+      AND c.oid NOT IN (SELECT oid FROM book WHERE oid IS NOT NULL)
       AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
 )
 SELECT 'schema' AS kind, quote_ident(nspname) AS name, '' AS def FROM ns
