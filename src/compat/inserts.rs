@@ -5,7 +5,8 @@
 //! The statement is parsed with squawk's parser (every INSERT, in CTEs too); each target
 //! table's required columns are read from the catalogs and compared with the column list. An
 //! INSERT without a column list fills columns by position: it is left to Describe (too many
-//! values is a parse error there).
+//! values is a parse error there). A table with a BEFORE INSERT row trigger is not judged: the
+//! trigger may fill the column (the expand step of a rename does), and only running it would tell.
 
 use sqlx::PgConnection;
 use squawk_syntax::ast::{self, AstNode};
@@ -85,6 +86,8 @@ pub async fn omitted_required(
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
                AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' \
                AND NOT a.attname::text = ANY($2) \
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = a.attrelid \
+                               AND NOT t.tgisinternal AND t.tgtype & 7 = 7) \
              ORDER BY a.attnum",
         )
         .bind(&insert.table)

@@ -153,7 +153,7 @@ pub async fn check(conn: &mut PgConnection, releases: &[Release]) -> Result<Repo
                 findings.push(Finding {
                     release: release.version.clone(),
                     hash: query.hash.clone(),
-                    query: query.first_line().to_string(),
+                    query: query.first_line(),
                     cause: cause.clone(),
                 });
             }

@@ -7,6 +7,8 @@
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+use tracing::Instrument;
+
 use super::CompatError;
 
 /// Which database the check uses.
@@ -71,6 +73,7 @@ impl Scratch<'_> {
                         },
                     });
                 }
+                let span = tracing::info_span!("compat.scratch", database = %name);
                 let result = async {
                     let mut conn = options
                         .database(&name)
@@ -81,6 +84,7 @@ impl Scratch<'_> {
                     let _ = conn.close().await;
                     value
                 }
+                .instrument(span)
                 .await;
                 let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -108,6 +112,8 @@ async fn given<T>(
         .connect()
         .await
         .map_err(CompatError::db("connecting to the scratch database"))?;
+    let span =
+        tracing::info_span!("compat.scratch", database = %options.get_database().unwrap_or(""));
     let result = async {
         if reset {
             sqlx::raw_sql(RESET)
@@ -127,6 +133,7 @@ async fn given<T>(
         }
         work(&mut conn).await
     }
+    .instrument(span)
     .await;
     let _ = conn.close().await;
     result

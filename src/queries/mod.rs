@@ -122,13 +122,16 @@ pub struct Query {
 }
 
 impl Query {
-    /// The first non-blank line of the SQL, trimmed: how reports name a query.
-    pub fn first_line(&self) -> &str {
-        self.sql
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
+    /// How reports name a query: the start of its SQL on one line (whitespace collapsed, at
+    /// most 100 characters; a first line such as `WITH c AS (` alone says too little).
+    pub fn first_line(&self) -> String {
+        let words: Vec<&str> = self.sql.split_whitespace().collect();
+        let line = words.join(" ");
+        if line.chars().count() > 100 {
+            line.chars().take(99).collect::<String>() + "…"
+        } else {
+            line
+        }
     }
 
     /// The hash's first 12 characters.
@@ -341,6 +344,33 @@ impl QuerySet {
     pub fn is_empty(&self) -> bool {
         self.queries.is_empty()
     }
+}
+
+/// What `cargo sqlx prepare` writes for `sql` on `conn`'s schema: the file's name and JSON
+/// (sqlx's describe: Parse/Describe, never Execute). For the tests and benchmarks that make the
+/// query sets of releases that are not this build.
+pub async fn describe_file(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+) -> Result<(String, String), sqlx::Error> {
+    use sqlx::{Executor, SqlSafeStr};
+    let described = (&mut *conn)
+        .describe(sqlx::AssertSqlSafe(sql.to_string()).into_sql_str())
+        .await?;
+    let hash: String = Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = serde_json::json!({
+        "db_name": "PostgreSQL",
+        "query": sql,
+        "describe": described,
+        "hash": hash,
+    });
+    Ok((
+        format!("query-{hash}.json"),
+        serde_json::to_string_pretty(&file).unwrap_or_default(),
+    ))
 }
 
 #[cfg(test)]

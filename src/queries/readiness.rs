@@ -3,7 +3,7 @@
 //! `"queries"` while one does not prepare (a column dropped by hand, a migration applied by
 //! someone else).
 //!
-//! All statements go in one simple-query batch (`PREPARE … ; … DEALLOCATE …`): one round trip
+//! All statements go in one simple-query batch (`PREPARE …; DEALLOCATE …;` for each): one round trip
 //! when every query prepares. Only when the batch fails is each query prepared alone, so that
 //! every failing one is named, not just the first.
 
@@ -70,11 +70,11 @@ pub async fn prepare_all(
     if set.is_empty() {
         return Ok(Vec::new());
     }
+    // Each statement deallocated at once: PREPARE is not transactional, so a batch cut by a
+    // failing one leaves nothing behind on the (pooled) connection.
     let mut batch = String::new();
     for (i, q) in set.queries().iter().enumerate() {
         batch.push_str(&prepare_sql(i, q));
-    }
-    for i in 0..set.len() {
         batch.push_str(&format!("DEALLOCATE _agent_ready_{i};\n"));
     }
     match sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
@@ -96,7 +96,7 @@ pub async fn prepare_all(
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) => failed.push(Unprepared {
                 hash: q.hash.clone(),
-                query: q.first_line().to_string(),
+                query: q.first_line(),
                 error: e.message().to_string(),
             }),
             Err(e) => return Err(e),

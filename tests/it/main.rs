@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod compat;
 mod crash;
 mod deploy;
 mod engine;
