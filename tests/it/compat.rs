@@ -20,7 +20,7 @@ use crate::support::{
 };
 
 /// The project's migrations plus `extra` files: the next release's set.
-fn next_set(extra: &[(&str, &str)]) -> SetDir {
+pub(crate) fn next_set(extra: &[(&str, &str)]) -> SetDir {
     let set = SetDir::new(&[]);
     for entry in std::fs::read_dir(project_dir().join("migrations")).unwrap() {
         let entry = entry.unwrap();
@@ -32,7 +32,7 @@ fn next_set(extra: &[(&str, &str)]) -> SetDir {
     set
 }
 
-const ERROR: (&str, &str) = ("APP_MIGRATIONS__ON_INCOMPATIBLE", "error");
+pub(crate) const ERROR: (&str, &str) = ("APP_MIGRATIONS__ON_INCOMPATIBLE", "error");
 
 /// Starts the built server on `db` until it has recorded its release, then stops it: its row
 /// stays, heartbeat fresh, as a release still serving during a deploy.
@@ -64,7 +64,7 @@ async fn built_release_serving(db: &TestDb) {
 }
 
 /// A release's `.sqlx/` directory: `sqls` described on `conn`'s schema.
-async fn describe_release(conn: &mut PgConnection, sqls: &[&str]) -> tempfile::TempDir {
+pub(crate) async fn describe_release(conn: &mut PgConnection, sqls: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for sql in sqls {
         let (name, text) = describe_file(conn, sql)
@@ -76,7 +76,7 @@ async fn describe_release(conn: &mut PgConnection, sqls: &[&str]) -> tempfile::T
 }
 
 /// Records the queries of `dir` as release `version`, serving now.
-async fn record(conn: &mut PgConnection, version: &str, dir: &Path) {
+pub(crate) async fn record(conn: &mut PgConnection, version: &str, dir: &Path) {
     let set = QuerySet::from_dir(dir).unwrap();
     releases::record(conn, releases::TABLE, version, &set)
         .await
@@ -84,7 +84,7 @@ async fn record(conn: &mut PgConnection, version: &str, dir: &Path) {
 }
 
 /// Makes release `version`'s heartbeat older than the serving window.
-async fn expire(conn: &mut PgConnection, version: &str) {
+pub(crate) async fn expire(conn: &mut PgConnection, version: &str) {
     let done = sqlx::query(
         "UPDATE _agent_releases SET heartbeat_at = now() - interval '1 hour' WHERE version = $1",
     )

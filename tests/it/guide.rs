@@ -1,4 +1,4 @@
-//! The operations guide's emergency procedure, run as written.
+//! The operations guide's emergency procedure and its expand/contract recipes, run as written.
 //!
 //! Each case in docs/operations.md has a command block marked `<!-- guide-test: NAME -->`. Each
 //! test here creates that failure, then runs the block's commands, every one and in the guide's
@@ -1358,4 +1358,214 @@ async fn lock_held_by_another_applications_migrator_at_work_wait_for_it() {
     );
     guide.done();
     work.await.unwrap();
+}
+
+/// The expand migration of the guide's rename recipe, as docs/operations.md writes it.
+const EXPAND_BODY: (&str, &str) = (
+    "20270101000001_expand_message_body.up.sql",
+    "ALTER TABLE messages ADD COLUMN body text;\n\
+     CREATE FUNCTION messages_sync_body() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+     BEGIN\n\
+       NEW.body := coalesce(NEW.body, NEW.content);\n\
+       NEW.content := coalesce(NEW.content, NEW.body);\n\
+       RETURN NEW;\n\
+     END $$;\n\
+     CREATE TRIGGER messages_sync_body BEFORE INSERT OR UPDATE ON messages\n\
+       FOR EACH ROW EXECUTE FUNCTION messages_sync_body();\n\
+     UPDATE messages SET body = content WHERE body IS NULL;\n",
+);
+
+const CONTRACT_CONTENT: (&str, &str) = (
+    "20270101000002_contract_message_content.up.sql",
+    "DROP TRIGGER messages_sync_body ON messages;\n\
+     DROP FUNCTION messages_sync_body();\n\
+     ALTER TABLE messages DROP COLUMN content;\n",
+);
+
+#[tokio::test]
+async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
+    use crate::compat::{ERROR, describe_release, expire, record};
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    // The release serving before deploy 1: this build (it reads and writes `content`).
+    record(&mut conn, "0.1.0", &project_dir().join(".sqlx")).await;
+    let deploy1 = product_and(&[EXPAND_BODY]);
+    let deploy3 = product_and(&[EXPAND_BODY, CONTRACT_CONTENT]);
+
+    let mut guide = Guide::new("expand-contract-rename", &db);
+    let out = guide
+        .step(
+            "/app/server --migrate-only",
+            Image::Release(deploy1.dir.path()),
+            &[ERROR],
+        )
+        .await
+        .server();
+    ok(&out, 0);
+    assert!(
+        out.stderr
+            .contains("Compat check: 1 release(s), 18 distinct queries")
+            && out.stderr.contains(": 0 break(s)"),
+        "{}",
+        out.stderr
+    );
+    // Deploy 1's code: writes both columns, reads `content`; it serves now, and the release
+    // before it is gone.
+    let r1 = describe_release(
+        &mut conn,
+        &[
+            "SELECT id, content FROM messages WHERE conversation_id = $1 ORDER BY seq",
+            "INSERT INTO messages (conversation_id, seq, role, content, body) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        ],
+    )
+    .await;
+    record(&mut conn, "deploy-1", r1.path()).await;
+    expire(&mut conn, "0.1.0").await;
+    guide.learn("deploy-1-sqlx", r1.path().display());
+    let out = guide
+        .step(
+            "/app/server migrate compat --queries <deploy-1-sqlx>",
+            Image::Release(deploy1.dir.path()),
+            &[],
+        )
+        .await
+        .server();
+    ok(&out, 0);
+    assert!(
+        out.stdout.contains("ok: 1 release(s), 2 distinct queries"),
+        "{}",
+        out.stdout
+    );
+    // Deploy 2's code reads and writes `body` only.
+    let r2 = describe_release(
+        &mut conn,
+        &[
+            "SELECT id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
+            "INSERT INTO messages (conversation_id, seq, role, body) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
+        ],
+    )
+    .await;
+    record(&mut conn, "deploy-2", r2.path()).await;
+
+    let contract = Image::Release(deploy3.dir.path());
+    let out = guide
+        .step("/app/server --migrate-only", contract, &[ERROR])
+        .await
+        .server();
+    ok(&out, 14);
+    assert!(
+        out.stderr.contains(
+            "Incompatible with a serving release: release deploy-1: query"
+        ) && out.stderr.contains("(SELECT id, content FROM messages WHERE conversation_id = $1 ORDER BY seq): column \"content\" does not exist")
+            && out.stderr.contains("nothing applied")
+            && !out.stderr.contains("release deploy-2"),
+        "{}",
+        out.stderr
+    );
+    assert!(table_has_column(&mut conn, "messages", "content").await);
+    let out = guide
+        .step("/app/server migrate compat", contract, &[])
+        .await
+        .server();
+    ok(&out, 14);
+    assert!(
+        out.stdout.contains("release deploy-1: query set"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("release deploy-2: query set"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("FAIL: 2 release(s), 4 distinct queries"),
+        "{}",
+        out.stdout
+    );
+    // Deploy 1's instances stopped: its heartbeat ages past the window.
+    expire(&mut conn, "deploy-1").await;
+    let out = guide
+        .step("/app/server --migrate-only", contract, &[ERROR])
+        .await
+        .server();
+    ok(&out, 0);
+    assert!(
+        out.stderr.contains("Applied migration 20270101000002"),
+        "{}",
+        out.stderr
+    );
+    assert!(!table_has_column(&mut conn, "messages", "content").await);
+    guide.done();
+}
+
+#[tokio::test]
+async fn a_column_drop_waits_for_the_release_that_reads_it() {
+    use crate::compat::{ERROR, describe_release, expire, record};
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    // The release before deploy 1 reads `tool_call_id` (this build); deploy 1's does not.
+    record(&mut conn, "0.1.0", &project_dir().join(".sqlx")).await;
+    let r1 = describe_release(
+        &mut conn,
+        &[
+            "SELECT id, role, content FROM messages WHERE conversation_id = $1 ORDER BY seq",
+            "INSERT INTO messages (conversation_id, seq, role, content) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
+        ],
+    )
+    .await;
+    record(&mut conn, "deploy-1", r1.path()).await;
+    let deploy2 = product_and(&[(
+        "20270101000003_drop_message_tool_call_id.up.sql",
+        "ALTER TABLE messages DROP COLUMN tool_call_id;\n",
+    )]);
+    let contract = Image::Release(deploy2.dir.path());
+
+    let mut guide = Guide::new("expand-contract-drop", &db);
+    let out = guide
+        .step("/app/server --migrate-only", contract, &[ERROR])
+        .await
+        .server();
+    ok(&out, 14);
+    assert!(
+        out.stderr.contains("release 0.1.0: query")
+            && out
+                .stderr
+                .contains("column \"tool_call_id\" does not exist")
+            && !out.stderr.contains("release deploy-1"),
+        "{}",
+        out.stderr
+    );
+    assert!(table_has_column(&mut conn, "messages", "tool_call_id").await);
+    expire(&mut conn, "0.1.0").await;
+    let out = guide
+        .step("/app/server --migrate-only", contract, &[ERROR])
+        .await
+        .server();
+    ok(&out, 0);
+    assert!(
+        out.stderr
+            .contains("Compat check: 1 release(s), 2 distinct queries")
+            && out.stderr.contains(": 0 break(s)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!table_has_column(&mut conn, "messages", "tool_call_id").await);
+    guide.done();
+}
+
+async fn table_has_column(conn: &mut PgConnection, table: &str, column: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = $1 AND column_name = $2)",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_one(conn)
+    .await
+    .unwrap()
 }
