@@ -354,7 +354,8 @@ pub async fn table_exists(conn: &mut PgConnection, name: &str) -> bool {
         .is_some()
 }
 
-/// The public schema as text (columns, indexes, constraints), for before/after comparisons.
+/// The public schema as text (columns, indexes, constraints), for before/after comparisons;
+/// the serving releases' table (`_agent_releases`, written by every serving instance) left out.
 pub async fn schema_snapshot(conn: &mut PgConnection) -> String {
     sqlx::query_scalar::<_, Option<String>>(
         "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ( \
@@ -363,7 +364,7 @@ pub async fn schema_snapshot(conn: &mut PgConnection) -> String {
            UNION ALL SELECT format('idx %s', indexdef) FROM pg_indexes WHERE schemaname = 'public' \
            UNION ALL SELECT format('con %s %s', conname, pg_get_constraintdef(oid)) \
              FROM pg_constraint WHERE connamespace = 'public'::regnamespace \
-         ) s",
+         ) s WHERE x NOT LIKE '%\\_agent\\_releases%'",
     )
     .fetch_one(conn)
     .await
