@@ -48,6 +48,14 @@ impl QueryHealth {
         set: &QuerySet,
     ) -> Result<(), sqlx::Error> {
         let verdict = prepare_all(conn, set).await?;
+        // Logged when the verdict changes, not at every heartbeat.
+        let previous = self.unprepared();
+        if previous.as_ref() == Some(&verdict) {
+            return Ok(());
+        }
+        if verdict.is_empty() && previous.is_some() {
+            tracing::info!("Every query of the release prepares against the live schema again");
+        }
         for q in &verdict {
             tracing::warn!(
                 query = %q.hash,
