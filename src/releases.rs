@@ -17,8 +17,8 @@ use crate::compat::Release;
 use crate::queries::QuerySet;
 use crate::queries::readiness::QueryHealth;
 
-/// The table's own name, beside the migrations table.
-pub const TABLE: &str = "_agent_releases";
+/// The table's own name, beside the migrations table (the snapshot's, which leaves it out).
+pub const TABLE: &str = crate::migrate::snapshot::RELEASES_TABLE;
 
 /// This binary's version, as its row names it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

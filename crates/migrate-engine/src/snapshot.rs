@@ -26,8 +26,12 @@ use crate::error::MigrateError;
 pub const HEADER: &str =
     "-- agent-backend schema snapshot: written by `server migrate snapshot --write`; do not edit";
 
+/// The serving releases' table the binary keeps beside the bookkeeping table (its `releases`
+/// module): every serving instance writes it, so snapshots leave it out as they leave sqlx's.
+pub const RELEASES_TABLE: &str = "_agent_releases";
+
 /// One query over the catalogs; `$1` is the bookkeeping table's name as written (`to_regclass`
-/// resolves it like the engine's SQL does).
+/// resolves it like the engine's SQL does), `$2` [`RELEASES_TABLE`], in the same schema.
 const CATALOG_QUERY: &str = r#"
 WITH ns AS (
     SELECT n.oid, n.nspname
@@ -39,8 +43,7 @@ WITH ns AS (
 ),
 ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
 book AS (SELECT to_regclass($1) AS oid
-         -- and the serving releases' table beside it (src/releases.rs)
-         UNION ALL SELECT to_regclass(regexp_replace($1, '[^.]*$', '') || '_agent_releases')),
+         UNION ALL SELECT to_regclass(regexp_replace($1, '[^.]*$', '') || $2)),
 rel AS (
     SELECT c.oid, c.relkind, c.relname, c.relispartition, c.relrowsecurity, c.relforcerowsecurity,
            n.nspname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qname
@@ -270,6 +273,7 @@ impl Snapshot {
     ) -> Result<Self, MigrateError> {
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(CATALOG_QUERY)
             .bind(bookkeeping_table)
+            .bind(RELEASES_TABLE)
             .fetch_all(conn)
             .await
             .map_err(MigrateError::db("reading the schema from the catalogs"))?;
