@@ -120,7 +120,7 @@ fn lint_set(specs: &[manifest::Migration], shown_dir: &str) {
     let severities = lint::Severities::parse(lint::CONFIG_FILE, &config)
         .unwrap_or_else(|e| fail(&format!("invalid migration lint configuration: {e}")));
 
-    let sources = lint::up_sources(specs);
+    let sources = lint::sources(specs);
     // The engine's default: its lock_timeout guard on (see the top of this file).
     let report = lint::lint_set(&sources, &severities, lint::Options::default());
     for finding in report.findings.iter().filter(|f| f.is_warn()) {

@@ -75,7 +75,7 @@ fn lint(args: &LintArgs, options: Options, out: Output) -> Result<Exit, Exit> {
         Some(dir) => read_dir(dir, out)?,
     };
     let (severities, config) = severities(args, target.beside.as_deref())?;
-    let sources = lint::up_sources(target.set.iter());
+    let sources = lint::sources(target.set.iter());
     let report = lint::lint_set(&sources, &severities, options);
     out.emit(&LintView::new(
         &report,

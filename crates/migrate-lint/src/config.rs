@@ -8,30 +8,36 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::rules::{Level, RULES, rule};
+use super::rules::{Level, RULES, down_default, rule};
 
 /// The severity file's name, next to `migrations/` (never inside it).
 pub const CONFIG_FILE: &str = "migration-lint.toml";
 
-/// The level of each rule: the defaults, overridden by the severity file.
+/// The level of each rule: the defaults, overridden by the severity file; down files have
+/// levels of their own ([`down_default`], the file's `[down]` table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Severities {
     levels: BTreeMap<&'static str, Level>,
+    down: BTreeMap<&'static str, Level>,
 }
 
 impl Default for Severities {
     fn default() -> Self {
         Self {
             levels: RULES.iter().map(|r| (r.id, r.default)).collect(),
+            down: RULES.iter().map(|r| (r.id, down_default(r.id))).collect(),
         }
     }
 }
 
-/// The `[rules]` table of the severity file (the other top-level entries are read apart).
+/// The `[rules]` and `[down]` tables of the severity file (the other top-level entries are
+/// read apart).
 #[derive(Deserialize)]
 struct RulesTable {
     #[serde(default)]
     rules: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    down: BTreeMap<String, Spanned<String>>,
 }
 
 impl Severities {
@@ -40,8 +46,17 @@ impl Severities {
         self.levels.get(id).copied().unwrap_or(Level::Deny)
     }
 
+    /// The levels that apply to down files.
+    pub fn for_down(&self) -> Self {
+        Self {
+            levels: self.down.clone(),
+            down: self.down.clone(),
+        }
+    }
+
     /// Reads the severity file: `rule-id = "deny" | "warn" | "off"` entries, in a `[rules]`
-    /// table or at the top level. Errors name `label:line`.
+    /// table or at the top level, and for down files in a `[down]` table. Errors name
+    /// `label:line`.
     pub fn parse(label: &str, text: &str) -> Result<Self, String> {
         let at = |span: std::ops::Range<usize>| format!("{label}:{}", line_of(text, span.start));
         let toml_error = |e: toml::de::Error| match e.span() {
@@ -55,7 +70,7 @@ impl Severities {
             let span = value.span();
             match value.into_inner() {
                 toml::Value::String(level) => entries.push((span, key, level)),
-                toml::Value::Table(_) if key == "rules" => {}
+                toml::Value::Table(_) if key == "rules" || key == "down" => {}
                 _ => {
                     return Err(format!(
                         "{}: expected `rule-id = \"deny\" | \"warn\" | \"off\"` or a `[rules]` table, found {key:?}",
@@ -65,13 +80,20 @@ impl Severities {
             }
         }
         let table: RulesTable = toml::from_str(text).map_err(toml_error)?;
+        let mut entries: Vec<_> = entries
+            .into_iter()
+            .map(|(s, k, v)| (s, k, v, false))
+            .collect();
         for (key, level) in table.rules {
-            entries.push((level.span(), key, level.into_inner()));
+            entries.push((level.span(), key, level.into_inner(), false));
+        }
+        for (key, level) in table.down {
+            entries.push((level.span(), key, level.into_inner(), true));
         }
         // In the file's order, so the first error is the first in the file.
-        entries.sort_by_key(|(span, _, _)| span.start);
+        entries.sort_by_key(|(span, _, _, _)| span.start);
         let mut out = Self::default();
-        for (span, key, value) in entries {
+        for (span, key, value, down) in entries {
             let Some(info) = rule(&key) else {
                 return Err(format!(
                     "{}: unknown rule {key:?}; known rules: {}",
@@ -85,7 +107,11 @@ impl Severities {
                     at(span)
                 ));
             };
-            out.levels.insert(info.id, level);
+            if down {
+                out.down.insert(info.id, level);
+            } else {
+                out.levels.insert(info.id, level);
+            }
         }
         Ok(out)
     }
@@ -112,7 +138,7 @@ pub struct Options {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::DROP_TABLE;
+    use crate::rules::{COLUMN_TYPE, DROP_TABLE};
 
     #[test]
     fn the_severity_file_is_toml() {
@@ -140,5 +166,12 @@ mod tests {
             Severities::parse(CONFIG_FILE, ""),
             Ok(Severities::default())
         );
+        // Down files: their own defaults and table.
+        let s = Severities::parse(CONFIG_FILE, "[down]\nalter-column-type = \"warn\"\n").unwrap();
+        assert_eq!(s.level(COLUMN_TYPE), Level::Deny);
+        assert_eq!(s.for_down().level(COLUMN_TYPE), Level::Warn);
+        assert_eq!(s.for_down().level(DROP_TABLE), Level::Off);
+        let e = Severities::parse(CONFIG_FILE, "[down]\nnope = \"warn\"\n").unwrap_err();
+        assert!(e.starts_with("migration-lint.toml:2: unknown rule"), "{e}");
     }
 }

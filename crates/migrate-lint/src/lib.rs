@@ -23,8 +23,10 @@
 //! (findings and the report).
 //!
 //! What is linted: the up side of every migration (`.up.sql` and simple `.sql` files), in
-//! version order. Down files are not linted: they run only in a deliberate rollback and exist to
-//! drop what their up file created, so the live-traffic rules would flag every one of them.
+//! version order, then the down files newest first, as a rollback runs them, with levels of
+//! their own (`rules::down_default`, the severity file's `[down]` table): a rollback runs in an
+//! emergency, under load, so the lock and rewrite rules keep their level, while dropping or
+//! renaming back what the up file made — a down file's purpose — is off.
 //!
 //! "Live" table: a table that exists before the migration file runs, i.e. any table the file
 //! did not create itself (a table created by an earlier migration is in production and serving
@@ -67,26 +69,36 @@ pub struct Source<'a> {
     pub sql: &'a str,
 }
 
-/// The files the lint reads from a validated set: each migration's up (or simple) side. Down
-/// files run only in a deliberate rollback and drop things by nature.
-pub fn up_sources<'a>(specs: impl IntoIterator<Item = &'a Migration>) -> Vec<Source<'a>> {
-    specs
-        .into_iter()
-        .map(|s| Source {
-            file: &s.up.file,
-            sql: &s.up.sql,
+/// The files the lint reads from a validated set: each migration's up (or simple) side in
+/// version order, then the down files newest first, as a rollback runs them.
+pub fn sources<'a>(specs: impl IntoIterator<Item = &'a Migration>) -> Vec<Source<'a>> {
+    let specs: Vec<&Migration> = specs.into_iter().collect();
+    let ups = specs.iter().map(|s| Source {
+        file: &s.up.file,
+        sql: &s.up.sql,
+    });
+    let downs = specs.iter().rev().filter_map(|s| {
+        s.down.as_ref().map(|d| Source {
+            file: &d.file,
+            sql: &d.sql,
         })
-        .collect()
+    });
+    ups.chain(downs).collect()
 }
 
-/// Lints a set's up/simple files (down files are skipped), in the order given (version order).
+/// Lints a set's files in the order given ([`sources`]): up and simple files with
+/// `severities`, down files (`.down.sql`) with its levels for down files, each with what the
+/// files before it left (a down file after every up file, as in a rollback).
 pub fn lint_set(sources: &[Source<'_>], severities: &Severities, options: Options) -> Report {
     let mut state = SetState::default();
     let mut report = Report::default();
+    let down = severities.for_down();
     for source in sources {
-        if source.file.ends_with(".down.sql") {
-            continue;
-        }
+        let severities = if source.file.ends_with(".down.sql") {
+            &down
+        } else {
+            severities
+        };
         report.files += 1;
         let (findings, statements) = lint_file(source, severities, options, &mut state);
         report.findings.extend(findings);

@@ -296,6 +296,17 @@ pub const SQUAWK_RULES: &[(Squawk, &str)] = &[
     (Squawk::PreferIdentity, PREFER_IDENTITY),
 ];
 
+/// A rule's default level in a down file. A down file runs in a rollback: in an emergency,
+/// under load, so the rules about locks and rewrites keep their level (narrowing a column there
+/// rewrites the table). Dropping or renaming back what its up file made is what a down file is
+/// for, and the release it restores does not use it: those rules are off.
+pub fn down_default(id: &str) -> Level {
+    match id {
+        DROP_COLUMN | DROP_TABLE | DROP_VIEW | DROP_FUNCTION | RENAME => Level::Off,
+        _ => rule(id).map_or(Level::Deny, |r| r.default),
+    }
+}
+
 /// A rule by its id, or by the name of the squawk rule it reports (`ban-drop-column` is
 /// `drop-column`), so that a severity file or allow comment written for squawk reads the same.
 pub fn rule(id: &str) -> Option<&'static RuleInfo> {

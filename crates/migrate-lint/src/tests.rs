@@ -563,13 +563,14 @@ fn allow_comment_needs_a_known_rule_and_a_reason() {
 }
 
 #[test]
-fn down_files_are_not_linted() {
+fn down_files_may_drop_what_they_revert() {
+    // drop-table is off in down files (a down file drops what its up file made).
     let report = lint(&[
         ("1_a.up.sql", "CREATE TABLE a (c int);"),
         ("1_a.down.sql", "DROP TABLE a;\nDROP TABLE other;"),
     ]);
     assert!(report.findings.is_empty(), "{report}");
-    assert_eq!(report.files, 1);
+    assert_eq!(report.files, 2);
 }
 
 #[test]
@@ -640,4 +641,57 @@ fn every_rule_is_documented_once() {
             "squawk's {squawk} not in the docs"
         );
     }
+}
+
+#[test]
+fn down_files_are_linted_with_their_own_levels() {
+    // Up: a table, then a widening of one of its columns; the downs revert them newest first.
+    let report = lint(&[
+        (
+            "1_t.up.sql",
+            "CREATE TABLE t (id bigint PRIMARY KEY, name varchar(50));",
+        ),
+        (
+            "2_wider.up.sql",
+            "ALTER TABLE t ALTER COLUMN name TYPE text;",
+        ),
+        // Narrowing back rewrites the table under ACCESS EXCLUSIVE: denied in a rollback too.
+        (
+            "2_wider.down.sql",
+            "ALTER TABLE t ALTER COLUMN name TYPE varchar(50);",
+        ),
+        // Dropping what the up file made is what a down file is for.
+        ("1_t.down.sql", "DROP TABLE t;"),
+    ]);
+    let found: Vec<(&str, &str, Level)> = report
+        .findings
+        .iter()
+        .map(|f| (f.file.as_str(), f.rule, f.level))
+        .collect();
+    assert_eq!(
+        found,
+        [("2_wider.down.sql", COLUMN_TYPE, Level::Deny)],
+        "{report}"
+    );
+    assert_eq!(report.files, 4);
+    // The order a set gives: ups in version order, then downs newest first.
+    let set = migrate_source::manifest::build(
+        &[
+            ("1_a.up.sql", "SELECT 1;"),
+            ("1_a.down.sql", "SELECT 2;"),
+            ("2_b.up.sql", "SELECT 3;"),
+            ("2_b.down.sql", "SELECT 4;"),
+        ]
+        .map(|(name, sql)| migrate_source::manifest::SourceFile {
+            name: name.to_string(),
+            bytes: sql.as_bytes().to_vec(),
+        }),
+        &migrate_source::manifest::ReadOptions::default(),
+    )
+    .expect("a valid set");
+    let order: Vec<&str> = sources(&set.specs).iter().map(|s| s.file).collect();
+    assert_eq!(
+        order,
+        ["1_a.up.sql", "2_b.up.sql", "2_b.down.sql", "1_a.down.sql"]
+    );
 }
