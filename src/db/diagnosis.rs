@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 
+use crate::migrate::duration;
+
 /// Errors not worth retrying: bad credentials, unknown database, bad TLS set-up, a pooler
 /// refusing the migration session's start-up options.
 pub(super) fn is_permanent(e: &sqlx::Error) -> bool {
@@ -79,7 +81,7 @@ pub(super) fn unreachable_hint(
             "no answer from {host}:{port} within {}: a wrong host or port, a firewall or the \
              database's IP access list (Render's external URL admits only the addresses on it), \
              or a server that is not PostgreSQL and waits for more; check {var}",
-            human(timeout)
+            duration::render(timeout)
         );
     };
     if let Some(answered) = not_postgres(failure) {
@@ -150,15 +152,6 @@ pub(super) fn timed_out(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Some(io.to_string()),
         _ => None,
-    }
-}
-
-/// A wait as messages say it: `5s`, or `250ms` when it is not whole seconds.
-pub(super) fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 

@@ -56,7 +56,7 @@ pub async fn connect(
                 format!(
                     "timed out connecting to {} after {}",
                     server(options),
-                    super::diagnosis::human(timeout)
+                    crate::migrate::duration::render(timeout)
                 ),
             )))
         })

@@ -6,10 +6,9 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::DbError;
 use super::create::create_database;
-use super::diagnosis::{
-    cause, human, is_missing_database, is_permanent, timed_out, unreachable_hint,
-};
+use super::diagnosis::{cause, is_missing_database, is_permanent, timed_out, unreachable_hint};
 use crate::config::DatabaseSettings;
+use crate::migrate::duration;
 
 /// `database.connect_attempts` attempts, `database.connect_retry_delay` apart, shared by
 /// connecting and by the pre-serve stage's reruns after a lost connection: every failure spends
@@ -43,7 +42,11 @@ impl<'a> Attempts<'a> {
                 hint: hint(),
             });
         }
-        log(self.attempt, attempts, &human(db.connect_retry_delay));
+        log(
+            self.attempt,
+            attempts,
+            &duration::render(db.connect_retry_delay),
+        );
         tokio::time::sleep(db.connect_retry_delay).await;
         self.attempt += 1;
         Ok(())
