@@ -46,26 +46,21 @@ pub struct TestArgs {
 
 /// A database created for one command and dropped after it, on the configured server.
 struct Scratch {
-    name: String,
+    database: db::ScratchDatabase,
     options: PgConnectOptions,
 }
 
 impl Scratch {
     async fn create(admin: &mut PgConnection, settings: &Settings) -> Result<Self, MigrateError> {
-        let name = format!(
-            "agent_backend_scratch_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(admin)
+        let database = db::ScratchDatabase::create(admin, "agent_backend_scratch")
             .await
             .map_err(MigrateError::db(
                 "creating a scratch database (the user needs CREATEDB; or pass --database-url of an empty database)",
             ))?;
         Ok(Self {
             options: db::migration_session_options(&settings.database, &settings.migrations)
-                .database(&name),
-            name,
+                .database(database.name()),
+            database,
         })
     }
 
@@ -74,18 +69,6 @@ impl Scratch {
             .connect()
             .await
             .map_err(MigrateError::db("connecting to the scratch database"))
-    }
-
-    async fn drop(self, admin: &mut PgConnection) {
-        let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(admin)
-        .await;
-        if let Err(e) = dropped {
-            tracing::warn!("could not drop the scratch database {}: {e}", self.name);
-        }
     }
 }
 
@@ -103,7 +86,7 @@ async fn with_scratch<T>(
         value
     }
     .await;
-    scratch.drop(admin).await;
+    scratch.database.drop(admin).await;
     result
 }
 

@@ -118,12 +118,10 @@ pub enum CompatError {
         #[source]
         source: sqlx::Error,
     },
-    /// The scratch database is unusable (not empty, its description unreadable).
+    /// The scratch database is unusable: none can be created (no CREATEDB) and none is
+    /// configured, the one given is not empty, or its description is unreadable.
     #[error("{0}")]
     Scratch(String),
-    /// No scratch database can be created (no CREATEDB) and none is configured.
-    #[error("{0}")]
-    NoScratch(String),
     /// Applying the migrations to the scratch database failed.
     #[error("applying the migrations to the scratch database: {0}")]
     Migrate(#[from] crate::migrate::MigrateError),

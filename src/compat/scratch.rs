@@ -50,33 +50,27 @@ impl Scratch<'_> {
     ) -> Result<T, CompatError> {
         match self {
             Scratch::Create { admin, options } => {
-                let name = format!(
-                    "agent_backend_compat_{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..12]
-                );
-                if let Err(e) =
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                        .execute(&mut *admin)
-                        .await
-                {
-                    return Err(match &e {
-                        sqlx::Error::Database(d) if d.code().as_deref() == Some("42501") => {
-                            CompatError::NoScratch(format!(
+                let database =
+                    match crate::db::ScratchDatabase::create(admin, "agent_backend_compat").await {
+                        Ok(database) => database,
+                        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501") => {
+                            return Err(CompatError::Scratch(format!(
                                 "cannot create a scratch database ({}); set \
                                  migrations.compat_scratch_url to a database of its own",
                                 d.message()
-                            ))
+                            )));
                         }
-                        _ => CompatError::Database {
-                            context: "creating a scratch database".into(),
-                            source: e,
-                        },
-                    });
-                }
-                let span = tracing::info_span!("compat.scratch", database = %name);
+                        Err(e) => {
+                            return Err(CompatError::Database {
+                                context: "creating a scratch database".into(),
+                                source: e,
+                            });
+                        }
+                    };
+                let span = tracing::info_span!("compat.scratch", database = %database.name());
                 let result = async {
                     let mut conn = options
-                        .database(&name)
+                        .database(database.name())
                         .connect()
                         .await
                         .map_err(CompatError::db("connecting to the scratch database"))?;
@@ -86,14 +80,7 @@ impl Scratch<'_> {
                 }
                 .instrument(span)
                 .await;
-                let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut *admin)
-                .await;
-                if let Err(e) = dropped {
-                    tracing::warn!("could not drop the scratch database {name}: {e}");
-                }
+                database.drop(admin).await;
                 result
             }
             Scratch::Empty(options) => given(options, false, work).await,

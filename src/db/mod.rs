@@ -18,6 +18,7 @@ mod diagnosis;
 mod options;
 mod pool;
 mod retry;
+mod scratch;
 mod sessions;
 
 pub use budget::{ConnectionLimits, check_budget};
@@ -28,6 +29,7 @@ pub use options::{
 };
 pub use pool::{acquire, pool, pool_with_sessions, query_span};
 pub use retry::{Attempts, connect_with_retries, connect_within};
+pub use scratch::ScratchDatabase;
 pub use sessions::{Sessions, end_busy_sessions};
 
 /// Why the database could not be reached.

@@ -205,6 +205,88 @@ async fn a_rename_is_refused_while_the_release_that_reads_it_serves_and_nothing_
     assert!(out.stderr.contains("applying anyway"));
 }
 
+/// A migration user without CREATEDB: the check says so in one line and follows the policy
+/// ("error" applies nothing, "warn" applies unchecked); `migrations.compat_scratch_url` names a
+/// database the check empties and uses instead.
+#[tokio::test]
+async fn without_createdb_the_policy_decides_and_compat_scratch_url_is_used_instead() {
+    let db = TestDb::migrated().await;
+    let mut conn = db.connect().await;
+    built_release_serving(&db).await;
+    // Owner rights on the tables through membership; CREATEDB is an attribute, never inherited.
+    let role = format!("ab_nocreatedb_{}", &db.name[db.name.len() - 8..]);
+    let mut admin = PgConnection::connect(&crate::support::admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN NOCREATEDB; GRANT postgres TO {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let url = url.to_string();
+    let schema = schema_snapshot(&mut conn).await;
+    let next = next_set(&[RENAME]);
+    let release = Release {
+        dir: next.dir.path(),
+    };
+
+    let out = release.run(&url, &[ERROR], &["--migrate-only"]).await;
+    assert_eq!(out.code, Some(14), "{}", show(&out));
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("cannot create a scratch database"))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    assert!(
+        line.contains("permission denied")
+            && line.contains("migrations.compat_scratch_url")
+            && line.contains("nothing applied"),
+        "{line}"
+    );
+    assert_eq!(schema_snapshot(&mut conn).await, schema);
+
+    // A scratch database of its own, left with objects in it: emptied, then used; the rename
+    // is found and refused as with a created one.
+    let scratch = TestDb::migrated().await;
+    let out = release
+        .run(
+            &url,
+            &[ERROR, ("APP_MIGRATIONS__COMPAT_SCRATCH_URL", &scratch.url)],
+            &["--migrate-only"],
+        )
+        .await;
+    assert_eq!(out.code, Some(14), "{}", show(&out));
+    assert!(
+        out.stderr.contains("column \"content\" does not exist"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(schema_snapshot(&mut conn).await, schema);
+
+    // Under "warn" the deploy goes on unchecked, and says so.
+    let out = release
+        .run(
+            &url,
+            &[("APP_MIGRATIONS__ON_INCOMPATIBLE", "warn")],
+            &["--migrate-only"],
+        )
+        .await;
+    assert_eq!(out.code, Some(0), "{}", show(&out));
+    assert!(out.stderr.contains("applying unchecked"), "{}", show(&out));
+    assert_ne!(schema_snapshot(&mut conn).await, schema);
+
+    drop(conn);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release_expires() {
     let db = TestDb::migrated().await;
