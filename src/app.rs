@@ -251,6 +251,11 @@ pub async fn serve_with(
     let state = AppState::new(settings, pool.clone(), migrations)
         .with_sessions(sessions)
         .with_queries(query_health);
+    let listener = crate::events::listener::spawn(
+        state.events.clone(),
+        db::listener_options(&settings.database),
+        settings.database.connect_timeout,
+    );
     let upkeep = exporter.map(|exporter| {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(UPKEEP_EVERY);
@@ -267,6 +272,7 @@ pub async fn serve_with(
     if let Some(heartbeat) = heartbeat {
         heartbeat.abort();
     }
+    listener.abort();
     // Bounded: a connection still out (its session ended, its request dropped) is not waited
     // for; the process exit closes it.
     if tokio::time::timeout(POOL_CLOSE_BUDGET, pool.close())

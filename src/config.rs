@@ -70,6 +70,22 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub metrics: MetricsSettings,
+    pub events: EventSettings,
+}
+
+/// The conversation event streams (`GET /api/v1/conversations/{id}/events`, `crate::events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Open streams on this instance at most; one more is answered 503 with `Retry-After`.
+    pub max_streams: usize,
+    /// A comment line is sent on an idle stream this often, so that proxies keep it open.
+    #[serde(with = "duration_str")]
+    pub heartbeat: Duration,
+    /// The reconnection delay a stream announces (`retry:`): at its start, and when the
+    /// instance shuts down and ends it.
+    #[serde(with = "duration_str")]
+    pub retry: Duration,
 }
 
 /// `GET /metrics` (Prometheus text format); who may read it is decided in
@@ -577,6 +593,16 @@ impl Settings {
         }
         if m.serving_window < Duration::from_secs(5) {
             return bad("migrations.serving_window", "must be at least 5s");
+        }
+        let events = &self.events;
+        if events.max_streams == 0 {
+            return bad("events.max_streams", "must be at least 1");
+        }
+        if events.heartbeat < Duration::from_secs(1) {
+            return bad("events.heartbeat", "must be at least 1s");
+        }
+        if events.retry.is_zero() {
+            return bad("events.retry", "must be greater than 0");
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(

@@ -45,6 +45,10 @@ pub const MIGRATE_STAGE_APPLIED: &str = "migrate_stage_applied";
 pub const MIGRATE_LOCK_WAIT: &str = "migrate_lock_wait_seconds";
 pub const SCHEMA_DRIFT: &str = "schema_drift_differences";
 pub const BUILD_INFO: &str = "agent_backend_build_info";
+pub const EVENT_STREAMS_OPEN: &str = "event_streams_open";
+pub const EVENTS_SENT: &str = "events_sent_total";
+pub const EVENT_LISTENER_CONNECTED: &str = "event_listener_connected";
+pub const EVENT_LISTENER_RECONNECTS: &str = "event_listener_reconnects_total";
 
 /// Latency buckets (seconds) for the request and pool-acquire histograms: 1 ms to 10 s.
 const BUCKETS: &[f64] = &[
@@ -159,6 +163,19 @@ fn describe() {
     describe_counter!(
         DB_QUERY_ERRORS,
         "failed queries by SQLSTATE class (\"none\": no SQLSTATE, e.g. a lost connection)"
+    );
+    describe_gauge!(
+        EVENT_STREAMS_OPEN,
+        "conversation event streams open on this instance"
+    );
+    describe_counter!(EVENTS_SENT, "conversation events sent on streams");
+    describe_gauge!(
+        EVENT_LISTENER_CONNECTED,
+        "1 while the event listener's session is listening, else 0"
+    );
+    describe_counter!(
+        EVENT_LISTENER_RECONNECTS,
+        "times the event listener lost its session and connected again"
     );
     describe_gauge!(MIGRATIONS_EMBEDDED, "migrations embedded in this binary");
     describe_gauge!(
@@ -380,6 +397,36 @@ pub fn build_info(set: &MigrationSet) {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "newest_migration" => newest)
         .set(1.0);
     gauge!(MIGRATIONS_EMBEDDED).set(set.len() as f64);
+}
+
+/// An open event stream: counted in [`EVENT_STREAMS_OPEN`] until dropped.
+pub struct OpenStream;
+
+impl OpenStream {
+    pub fn begin() -> Self {
+        gauge!(EVENT_STREAMS_OPEN).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        gauge!(EVENT_STREAMS_OPEN).decrement(1.0);
+    }
+}
+
+/// `n` events written to a stream.
+pub fn events_sent(n: usize) {
+    counter!(EVENTS_SENT).increment(n as u64);
+}
+
+/// The event listener is listening (`true`) or lost its session (`false`); a loss after a
+/// connection counts as one reconnect.
+pub fn event_listener(connected: bool) {
+    gauge!(EVENT_LISTENER_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    if !connected {
+        counter!(EVENT_LISTENER_RECONNECTS).increment(1);
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,12 @@ pub enum ApiError {
     VersionConflict { current: i32, via_if_match: bool },
     #[error("the database is busy: no connection became free in time; retry shortly")]
     Busy,
+    /// `events.max_streams` streams are open here (or the instance is shutting down).
+    #[error(
+        "this instance holds as many event streams as it may, or is shutting down; retry \
+         shortly (another instance may take it)"
+    )]
+    TooManyStreams,
     /// The connection to PostgreSQL failed under the request (a restart, a failover, a network
     /// cut, a terminated session, shutdown), or PostgreSQL aborted it to resolve a conflict.
     #[error("the database is unavailable ({0}); retry shortly")]
@@ -188,7 +194,9 @@ impl ApiError {
             } => StatusCode::PRECONDITION_FAILED,
             ApiError::VersionConflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy | ApiError::Unavailable(_) | ApiError::TooManyStreams => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -321,8 +329,8 @@ pub async fn from_poem_error(err: poem::Error) -> poem::Response {
 /// field. A body or parameter that does not parse at all stays 400.
 fn validation_problem(err: &poem::Error) -> Option<Problem> {
     use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
-    let (field, reason) = if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        (e.name.to_string(), e.reason.as_str())
+    let (field, reason, parameter) = if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        (e.name.to_string(), e.reason.as_str(), true)
     } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         let field = e
             .reason
@@ -331,12 +339,15 @@ fn validation_problem(err: &poem::Error) -> Option<Problem> {
             .and_then(|rest| rest.split('`').next())
             .unwrap_or("body")
             .to_string();
-        (field, e.reason.as_str())
+        (field, e.reason.as_str(), false)
     } else {
         return None;
     };
     if let Some(refusal) = Refusal::find(reason) {
-        return Some(Problem::invalid(&refusal.field, &refusal.message));
+        // A parameter is named as the request names it (`Last-Event-ID`, `after`), whatever
+        // domain type it parses into; a body's field as the domain names it.
+        let field = if parameter { &field } else { &refusal.field };
+        return Some(Problem::invalid(field, &refusal.message));
     }
     let message = reason.split("verification failed. ").nth(1)?;
     Some(Problem::invalid(

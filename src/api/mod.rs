@@ -32,6 +32,7 @@ macro_rules! own_raw_value {
 pub mod artifacts;
 pub mod conversations;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod json;
 pub mod messages;
@@ -53,6 +54,8 @@ pub enum ApiTags {
     Messages,
     /// Components, forms and charts the agent renders, with their versions.
     Artifacts,
+    /// A conversation's changes as they happen (Server-Sent Events), resumable.
+    Events,
 }
 
 /// An API key, sent as `Authorization: Bearer <key>`. Required in production, where the server
@@ -99,6 +102,7 @@ pub type Apis = (
     conversations::ConversationsApi,
     messages::MessagesApi,
     artifacts::ArtifactsApi,
+    events::EventsApi,
 );
 
 /// Where the API is mounted (the document's `servers`).
@@ -121,13 +125,22 @@ pub fn paths() -> Vec<(String, Vec<poem::http::Method>)> {
     paths
 }
 
-/// The OpenAPI service for [`PREFIX`].
-pub fn service(pool: PgPool) -> OpenApiService<Apis, ()> {
+/// The OpenAPI service for [`PREFIX`]; event streams register with `hub`.
+pub fn service(
+    pool: PgPool,
+    hub: crate::events::Hub,
+    streams: crate::events::stream::Options,
+) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             conversations::ConversationsApi { pool: pool.clone() },
             messages::MessagesApi { pool: pool.clone() },
-            artifacts::ArtifactsApi { pool },
+            artifacts::ArtifactsApi { pool: pool.clone() },
+            events::EventsApi {
+                pool,
+                hub,
+                options: streams,
+            },
         ),
         "agent-backend",
         env!("CARGO_PKG_VERSION"),

@@ -1,10 +1,13 @@
-//! The connection budget: the request pool (times `server.instances`, plus a migration
-//! session each) against the connection slots PostgreSQL allows.
+//! The connection budget: the request pool (times `server.instances`, plus each instance's
+//! event listener and a migration session) against the connection slots PostgreSQL allows.
 
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use crate::config::DatabaseSettings;
+
+/// Sessions each instance needs beside its pool: the event listener's and a migration session.
+const SESSIONS_BESIDE_POOL: u32 = 2;
 
 /// PostgreSQL's connection slots for ordinary roles: `max_connections` less
 /// `superuser_reserved_connections` and (PostgreSQL 16+) `reserved_connections`.
@@ -22,17 +25,18 @@ impl ConnectionLimits {
             .saturating_sub(self.reserved)
     }
 
-    /// The warning when `instances` instances, each with a pool of `pool_max` and one migration
-    /// session (the pre-deploy command or a `server migrate` job beside them), need more
-    /// connections than PostgreSQL allows; `None` when they fit.
+    /// The warning when `instances` instances, each with a pool of `pool_max`, its event
+    /// listener's session (`events::listener`) and one migration session (the pre-deploy
+    /// command or a `server migrate` job beside them), need more connections than PostgreSQL
+    /// allows; `None` when they fit.
     pub fn shortfall(&self, pool_max: u32, instances: u32) -> Option<String> {
         let available = self.available();
         let share = available / instances.max(1);
-        let need = pool_max + 1;
+        let need = pool_max + SESSIONS_BESIDE_POOL;
         (share < need).then(|| {
             format!(
                 "Connection budget exceeded: {instances} instance(s) (server.instances) × ({pool_max} pooled \
-                 (database.max_connections) + 1 migration session) = {} connections, but PostgreSQL allows \
+                 (database.max_connections) + 1 event listener + 1 migration session) = {} connections, but PostgreSQL allows \
                  {available} ({} max_connections − {} superuser_reserved_connections − {} \
                  reserved_connections), {share} per instance; at peak, connections will fail with \
                  \"too many clients\": set database.max_connections to at most {} or put a \
@@ -41,7 +45,7 @@ impl ConnectionLimits {
                 self.max_connections,
                 self.superuser_reserved,
                 self.reserved,
-                share.saturating_sub(1).max(1),
+                share.saturating_sub(SESSIONS_BESIDE_POOL).max(1),
             )
         })
     }
@@ -93,13 +97,15 @@ pub async fn check_budget(pool: &PgPool, db: &DatabaseSettings, instances: u32) 
             available = limits.available(),
             "Connection budget: PostgreSQL allows {} connections; DATABASE_URL is not \
              DATABASE_MIGRATION_URL (a pooler), so PostgreSQL sees the pooler's server connections: \
-             keep its pool size plus {instances} migration session(s) within that",
+             keep its pool size plus {instances} event listener(s) and {instances} migration \
+             session(s) within that",
             limits.available()
         ),
         Some(warning) => tracing::warn!(available = limits.available(), "{warning}"),
         None => tracing::info!(
             available = limits.available(),
-            "Connection budget: {instances} instance(s) × ({} pooled + 1 migration session) fit in the {} \
+            "Connection budget: {instances} instance(s) × ({} pooled + 1 event listener + 1 migration \
+             session) fit in the {} \
              connections PostgreSQL allows",
             db.max_connections,
             limits.available()
@@ -121,18 +127,18 @@ mod tests {
         };
         assert_eq!(render.available(), 97);
         assert_eq!(render.shortfall(10, 2), None);
-        assert_eq!(render.shortfall(47, 2), None); // 97 / 2 = 48 = 47 + 1
-        let warning = render.shortfall(48, 2).expect("48 + 1 > 48");
+        assert_eq!(render.shortfall(46, 2), None); // 97 / 2 = 48 = 46 + 2
+        let warning = render.shortfall(47, 2).expect("47 + 2 > 48");
         assert!(warning.contains("2 instance(s)"), "{warning}");
-        assert!(warning.contains("at most 47"), "{warning}");
-        assert!(render.shortfall(10, 9).is_some(), "97 / 9 = 10 < 11");
+        assert!(warning.contains("at most 46"), "{warning}");
+        assert!(render.shortfall(10, 9).is_some(), "97 / 9 = 10 < 12");
         // PostgreSQL 16+ reserves more.
         let pg16 = ConnectionLimits {
             reserved: 10,
             ..render
         };
         assert_eq!(pg16.available(), 87);
-        assert!(pg16.shortfall(43, 2).is_some());
-        assert_eq!(pg16.shortfall(42, 2), None);
+        assert!(pg16.shortfall(42, 2).is_some());
+        assert_eq!(pg16.shortfall(41, 2), None);
     }
 }

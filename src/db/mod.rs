@@ -25,7 +25,8 @@ pub use budget::{ConnectionLimits, check_budget};
 // What a lost connection is: the engine's classification, one for the stage and the API.
 pub use crate::migrate::{is_connection_lost, is_lost_session};
 pub use options::{
-    MIGRATE_APP_NAME, SERVE_APP_NAME, connect, migration_session_options, session_check,
+    MIGRATE_APP_NAME, SERVE_APP_NAME, connect, listener_options, migration_session_options,
+    session_check,
 };
 pub use pool::{acquire, pool, pool_with_sessions, query_span};
 pub use retry::{Attempts, connect_with_retries, connect_within};

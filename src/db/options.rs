@@ -11,6 +11,8 @@ use crate::migrate::lock::Connector;
 
 /// `application_name` of the migration session, visible in `pg_stat_activity`.
 pub const MIGRATE_APP_NAME: &str = "agent-backend migrate";
+/// `application_name` of the event listener's session (`crate::events::listener`).
+pub const LISTEN_APP_NAME: &str = "agent-backend listener";
 /// `application_name` of the request pool's sessions.
 pub const SERVE_APP_NAME: &str = "agent-backend";
 
@@ -39,6 +41,13 @@ pub fn migration_session_options(db: &DatabaseSettings, m: &MigrationSettings) -
                 format!("{}ms", m.statement_timeout.as_millis()),
             ),
         ])
+}
+
+/// Options for the event listener's session: to `database.migration_url` (the direct URL: a
+/// `LISTEN` needs a session of its own, which a transaction-mode pooler does not lend), else
+/// `database.url`.
+pub fn listener_options(db: &DatabaseSettings) -> PgConnectOptions {
+    base_options(db.migration_url(), LISTEN_APP_NAME)
 }
 
 /// One connection within `timeout`. A connect that gets no answer in time is an I/O error of

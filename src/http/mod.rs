@@ -52,6 +52,8 @@ pub struct AppState {
     shutting_down: Arc<AtomicBool>,
     /// The instance's own queries against the live schema (`crate::queries::readiness`).
     pub queries: crate::queries::readiness::QueryHealth,
+    /// The open event streams; fed by `crate::events::listener` when `app::serve` runs it.
+    pub events: crate::events::Hub,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             sessions: Sessions::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
             queries: Default::default(),
+            events: crate::events::Hub::new(settings.events.max_streams),
         }
     }
 
@@ -85,9 +88,11 @@ impl AppState {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Marks the start of shutdown: readiness answers 503 from now on.
+    /// Marks the start of shutdown: readiness answers 503 from now on, and the event streams
+    /// end with a `retry:` hint (their clients resume on another instance).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.events.shutdown();
     }
 }
 
@@ -96,7 +101,13 @@ impl AppState {
 /// when keys are configured; `/metrics` follows [`metrics::Access`]. Every error leaves as a
 /// problem document.
 pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
-    let api = crate::api::service(state.pool.clone());
+    let api = crate::api::service(state.pool.clone(), state.events.clone(), {
+        let events = &settings.events;
+        crate::events::stream::Options {
+            heartbeat: events.heartbeat,
+            retry: events.retry,
+        }
+    });
     let recording = settings.metrics.enabled && crate::monitoring::exporter().is_some();
     let metrics = recording
         .then(|| metrics::endpoint(settings, metrics::Access::main_port(settings)))

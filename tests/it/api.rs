@@ -837,7 +837,7 @@ async fn openapi_document_declares_the_bearer_scheme_on_every_api_operation() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 17);
 
     // Shapes the generated TypeScript types rely on.
     let schemas = &doc["components"]["schemas"];

@@ -533,7 +533,7 @@ async fn start_up_logs_the_pool_and_warns_when_replicas_exceed_the_connection_li
     let alone = spawn_server(&db.url, &[]).await;
     let log = alone.startup.join("\n");
     assert!(
-        log.contains("Connection budget: 1 instance(s) × (10 pooled + 1 migration session) fit"),
+        log.contains("Connection budget: 1 instance(s) × (10 pooled + 1 event listener + 1 migration session) fit"),
         "{log}"
     );
     assert!(!log.contains("exceeded"), "{log}");

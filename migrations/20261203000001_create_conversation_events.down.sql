@@ -1,0 +1,11 @@
+DROP TRIGGER conversation_events_deleted ON conversations;
+DROP TRIGGER conversation_events_conversation ON conversations;
+DROP TRIGGER conversation_events_artifact_version ON ui_artifact_versions;
+DROP TRIGGER conversation_events_message ON messages;
+DROP FUNCTION conversation_events_on_delete();
+DROP FUNCTION conversation_events_on_conversation();
+DROP FUNCTION conversation_events_on_artifact_version();
+DROP FUNCTION conversation_events_on_message();
+DROP FUNCTION conversation_events_append(uuid, text, uuid, uuid, integer, text, jsonb, timestamptz);
+DROP TABLE conversation_events;
+DROP TABLE conversation_event_seqs;
