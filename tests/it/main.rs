@@ -8,10 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod cluster;
 mod compat;
 mod crash;
 mod deploy;
 mod engine;
+mod events;
 mod exact_json;
 mod faults;
 mod guide;

@@ -116,6 +116,12 @@ impl Proxy {
     pub fn cuts(&self) -> usize {
         lock(&self.state).cuts
     }
+
+    /// From now on, closes every new connection at once (`true`) or forwards them again
+    /// (`false`); connections already open are left as they are.
+    pub fn set_refusing(&self, refusing: bool) {
+        lock(&self.state).refusing = refusing;
+    }
 }
 
 impl Drop for Proxy {
