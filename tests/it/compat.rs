@@ -110,7 +110,7 @@ fn show(out: &Output) -> String {
 }
 
 const RENAME: (&str, &str) = (
-    "20261201000001_rename_message_content.up.sql",
+    "20991201000001_rename_message_content.up.sql",
     "ALTER TABLE messages RENAME COLUMN content TO body;\n",
 );
 
@@ -296,7 +296,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
 
     // Deploy 1, expand: `body` added, kept equal to `content` by a trigger, backfilled.
     let expand = (
-        "20261201000001_expand_message_body.up.sql",
+        "20991201000001_expand_message_body.up.sql",
         "ALTER TABLE messages ADD COLUMN body text;\n\
          CREATE FUNCTION messages_sync_body() RETURNS trigger LANGUAGE plpgsql AS $$\n\
          BEGIN\n\
@@ -355,7 +355,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
 
     // Deploy 3, contract: `content` dropped. Refused while release 1 still serves …
     let contract = (
-        "20261201000002_contract_message_content.up.sql",
+        "20991201000002_contract_message_content.up.sql",
         "DROP TRIGGER messages_sync_body ON messages;\n\
          DROP FUNCTION messages_sync_body();\n\
          ALTER TABLE messages DROP COLUMN content;\n",
@@ -389,7 +389,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
     let out = release3.run(&db.url, &[ERROR], &["--migrate-only"]).await;
     assert_eq!(out.code, Some(0), "{}", show(&out));
     assert!(
-        out.stderr.contains("Applied migration 20261201000002"),
+        out.stderr.contains("Applied migration 20991201000002"),
         "{}",
         show(&out)
     );
@@ -399,7 +399,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
 /// migration, as a release process on an empty configured database.
 async fn compat_after(migration: &str) -> (Option<i32>, Vec<String>) {
     let db = TestDb::empty().await;
-    let set = next_set(&[("20261201000001_change.up.sql", migration)]);
+    let set = next_set(&[("20991201000001_change.up.sql", migration)]);
     let sqlx_dir = project_dir().join(".sqlx");
     let out = Release {
         dir: set.dir.path(),
