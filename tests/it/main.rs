@@ -15,6 +15,7 @@ mod engine;
 mod exact_json;
 mod faults;
 mod guide;
+mod idempotency;
 mod image;
 mod inflight;
 mod lint;
