@@ -1402,10 +1402,12 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
         .await
         .server();
     ok(&out, 0);
+    // As many queries as this build's .sqlx/ holds, whatever a branch adds.
+    let queries = agent_backend::queries::QuerySet::embedded().len();
     assert!(
-        out.stderr
-            .contains("Compat check: 1 release(s), 18 distinct queries")
-            && out.stderr.contains(": 0 break(s)"),
+        out.stderr.contains(&format!(
+            "Compat check: 1 release(s), {queries} distinct queries"
+        )) && out.stderr.contains(": 0 break(s)"),
         "{}",
         out.stderr
     );
