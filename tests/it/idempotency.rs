@@ -12,7 +12,7 @@ use poem::http::{HeaderValue, StatusCode};
 use poem::test::{TestClient, TestResponse};
 use serde_json::{Value, json};
 
-use crate::support::{TestDb, app, poll, spawn_server, wait_until};
+use crate::support::{TestDb, app, poll, run_server, spawn_server, wait_until};
 
 const KEY: &str = "Idempotency-Key";
 
@@ -590,4 +590,37 @@ async fn the_document_declares_the_header_on_the_creating_posts_only() {
     );
     let description = doc["info"]["description"].as_str().unwrap();
     assert!(description.contains("Idempotency-Key"), "{description}");
+}
+
+/// `[idempotency]` is validated like every section: a bad value stops start-up (exit 3)
+/// naming its key.
+#[tokio::test]
+async fn bad_idempotency_settings_stop_start_up_naming_the_key() {
+    let url = "postgres://postgres@127.0.0.1:1/none";
+    for (var, value, key) in [
+        ("APP_IDEMPOTENCY__TTL", "0s", "idempotency.ttl"),
+        (
+            "APP_IDEMPOTENCY__SWEEP_EVERY",
+            "10",
+            "idempotency.sweep_every",
+        ),
+        (
+            "APP_IDEMPOTENCY__CLAIM_TIMEOUT",
+            "2d",
+            "idempotency.claim_timeout",
+        ),
+    ] {
+        let out = run_server(url, &[(var, value)], &["config"]).await;
+        assert_eq!(out.code, Some(3), "{var}={value}: {}", out.stderr);
+        assert!(out.stderr.contains(key), "{var}={value}: {}", out.stderr);
+    }
+    let out = run_server(url, &[], &["config"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "[idempotency]\nttl = \"86400s\"\nclaim_timeout = \"60s\"\nsweep_every = \"600s\""
+        ),
+        "{}",
+        out.stdout
+    );
 }
