@@ -248,6 +248,10 @@ pub async fn serve_with(
             query_health.clone(),
         )
     });
+    // Expired Idempotency-Keys, swept off the request path (the embedded set has their table).
+    let sweep = std::ptr::eq(migrations, embedded::migrations()).then(|| {
+        crate::api::idempotency::spawn_sweep(pool.clone(), settings.idempotency.sweep_every)
+    });
     let state = AppState::new(settings, pool.clone(), migrations)
         .with_sessions(sessions)
         .with_queries(query_health);
@@ -273,6 +277,9 @@ pub async fn serve_with(
         heartbeat.abort();
     }
     listener.abort();
+    if let Some(sweep) = sweep {
+        sweep.abort();
+    }
     // Bounded: a connection still out (its session ended, its request dropped) is not waited
     // for; the process exit closes it.
     if tokio::time::timeout(POOL_CLOSE_BUDGET, pool.close())

@@ -71,6 +71,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub metrics: MetricsSettings,
     pub events: EventSettings,
+    pub idempotency: IdempotencySettings,
 }
 
 /// The conversation event streams (`GET /api/v1/conversations/{id}/events`, `crate::events`).
@@ -86,6 +87,23 @@ pub struct EventSettings {
     /// instance shuts down and ends it.
     #[serde(with = "duration_str")]
     pub retry: Duration,
+}
+
+/// `Idempotency-Key` on the creating POSTs (`crate::api::idempotency` owns the rule).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// How long a key is kept after its first use: its answer is replayed to retries until
+    /// then, and afterwards the key is new again.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+    /// A key whose first request has neither finished nor failed after this long is presumed
+    /// abandoned (its instance died): a retry takes it over. Until then retries get 409.
+    #[serde(with = "duration_str")]
+    pub claim_timeout: Duration,
+    /// How often each serving instance deletes expired keys.
+    #[serde(with = "duration_str")]
+    pub sweep_every: Duration,
 }
 
 /// `GET /metrics` (Prometheus text format); who may read it is decided in
@@ -603,6 +621,22 @@ impl Settings {
         }
         if events.retry.is_zero() {
             return bad("events.retry", "must be greater than 0");
+        }
+        let idem = &self.idempotency;
+        for (key, value) in [
+            ("idempotency.ttl", idem.ttl),
+            ("idempotency.claim_timeout", idem.claim_timeout),
+            ("idempotency.sweep_every", idem.sweep_every),
+        ] {
+            if value.is_zero() {
+                return bad(key, "must be greater than 0");
+            }
+        }
+        if idem.claim_timeout >= idem.ttl {
+            return bad(
+                "idempotency.claim_timeout",
+                "must be shorter than idempotency.ttl",
+            );
         }
         if self.server.host.parse::<std::net::IpAddr>().is_err() {
             return bad(

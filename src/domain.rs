@@ -479,6 +479,34 @@ impl SeqCursor {
     }
 }
 
+/// The `Idempotency-Key` header of a creating POST: 1–255 printable ASCII characters (space
+/// to `~`), taken as sent. What a key means is `api::idempotency`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const FIELD: &'static str = "Idempotency-Key";
+    pub const MAX: usize = 255;
+    pub const RULES: &'static [Rule] = &[
+        Rule::MinLength(1),
+        Rule::MaxLength(Self::MAX),
+        Rule::Pattern("^[ -~]+$"),
+    ];
+
+    /// The header's bytes as they arrived: anything but printable ASCII (UTF-8, control
+    /// characters) is refused, never dropped.
+    pub fn parse(raw: &[u8]) -> Result<Self, Invalid> {
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| invalid(Self::FIELD, format!("does not satisfy {}", Self::RULES[2])))?;
+        Rule::check(Self::FIELD, Self::RULES, |rule| rule.admits_text(text))?;
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +597,29 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_keys_are_printable_ascii_of_1_to_255() {
+        assert_eq!(
+            IdempotencyKey::parse(b"order 42/retry~").map(|k| k.as_str().to_string()),
+            Ok("order 42/retry~".into())
+        );
+        assert!(IdempotencyKey::parse("k".repeat(255).as_bytes()).is_ok());
+        for bad in [
+            &b""[..],
+            "k".repeat(256).as_bytes(),
+            b"tab\there",
+            b"nul\0",
+            "clé".as_bytes(),
+            b"\xff",
+        ] {
+            assert_eq!(
+                IdempotencyKey::parse(bad).unwrap_err().field,
+                "Idempotency-Key",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn every_pattern_compiles() {
         let rules = [
             TitleField::RULES,
@@ -577,6 +628,7 @@ mod tests {
             ArtifactKindField::RULES,
             TimeCursor::RULES,
             SeqCursor::RULES,
+            IdempotencyKey::RULES,
         ];
         for rule in rules.iter().flat_map(|rules| rules.iter()) {
             // Panics on a pattern that does not compile.

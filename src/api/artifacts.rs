@@ -11,6 +11,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
+use super::idempotency::{Answer, KeyHeader, KeyedJson, Keys};
 use super::json::JsonObject;
 use super::page::{self, Item, Page, PageSchema, Parent};
 use super::{ApiKey, ApiTags};
@@ -94,7 +95,7 @@ impl Item for ArtifactVersion {
 #[derive(ApiResponse)]
 pub enum Created {
     #[oai(status = 201)]
-    Created(Json<Artifact>, #[oai(header = "ETag")] String),
+    Created(Answer<Artifact>, #[oai(header = "ETag")] String),
 }
 
 #[derive(ApiResponse)]
@@ -110,9 +111,14 @@ fn etag(row: Artifact) -> (Json<Artifact>, String) {
 }
 
 impl Created {
-    fn artifact(row: Artifact) -> Self {
-        let (body, tag) = etag(row);
-        Self::Created(body, tag)
+    /// The created artifact as answered (first or replayed), its ETag read from that answer.
+    fn artifact(answer: Answer<Artifact>) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: i32,
+        }
+        let version = serde_json::from_slice::<Version>(answer.bytes()).map_or(1, |v| v.version);
+        Self::Created(answer, format!("\"{version}\""))
     }
 }
 
@@ -140,6 +146,7 @@ fn parse_if_match(raw: &str) -> std::result::Result<Option<i32>, ApiError> {
 
 pub struct ArtifactsApi {
     pub pool: PgPool,
+    pub keys: Keys,
 }
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -156,12 +163,18 @@ impl ArtifactsApi {
         &self,
         _key: ApiKey,
         id: Path<Uuid>,
-        body: Json<NewArtifact>,
+        /// Makes retries safe: the same key and body get the first answer, written once. See the
+        /// API description.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: KeyHeader,
+        body: KeyedJson<NewArtifact>,
     ) -> Result<Created> {
-        let NewArtifact { kind, title, spec } = body.0;
-        let created = sqlx::query_as!(
-            Artifact,
-            r#"WITH a AS (
+        let (NewArtifact { kind, title, spec }, keyed) =
+            body.keyed("createArtifact", idempotency_key);
+        let write = async move |conn: &mut sqlx::PgConnection| {
+            sqlx::query_as!(
+                Artifact,
+                r#"WITH a AS (
                    INSERT INTO ui_artifacts (conversation_id, kind, title, spec)
                    SELECT id, $2, $3, $4 FROM conversations WHERE id = $1
                    RETURNING id, conversation_id, kind, title, spec, version, created_at, updated_at
@@ -173,17 +186,21 @@ impl ArtifactsApi {
                       title AS "title!", spec AS "spec!", version AS "version!",
                       created_at AS "created_at!", updated_at AS "updated_at!"
                FROM a"#,
-            id.0,
-            kind.as_str(),
-            title.as_str(),
-            spec.into_value(),
-        )
-        .fetch_optional(&mut *db::acquire(&self.pool).await?)
-        .instrument(db::query_span("artifacts.create"))
-        .await?
-        .map(Created::artifact)
-        .ok_or(ApiError::NotFound("conversation"))?;
-        Ok(created)
+                id.0,
+                kind.as_str(),
+                title.as_str(),
+                spec.into_value(),
+            )
+            .fetch_optional(conn)
+            .instrument(db::query_span("artifacts.create"))
+            .await?
+            .ok_or(ApiError::NotFound("conversation"))
+        };
+        let answer = self
+            .keys
+            .run(&self.pool, keyed, poem::http::StatusCode::CREATED, write)
+            .await?;
+        Ok(Created::artifact(answer))
     }
 
     /// List a conversation's artifacts, oldest first.

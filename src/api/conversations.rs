@@ -10,6 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
+use super::idempotency::{Answer, KeyHeader, KeyedJson, Keys};
 use super::json::JsonObject;
 use super::page::{self, Item, Page, PageSchema};
 use super::{ApiKey, ApiTags};
@@ -68,7 +69,7 @@ impl Item for Conversation {
 #[derive(ApiResponse)]
 pub enum Created {
     #[oai(status = 201)]
-    Created(Json<Conversation>),
+    Created(Answer<Conversation>),
 }
 
 #[derive(ApiResponse)]
@@ -80,6 +81,7 @@ pub enum Deleted {
 
 pub struct ConversationsApi {
     pub pool: PgPool,
+    pub keys: Keys,
 }
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -96,21 +98,37 @@ impl ConversationsApi {
         method = "post",
         operation_id = "createConversation"
     )]
-    async fn create(&self, _key: ApiKey, body: Json<NewConversation>) -> Result<Created> {
-        let NewConversation { title, metadata } = body.0;
+    async fn create(
+        &self,
+        _key: ApiKey,
+        /// Makes retries safe: the same key and body get the first answer, written once. See the
+        /// API description.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: KeyHeader,
+        body: KeyedJson<NewConversation>,
+    ) -> Result<Created> {
+        let (NewConversation { title, metadata }, keyed) =
+            body.keyed("createConversation", idempotency_key);
         let metadata = metadata.unwrap_or_else(Metadata::empty);
-        let row = sqlx::query_as!(
-            Conversation,
-            r#"INSERT INTO conversations (title, metadata) VALUES ($1, $2)
+        let write = async move |conn: &mut sqlx::PgConnection| {
+            let row = sqlx::query_as!(
+                Conversation,
+                r#"INSERT INTO conversations (title, metadata) VALUES ($1, $2)
                RETURNING id, title, metadata, archived_at IS NOT NULL AS "archived!", archived_at,
                          last_seq AS message_count, created_at, updated_at"#,
-            title.as_str(),
-            metadata.into_value(),
-        )
-        .fetch_one(&mut *db::acquire(&self.pool).await?)
-        .instrument(db::query_span("conversations.create"))
-        .await?;
-        Ok(Created::Created(Json(row)))
+                title.as_str(),
+                metadata.into_value(),
+            )
+            .fetch_one(conn)
+            .instrument(db::query_span("conversations.create"))
+            .await?;
+            Ok(row)
+        };
+        let answer = self
+            .keys
+            .run(&self.pool, keyed, poem::http::StatusCode::CREATED, write)
+            .await?;
+        Ok(Created::Created(answer))
     }
 
     /// List conversations, newest first.

@@ -110,6 +110,11 @@ pub enum ApiError {
         "the artifact is at version {current}; this update was based on an older one: reload it and retry"
     )]
     VersionConflict { current: i32, via_if_match: bool },
+    /// `api::idempotency`: the key's first request has not answered yet.
+    #[error(
+        "a request with this Idempotency-Key is still in progress: retry after Retry-After seconds to get its answer"
+    )]
+    KeyInFlight,
     #[error("the database is busy: no connection became free in time; retry shortly")]
     Busy,
     /// `events.max_streams` streams are open here (or the instance is shutting down).
@@ -192,7 +197,7 @@ impl ApiError {
             ApiError::VersionConflict {
                 via_if_match: true, ..
             } => StatusCode::PRECONDITION_FAILED,
-            ApiError::VersionConflict { .. } => StatusCode::CONFLICT,
+            ApiError::VersionConflict { .. } | ApiError::KeyInFlight => StatusCode::CONFLICT,
             ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::Busy | ApiError::Unavailable(_) | ApiError::TooManyStreams => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -231,9 +236,10 @@ pub enum ErrorResponse {
     /// No such resource.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// The body's `version` is not the artifact's current version.
+    /// The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+    /// first request is still in progress (then with `Retry-After`: retry to get its answer).
     #[oai(status = 409, content_type = "application/problem+json")]
-    Conflict(Json<Problem>),
+    Conflict(Json<Problem>, #[oai(header = "Retry-After")] Option<u32>),
     /// `If-Match` does not name the artifact's current version.
     #[oai(status = 412, content_type = "application/problem+json")]
     PreconditionFailed(Json<Problem>),
@@ -249,7 +255,9 @@ pub enum ErrorResponse {
     /// The body is not `application/json`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
-    /// A field failed validation (empty or too long, unknown role, limit out of range, …).
+    /// A field failed validation (empty or too long, unknown role, limit out of range, …), or
+    /// the `Idempotency-Key` is malformed or was first used with another request (method, path
+    /// or body).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// Unexpected server error (never caused by input).
@@ -264,10 +272,11 @@ pub enum ErrorResponse {
 impl From<ApiError> for ErrorResponse {
     fn from(e: ApiError) -> Self {
         let problem = Json(e.problem());
+        let retry_after = matches!(e, ApiError::KeyInFlight).then_some(RETRY_AFTER_SECS);
         match e.status() {
             StatusCode::BAD_REQUEST => ErrorResponse::BadRequest(problem),
             StatusCode::NOT_FOUND => ErrorResponse::NotFound(problem),
-            StatusCode::CONFLICT => ErrorResponse::Conflict(problem),
+            StatusCode::CONFLICT => ErrorResponse::Conflict(problem, retry_after),
             StatusCode::PRECONDITION_FAILED => ErrorResponse::PreconditionFailed(problem),
             StatusCode::PRECONDITION_REQUIRED => ErrorResponse::PreconditionRequired(problem),
             StatusCode::UNPROCESSABLE_ENTITY => ErrorResponse::Unprocessable(problem),

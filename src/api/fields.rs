@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::error::refuse;
 use crate::domain::{
-    Document, JsonField, Limit, Role, Rule, SeqCursor, Shape, Text, TextField, TimeCursor,
+    Document, IdempotencyKey, JsonField, Limit, Role, Rule, SeqCursor, Shape, Text, TextField,
+    TimeCursor,
 };
 
 /// Publishes `rules` in `schema`, as poem-openapi's validators of the same name would.
@@ -208,6 +209,21 @@ macro_rules! cursor_parameter {
 
 cursor_parameter!(TimeCursor);
 cursor_parameter!(SeqCursor);
+
+/// A string header of the key's rules; read by `api::idempotency::KeyHeader`, which sees the
+/// header's bytes (poem-openapi's `Header` drops a value that is not visible ASCII).
+impl Type for IdempotencyKey {
+    const IS_REQUIRED: bool = false;
+    own_raw_value!();
+
+    fn name() -> Cow<'static, str> {
+        String::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        constrained::<String>(Self::RULES)
+    }
+}
 
 #[cfg(test)]
 mod tests {

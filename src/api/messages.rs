@@ -14,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorResponse};
+use super::idempotency::{Answer, KeyHeader, KeyedJson, Keys};
 use super::json::{OptionalArray, RoleName};
 use super::page::{self, Item, Page, PageSchema, Parent};
 use super::{ApiKey, ApiTags};
@@ -63,11 +64,12 @@ impl Item for Message {
 #[derive(ApiResponse)]
 pub enum Appended {
     #[oai(status = 201)]
-    Created(Json<Message>),
+    Created(Answer<Message>),
 }
 
 pub struct MessagesApi {
     pub pool: PgPool,
+    pub keys: Keys,
 }
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -84,34 +86,47 @@ impl MessagesApi {
         &self,
         _key: ApiKey,
         id: Path<Uuid>,
-        body: Json<AppendMessage>,
+        /// Makes retries safe: the same key and body get the first answer, written once. See the
+        /// API description.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: KeyHeader,
+        body: KeyedJson<AppendMessage>,
     ) -> Result<Appended> {
-        let AppendMessage {
-            role,
-            content,
-            parts,
-            tool_call_id,
-        } = body.0;
-        let row = sqlx::query_as!(
-            Message,
-            r#"WITH c AS (
+        let (
+            AppendMessage {
+                role,
+                content,
+                parts,
+                tool_call_id,
+            },
+            keyed,
+        ) = body.keyed("appendMessage", idempotency_key);
+        let write = async move |conn: &mut sqlx::PgConnection| {
+            let row = sqlx::query_as!(
+                Message,
+                r#"WITH c AS (
                    UPDATE conversations SET last_seq = last_seq + 1, updated_at = now()
                    WHERE id = $1 RETURNING id, last_seq
                )
                INSERT INTO messages (conversation_id, seq, role, content, parts, tool_call_id)
                SELECT c.id, c.last_seq, $2, $3, $4, $5 FROM c
                RETURNING id, conversation_id, seq, role, content, parts, tool_call_id, created_at"#,
-            id.0,
-            role.as_str(),
-            content.as_str(),
-            parts.map(Parts::into_value),
-            tool_call_id.as_ref().map(ToolCallId::as_str),
-        )
-        .fetch_optional(&mut *db::acquire(&self.pool).await?)
-        .instrument(db::query_span("messages.append"))
-        .await?;
-        row.map(|r| Appended::Created(Json(r)))
-            .ok_or_else(|| ApiError::NotFound("conversation").into())
+                id.0,
+                role.as_str(),
+                content.as_str(),
+                parts.map(Parts::into_value),
+                tool_call_id.as_ref().map(ToolCallId::as_str),
+            )
+            .fetch_optional(conn)
+            .instrument(db::query_span("messages.append"))
+            .await?;
+            row.ok_or(ApiError::NotFound("conversation"))
+        };
+        let answer = self
+            .keys
+            .run(&self.pool, keyed, poem::http::StatusCode::CREATED, write)
+            .await?;
+        Ok(Appended::Created(answer))
     }
 
     /// List a conversation's messages in sequence order.

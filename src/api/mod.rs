@@ -34,6 +34,7 @@ pub mod conversations;
 pub mod error;
 pub mod events;
 pub mod fields;
+pub mod idempotency;
 pub mod json;
 pub mod messages;
 pub mod page;
@@ -128,14 +129,25 @@ pub fn paths() -> Vec<(String, Vec<poem::http::Method>)> {
 /// The OpenAPI service for [`PREFIX`]; event streams register with `hub`.
 pub fn service(
     pool: PgPool,
+    idempotency: &crate::config::IdempotencySettings,
     hub: crate::events::Hub,
     streams: crate::events::stream::Options,
 ) -> OpenApiService<Apis, ()> {
+    let keys = idempotency::Keys::new(idempotency);
     OpenApiService::new(
         (
-            conversations::ConversationsApi { pool: pool.clone() },
-            messages::MessagesApi { pool: pool.clone() },
-            artifacts::ArtifactsApi { pool: pool.clone() },
+            conversations::ConversationsApi {
+                pool: pool.clone(),
+                keys,
+            },
+            messages::MessagesApi {
+                pool: pool.clone(),
+                keys,
+            },
+            artifacts::ArtifactsApi {
+                pool: pool.clone(),
+                keys,
+            },
             events::EventsApi {
                 pool,
                 hub,
@@ -159,7 +171,14 @@ pub fn service(
          256 KiB as stored (compact JSON, numbers written out). JavaScript's `JSON.parse` (and \
          so `response.json()`) reads every number as a double: integers beyond 2^53 and long \
          decimals lose digits there, not here; a client that needs them parses the body text \
-         with a lossless JSON parser.",
+         with a lossless JSON parser.\n\n\
+         Retries: the creating POSTs (a conversation, a message, an artifact) take an optional \
+         `Idempotency-Key` header (1–255 printable ASCII characters). A retry with the same key \
+         and the same request (method, path and body bytes) gets the first answer, status and \
+         body byte for byte, and writes nothing; the same key with another request is 422; a \
+         retry while the first request still runs is 409 with `Retry-After`. A failed first \
+         attempt (4xx, 5xx) keeps nothing, so its retry runs again. Keys are kept per operation \
+         for the server's `idempotency.ttl` after their first use (24 hours by default).",
     )
     .server(PREFIX)
 }

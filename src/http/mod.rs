@@ -101,13 +101,18 @@ impl AppState {
 /// when keys are configured; `/metrics` follows [`metrics::Access`]. Every error leaves as a
 /// problem document.
 pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use<> {
-    let api = crate::api::service(state.pool.clone(), state.events.clone(), {
-        let events = &settings.events;
-        crate::events::stream::Options {
-            heartbeat: events.heartbeat,
-            retry: events.retry,
-        }
-    });
+    let api = crate::api::service(
+        state.pool.clone(),
+        &settings.idempotency,
+        state.events.clone(),
+        {
+            let events = &settings.events;
+            crate::events::stream::Options {
+                heartbeat: events.heartbeat,
+                retry: events.retry,
+            }
+        },
+    );
     let recording = settings.metrics.enabled && crate::monitoring::exporter().is_some();
     let metrics = recording
         .then(|| metrics::endpoint(settings, metrics::Access::main_port(settings)))

@@ -967,14 +967,14 @@ async fn rollback_of_the_newest_migration_service_first_then_the_schema() {
 
 /// The next release's migration: a table of its own, with a key and an index.
 const COMMENTS_UP: (&str, &str) = (
-    "20261201000001_create_ui_artifact_comments.up.sql",
+    "20991201000001_create_ui_artifact_comments.up.sql",
     "CREATE TABLE ui_artifact_comments (\n    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),\n    \
      artifact_id uuid NOT NULL REFERENCES ui_artifacts (id) ON DELETE CASCADE,\n    \
      body text NOT NULL\n);\n\
      CREATE INDEX ui_artifact_comments_artifact_id_idx ON ui_artifact_comments (artifact_id);\n",
 );
 const COMMENTS_DOWN: (&str, &str) = (
-    "20261201000001_create_ui_artifact_comments.down.sql",
+    "20991201000001_create_ui_artifact_comments.down.sql",
     "DROP TABLE ui_artifact_comments;\n",
 );
 
@@ -1019,7 +1019,7 @@ async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
         .server();
     ok(&status, 8);
     assert!(
-        status.stdout.contains("Pending:            20261201000001")
+        status.stdout.contains("Pending:            20991201000001")
             && status.stdout.contains("Dirty:              none"),
         "{}",
         status.stdout
@@ -1096,7 +1096,7 @@ async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
     // here, where a message has none. Meanwhile someone dropped an index by hand.
     let db = TestDb::migrated().await;
     let next = product_and(&[(
-        "20261201000001_messages_tool_call_id_required.sql",
+        "20991201000001_messages_tool_call_id_required.sql",
         "ALTER TABLE messages ALTER COLUMN tool_call_id SET NOT NULL;\n",
     )]);
     with_snapshot(&next, &db).await;
@@ -1122,7 +1122,7 @@ async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
     ok(&behind, 9);
     assert!(
         behind.stdout.contains(
-            "Not compared: the database is behind the snapshot: migration(s) 20261201000001 of \
+            "Not compared: the database is behind the snapshot: migration(s) 20991201000001 of \
              this binary are pending; check drift with the binary whose newest migration the \
              database has"
         ),
@@ -1402,10 +1402,12 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
         .await
         .server();
     ok(&out, 0);
+    // As many queries as this build's .sqlx/ holds, whatever a branch adds.
+    let queries = agent_backend::queries::QuerySet::embedded().len();
     assert!(
-        out.stderr
-            .contains("Compat check: 1 release(s), 18 distinct queries")
-            && out.stderr.contains(": 0 break(s)"),
+        out.stderr.contains(&format!(
+            "Compat check: 1 release(s), {queries} distinct queries"
+        )) && out.stderr.contains(": 0 break(s)"),
         "{}",
         out.stderr
     );

@@ -17,6 +17,7 @@ mod events;
 mod exact_json;
 mod faults;
 mod guide;
+mod idempotency;
 mod image;
 mod inflight;
 mod lint;

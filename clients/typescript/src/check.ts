@@ -201,6 +201,43 @@ const unarchived = expectOk(
 );
 check(!unarchived.archived && unarchived.archived_at === undefined, "unarchived");
 
+// --- retries: Idempotency-Key ----------------------------------------------------------------
+//
+// A retry with the same key and body gets the first answer, byte for byte, and writes once;
+// the same key with another body is a 422 naming the header (README, "Retries").
+
+const retryKey = { "Idempotency-Key": `check-${Date.now()}` };
+const firstTry = await api.POST("/conversations", {
+  params: { header: retryKey },
+  body: { title: "retried" },
+  parseAs: "text",
+});
+const retried = await api.POST("/conversations", {
+  params: { header: retryKey },
+  body: { title: "retried" },
+  parseAs: "text",
+});
+exercised.add("createConversation");
+check(
+  firstTry.response.status === 201 &&
+    retried.response.status === 201 &&
+    firstTry.data !== undefined &&
+    firstTry.data === retried.data,
+  "a retry with the same Idempotency-Key gets the first answer, byte for byte",
+  [firstTry.data, retried.data],
+);
+const reused = expectProblem(
+  "createConversation",
+  await api.POST("/conversations", { params: { header: retryKey }, body: { title: "other" } }),
+  422,
+  "the key with another body",
+);
+check(
+  reused.errors?.[0]?.field === "Idempotency-Key",
+  "the 422 names the Idempotency-Key header",
+  reused,
+);
+
 // --- exact numbers: the server keeps them, JSON.parse does not ---------------------------------
 //
 // `metadata`, `spec` and `parts` keep every number exactly (PostgreSQL's numeric, read back

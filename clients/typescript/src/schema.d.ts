@@ -513,9 +513,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -549,7 +553,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -594,7 +602,13 @@ export interface operations {
     createConversation: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes retries safe: the same key and body get the first answer, written once. See the
+                 *     API description.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -651,9 +665,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -687,7 +705,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -787,9 +809,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -823,7 +849,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -922,9 +952,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -958,7 +992,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1062,9 +1100,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1098,7 +1140,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1198,9 +1244,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1234,7 +1284,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1334,9 +1388,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1370,7 +1428,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1475,9 +1537,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1511,7 +1577,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1556,7 +1626,13 @@ export interface operations {
     appendMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes retries safe: the same key and body get the first answer, written once. See the
+                 *     API description.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -1615,9 +1691,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1651,7 +1731,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1752,9 +1836,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1788,7 +1876,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1893,9 +1985,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1929,7 +2025,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1974,7 +2074,13 @@ export interface operations {
     createArtifact: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes retries safe: the same key and body get the first answer, written once. See the
+                 *     API description.
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 id: string;
             };
@@ -2034,9 +2140,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2070,7 +2180,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2171,9 +2285,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2207,7 +2325,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2315,9 +2437,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2351,7 +2477,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2456,9 +2586,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2492,7 +2626,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2593,9 +2731,13 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's `version` is not the artifact's current version. */
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
             409: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2629,7 +2771,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A field failed validation (empty or too long, unknown role, limit out of range, …). */
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
             422: {
                 headers: {
                     [name: string]: unknown;
