@@ -6,6 +6,7 @@
 //
 //   BASE_URL=http://127.0.0.1:8080 API_KEY=... npx tsx src/check.ts
 
+import { EventSourceParserStream } from "eventsource-parser/stream";
 import createClient, { type Middleware } from "openapi-fetch";
 
 import type { components, operations, paths } from "./schema.js";
@@ -451,11 +452,166 @@ const outOfRange = expectProblem(
 );
 check(outOfRange.errors?.[0]?.field === "limit", "the 422 names the parameter", outOfRange);
 
+// --- the event stream: replay, drop and resume with Last-Event-ID, live, the end --------------
+
+type ConversationEvent = components["schemas"]["ConversationEvent"];
+type StreamHeaders = NonNullable<operations["streamConversationEvents"]["parameters"]["header"]>;
+
+interface Received {
+  id: number;
+  event: string;
+  data: ConversationEvent;
+}
+
+/**
+ * Reads the stream of `conversationId` after `lastEventId` (as `Last-Event-ID`, the header a
+ * browser's EventSource sends when it reconnects) until `enough` says so, then drops the
+ * connection, as a UI does when the tab sleeps; or until the server ends the stream.
+ * `whileOpen` runs once the stream is open, before its events are read.
+ */
+async function readStream(
+  conversationId: string,
+  lastEventId: number | undefined,
+  enough: (received: Received[]) => boolean,
+  whileOpen?: () => Promise<void>,
+): Promise<{ events: Received[]; retry: number | undefined; ended: boolean }> {
+  const headers: Record<string, string> = {
+    Authorization: `Bearer ${apiKey}`,
+    Accept: "text/event-stream",
+  };
+  // The header as the document declares it (a decimal string).
+  const resume: StreamHeaders["Last-Event-ID"] =
+    lastEventId === undefined ? undefined : String(lastEventId);
+  if (resume !== undefined) {
+    headers["Last-Event-ID"] = resume;
+  }
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 15_000);
+  const response = await fetch(`${baseUrl}/api/v1/conversations/${conversationId}/events`, {
+    headers,
+    signal: controller.signal,
+  });
+  exercised.add("streamConversationEvents");
+  check(
+    response.status === 200 && response.headers.get("content-type") === "text/event-stream",
+    `streamConversationEvents → 200 text/event-stream (after ${lastEventId ?? "none"})`,
+    response.status,
+  );
+  const events: Received[] = [];
+  let retry: number | undefined;
+  let ended = true;
+  if (response.body === null) {
+    throw new Error("a stream without a body");
+  }
+  const frames = response.body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(new EventSourceParserStream({ onRetry: (ms) => (retry = ms) }));
+  try {
+    // Subscribed once the answer's head is here: what is written from now on arrives.
+    await whileOpen?.();
+    for await (const frame of frames) {
+      const data: ConversationEvent = JSON.parse(frame.data);
+      events.push({ id: Number(frame.id), event: frame.event ?? "message", data });
+      if (enough(events)) {
+        ended = false;
+        break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+  return { events, retry, ended };
+}
+
+// A sentinel marks the log's end as it is now: everything before it has happened.
+const sentinel = expectOk(
+  "appendMessage",
+  await api.POST("/conversations/{id}/messages", {
+    ...conversationPath,
+    body: { role: "user", content: "stream sentinel" },
+  }),
+  201,
+);
+const isSentinel = (e: Received): boolean =>
+  e.event === "message.created" && "content" in e.data && e.data.id === sentinel.id;
+const whole = await readStream(conversation.id, undefined, (r) => r.some(isSentinel));
+check(
+  whole.events.every((e, i) => e.id === i + 1) && whole.retry === 1000,
+  `the log replays ${whole.events.length} events with ids 1.. in order, and retry: 1000`,
+  whole.events.map((e) => e.id),
+);
+const names = new Set(whole.events.map((e) => e.event));
+check(
+  ["conversation.updated", "conversation.archived", "conversation.unarchived", "message.created", "artifact.created", "artifact.updated"].every((n) => names.has(n)),
+  "each change of this conversation is an event of its kind",
+  [...names],
+);
+const messageEvents = whole.events.flatMap((e) =>
+  e.event === "message.created" && "content" in e.data ? [e.data.seq] : [],
+);
+check(
+  messageEvents.join(",") === [...appended, sentinel.seq].join(","),
+  "message.created events carry the messages in append order",
+  messageEvents,
+);
+
+// Dropped after 3 events, resumed from the last id received: the rest, once, in order.
+const part = await readStream(conversation.id, undefined, (r) => r.length === 3);
+const lastSeen = part.events[part.events.length - 1]?.id;
+const rest = await readStream(conversation.id, lastSeen, (r) => r.some(isSentinel));
+check(
+  [...part.events, ...rest.events].map((e) => e.id).join(",") ===
+    whole.events.map((e) => e.id).join(","),
+  `dropped after ${lastSeen}, resumed with Last-Event-ID: every event once, in order`,
+);
+
+// Live: a stream open at the sentinel sees a message written after it opened.
+const live = await readStream(
+  conversation.id,
+  whole.events[whole.events.length - 1]?.id,
+  (r) => r.length === 1,
+  async () => {
+    expectOk(
+      "appendMessage",
+      await api.POST("/conversations/{id}/messages", {
+        ...conversationPath,
+        body: { role: "assistant", content: "said live" },
+      }),
+      201,
+    );
+  },
+);
+const said = live.events[0];
+check(
+  said !== undefined &&
+    said.id === whole.events.length + 1 &&
+    "content" in said.data &&
+    said.data.content === "said live",
+  "a message appended while the stream is open arrives live, with the next id",
+  live.events,
+);
+
 // --- delete, then it is gone --------------------------------------------------------------------
 
-const deleted = await api.DELETE("/conversations/{id}", conversationPath);
+let deletedStatus = 0;
+const lastLive = said?.id;
+const end = await readStream(
+  conversation.id,
+  lastLive,
+  () => false,
+  async () => {
+    const deleted = await api.DELETE("/conversations/{id}", conversationPath);
+    deletedStatus = deleted.response.status;
+  },
+);
 exercised.add("deleteConversation");
-check(deleted.response.status === 204, "deleteConversation → 204");
+check(deletedStatus === 204, "deleteConversation → 204");
+check(
+  end.ended && end.events.length === 1 && end.events[0]?.event === "conversation.deleted",
+  "a stream open during the deletion gets conversation.deleted, then the server ends it",
+  end.events,
+);
 expectProblem(
   "getConversation",
   await api.GET("/conversations/{id}", conversationPath),

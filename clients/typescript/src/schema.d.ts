@@ -183,6 +183,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/conversations/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream a conversation's events (Server-Sent Events). Each event carries `id:` (its
+         *     sequence number in the conversation: 1, 2, 3, … with no gaps a reader could skip),
+         *     `event:` (its name) and `data:` (JSON, see `ConversationEvent`). To resume, send the last
+         *     id received as `Last-Event-ID` (browsers' `EventSource` does so when it reconnects) or
+         *     `?after=`: the stream replays every later event from the log, then goes live, with no
+         *     duplicate and no gap. Without either it starts at the beginning of the log. A comment
+         *     line arrives every `events.heartbeat` while idle; when the server shuts down it sends
+         *     `retry:` and ends the stream, and the client resumes on another instance.
+         */
+        get: operations["streamConversationEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -312,6 +338,41 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * ConversationChange
+         * @description A conversation as a `conversation.updated`, `conversation.archived` or
+         *     `conversation.unarchived` event left it.
+         */
+        ConversationChange: {
+            /** Format: uuid */
+            id: string;
+            title: string;
+            /** @description As stored (see the API description on numbers). */
+            metadata: {
+                [key: string]: unknown;
+            };
+            archived: boolean;
+            /** Format: date-time */
+            archived_at?: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /**
+         * ConversationDeleted
+         * @description `conversation.deleted`: the last event of a stream; the conversation and its log are gone.
+         */
+        ConversationDeleted: {
+            /** Format: uuid */
+            id: string;
+        };
+        /**
+         * @description The `data` of an event, by its `event` name: `message.created` → `Message`;
+         *     `artifact.created`, `artifact.updated` → `Artifact` (at the version the event made);
+         *     `conversation.updated`, `conversation.archived`, `conversation.unarchived` →
+         *     `ConversationChange`; `conversation.deleted` → `ConversationDeleted`. Each event's `id` is
+         *     its sequence number in the conversation.
+         */
+        ConversationEvent: components["schemas"]["Message"] | components["schemas"]["Artifact"] | components["schemas"]["ConversationChange"] | components["schemas"]["ConversationDeleted"];
         /**
          * ConversationPage
          * @description One page of conversations, newest first.
@@ -2690,6 +2751,160 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["ArtifactVersion"];
+                };
+            };
+            /** @description Malformed JSON, a bad id or cursor, or a bad `If-Match`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description Missing or unknown key of the `ApiKey` bearer scheme (`Authorization: Bearer <key>`):
+             *     required in production, and in development or test when keys are configured.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body did not arrive whole within `server.body_read_timeout`. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The body's `version` is not the artifact's current version; or the `Idempotency-Key`'s
+             *     first request is still in progress (then with `Retry-After`: retry to get its answer).
+             */
+            409: {
+                headers: {
+                    "RETRY-AFTER"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not name the artifact's current version. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description A field failed validation (empty or too long, unknown role, limit out of range, …), or
+             *     the `Idempotency-Key` is malformed or was first used with another request (method, path
+             *     or body).
+             */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The update names no version (neither `If-Match` nor `version`). */
+            428: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (never caused by input). */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /**
+             * @description The database is unreachable, its connection was lost under the request, or its pool is
+             *     exhausted: nothing was changed; retry after `Retry-After` seconds.
+             */
+            503: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamConversationEvents: {
+        parameters: {
+            query?: {
+                /** @description Resume after this event id (`Last-Event-ID` wins when both are sent). */
+                after?: string;
+            };
+            header?: {
+                /** @description The id of the last event received: the stream resumes after it. */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description The events after the resume point, then live ones until the client or the server ends
+             *     the stream.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ConversationEvent"][];
                 };
             };
             /** @description Malformed JSON, a bad id or cursor, or a bad `If-Match`. */
