@@ -61,18 +61,82 @@ pub enum ConversationEvent {
     Deleted(ConversationDeleted),
 }
 
-/// The stream (`text/event-stream`): each item is one `ConversationEvent` as `data:`, with
-/// `id:` (the sequence number) and `event:` (its name); `retry:` and comment heartbeats
-/// between.
+/// The stream (`text/event-stream`). Its schema describes one event as an SSE parser hands it
+/// over (OpenAPI 3.0 has no `itemSchema`: the media type's schema is read per event): `event`
+/// (the name), `data` (one line of JSON, a `ConversationEvent`), `id` (the sequence number),
+/// `retry`; heartbeat comments are not events.
 pub struct EventStreamBody(poem::Body);
+
+/// The event names, as `event:` sends them.
+const EVENT_NAMES: [&str; 7] = [
+    "message.created",
+    "artifact.created",
+    "artifact.updated",
+    "conversation.updated",
+    "conversation.archived",
+    "conversation.unarchived",
+    "conversation.deleted",
+];
 
 impl Payload for EventStreamBody {
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn schema_ref() -> MetaSchemaRef {
+        let string = |description: &'static str| MetaSchema {
+            description: Some(description),
+            ..MetaSchema::new("string")
+        };
         MetaSchemaRef::Inline(Box::new(MetaSchema {
-            items: Some(Box::new(ConversationEvent::schema_ref())),
-            ..MetaSchema::new_with_format("array", "event-stream")
+            description: Some(
+                "One Server-Sent Event. `data` is one line of JSON: the `ConversationEvent` \
+                 its `event` names (see that schema).",
+            ),
+            required: vec!["event", "data"],
+            properties: vec![
+                (
+                    "event",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        enum_items: EVENT_NAMES.iter().map(|n| (*n).into()).collect(),
+                        ..string("The event's name.")
+                    })),
+                ),
+                (
+                    // On the wire a string of JSON; parsed, a `ConversationEvent`. OpenAPI 3.0
+                    // has no `contentSchema` to say so: the `anyOf` names both (and keeps the
+                    // event types in the document).
+                    "data",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        description: Some(
+                            "The event's JSON, one line: as an SSE parser hands it over a string, \
+                             parsed a `ConversationEvent` (`ConversationDeleted` for \
+                             `conversation.deleted`).",
+                        ),
+                        any_of: vec![
+                            MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
+                            ConversationEvent::schema_ref(),
+                        ],
+                        ..MetaSchema::ANY
+                    })),
+                ),
+                (
+                    "id",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        pattern: Some("^[1-9][0-9]{0,17}$".into()),
+                        ..string(
+                            "The event's sequence number in the conversation; send the last one \
+                             as `Last-Event-ID` to resume.",
+                        )
+                    })),
+                ),
+                (
+                    "retry",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        description: Some("Milliseconds to wait before reconnecting."),
+                        ..MetaSchema::new("integer")
+                    })),
+                ),
+            ],
+            ..MetaSchema::new("object")
         }))
     }
 

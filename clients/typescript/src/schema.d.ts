@@ -2904,7 +2904,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": components["schemas"]["ConversationEvent"][];
+                    "text/event-stream": {
+                        /**
+                         * @description The event's name.
+                         * @enum {string}
+                         */
+                        event: "message.created" | "artifact.created" | "artifact.updated" | "conversation.updated" | "conversation.archived" | "conversation.unarchived" | "conversation.deleted";
+                        /** @description The event's JSON, one line: as an SSE parser hands it over a string, parsed a `ConversationEvent` (`ConversationDeleted` for `conversation.deleted`). */
+                        data: string | components["schemas"]["ConversationEvent"];
+                        /** @description The event's sequence number in the conversation; send the last one as `Last-Event-ID` to resume. */
+                        id?: string;
+                        /** @description Milliseconds to wait before reconnecting. */
+                        retry?: number;
+                    };
                 };
             };
             /** @description Malformed JSON, a bad id or cursor, or a bad `If-Match`. */
