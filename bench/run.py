@@ -25,6 +25,12 @@ hits all alike), prints a table and writes docs/benchmarks.md with the machine, 
 9. `server migrate lint DIR` on a generated 200-file set of realistic PostgreSQL migrations
    (functions with `$$` bodies, triggers, views, comments, type changes, concurrent indexes …);
    with `--lint-baseline PATH`, also a `server` built before (e.g. with the sqlparser lint)
+10. event streams, two `server` processes on one database: 10a a message POSTed through B until
+   its event arrives on a stream held on A (p50, p99) beside the floor, a bare LISTEN/NOTIFY round
+   trip between two libpq sessions (psycopg 3, installed from PyPI when missing); 10b 1,000
+   streams open on A over 100 conversations: A's RSS and CPU idle and while B writes 100
+   messages/s (every event counted at every stream); 10c wrk GET on A with those 1,000 idle
+   streams open and without, alternating
 
 and, only when asked for (`--only soak`, by hand: it restarts the local PostgreSQL cluster):
 
@@ -609,6 +615,246 @@ end
 """
 
 
+# --- 10. event streams ---------------------------------------------------------------------
+
+EVENTS_PSYCOPG = "psycopg[binary]>=3.2,<3.3"
+
+
+def psycopg_module():
+    """psycopg 3 (libpq, as psql): the floor's two sessions. Installed from PyPI when missing."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        log(f"installing {EVENTS_PSYCOPG} (PyPI) for the LISTEN/NOTIFY floor")
+        sh(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", EVENTS_PSYCOPG)
+    import psycopg
+    return psycopg
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def notify_floor(db_url: str, n: int) -> list[float]:
+    """`SELECT pg_notify(…)` in one session (autocommit: it commits) until the other, LISTENing,
+    has it: the bare round trip through PostgreSQL's notification queue, in ms."""
+    psycopg = psycopg_module()
+    with psycopg.connect(db_url, autocommit=True) as listener, psycopg.connect(db_url, autocommit=True) as notifier:
+        listener.execute("LISTEN bench_floor")
+        got = listener.notifies()
+        out = []
+        for i in range(n):
+            start = time.perf_counter()
+            notifier.execute("SELECT pg_notify('bench_floor', %s)", (str(i),))
+            note = next(got)
+            out.append((time.perf_counter() - start) * 1000)
+            if note.payload != str(i):
+                raise SystemExit(f"floor: notification {note.payload!r}, wanted {i}")
+        got.close()
+        return out
+
+
+class Streams:
+    """`count` SSE streams held open on `port` over `conversations`, drained by one thread that
+    counts the events received and stamps when each `id: N` of the first stream arrived."""
+
+    def __init__(self, port: int, conversations: list[str], count: int, newest: dict[str, int] | None = None):
+        import selectors
+        import threading
+        self.selector = selectors.DefaultSelector()
+        self.socks = []
+        self.events = 0
+        self.arrived: dict[int, float] = {}
+        self.tails: dict[int, bytes] = {}
+        self.stop = False
+        for i in range(count):
+            conv = conversations[i % len(conversations)]
+            sock = socket.create_connection(("127.0.0.1", port))
+            # Resumed at the newest event: only what is written from now on is counted.
+            resume = f"Last-Event-ID: {newest[conv]}\r\n" if newest and newest.get(conv) else ""
+            sock.sendall(f"GET /api/v1/conversations/{conv}/events HTTP/1.1\r\nHost: bench\r\n"
+                         f"Authorization: Bearer {API_KEY}\r\n{resume}\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise SystemExit(f"stream {i} closed before its head")
+                head += chunk
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"stream {i}: {head[:200]!r}")
+            sock.setblocking(False)
+            self.socks.append(sock)
+            self.tails[sock.fileno()] = head.split(b"\r\n\r\n", 1)[1]
+            self.selector.register(sock, selectors.EVENT_READ, i)
+        self.thread = threading.Thread(target=self.drain, daemon=True)
+        self.thread.start()
+
+    def drain(self) -> None:
+        while not self.stop:
+            for key, _ in self.selector.select(timeout=0.1):
+                sock = key.fileobj
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    self.selector.unregister(sock)
+                    continue
+                now = time.perf_counter()
+                data = self.tails[sock.fileno()] + chunk
+                frames = data.split(b"\n\n")
+                self.tails[sock.fileno()] = frames.pop()
+                for frame in frames:
+                    if b"\nevent: message.created" in b"\n" + frame:
+                        self.events += 1
+                        if key.data == 0:
+                            self.arrived[int(frame.split(b"id: ", 1)[1].split(b"\n", 1)[0])] = now
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join()
+        for sock in self.socks:
+            sock.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post_message(port: int, conv: str, content: str, conn=None):
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("POST", f"/api/v1/conversations/{conv}/messages",
+                 body=json.dumps({"role": "assistant", "content": content}),
+                 headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 201:
+        raise SystemExit(f"posting a message gave {resp.status}: {body!r}")
+    return conn
+
+
+def create_conversations(port: int, n: int) -> list[str]:
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    out = []
+    for i in range(n):
+        status, body = http_status(port, "/api/v1/conversations", auth, "POST", json.dumps({"title": f"bench {i}"}))
+        if status != 201:
+            raise SystemExit(f"creating a conversation gave {status}: {body!r}")
+        out.append(json.loads(body)["id"])
+    return out
+
+
+def raise_fd_limit(want: int) -> None:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+
+def bench_events(runs: int, seconds: int, connections: int, samples: int = 200, streams: int = 1000) -> dict:
+    """10a: POST through B → the event on a stream held on A (two instances, one database), beside
+    the bare LISTEN/NOTIFY round trip, alternating in each round. 10b: `streams` streams open on A
+    over 100 conversations: A's RSS and CPU idle and while B writes 100 messages/s. 10c: wrk GET on
+    A with the streams open and without, alternating."""
+    raise_fd_limit(4 * streams)
+    threads = str(min(connections, os.cpu_count() or 1))
+    db_url = recreate("bench_events")
+    sh(str(SERVER), "--migrate-only", env=server_env(db_url))
+    extra = {"APP_EVENTS__MAX_STREAMS": str(streams + 100), "APP_SERVER__MAX_CONNECTIONS": str(streams + 200)}
+    a, a_port, _ = start_server(db_url, **extra)
+    b, b_port, _ = start_server(db_url, **extra)
+    res = {k: [] for k in ("post p50", "post p99", "p50", "p99", "floor p50", "floor p99", "rss idle", "rss base", "KiB per stream", "cpu idle",
+                           "cpu 100/s", "rss 100/s", "get with", "get without")}
+    try:
+        convs = create_conversations(b_port, 100)
+
+        def wrk(port: int, duration: int) -> float:
+            out = sh("wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-H",
+                     f"Authorization: Bearer {API_KEY}", f"http://127.0.0.1:{port}/api/v1/conversations/{convs[0]}",
+                     capture=True)
+            if "Non-2xx" in out or "Socket errors" in out:
+                raise SystemExit(f"wrk saw errors:\n{out}")
+            return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+        for r in range(runs):
+            # 10a: one stream on A, messages through B one at a time.
+            floor = notify_floor(db_url, samples) if r % 2 == 0 else None
+            one = Streams(a_port, [convs[0]], 1)
+            conn = None
+            sent: dict[int, float] = {}
+            answered: list[float] = []
+            base = int(psql(db_url, "SELECT coalesce(max(seq), 0) FROM conversation_events "
+                                    f"WHERE conversation_id = '{convs[0]}'"))
+            for i in range(1, samples + 1):
+                sent[base + i] = time.perf_counter()
+                conn = post_message(b_port, convs[0], f"m{i}", conn)
+                answered.append((time.perf_counter() - sent[base + i]) * 1000)
+                deadline = time.perf_counter() + 5
+                while base + i not in one.arrived:
+                    if time.perf_counter() > deadline:
+                        raise SystemExit(f"event {base + i} never arrived on A")
+                    time.sleep(0.0002)
+            one.close()
+            if floor is None:
+                floor = notify_floor(db_url, samples)
+            lat = [(one.arrived[k] - t) * 1000 for k, t in sent.items()]
+            res["post p50"].append(percentile(answered, 0.5))
+            res["post p99"].append(percentile(answered, 0.99))
+            res["p50"].append(percentile(lat, 0.5))
+            res["p99"].append(percentile(lat, 0.99))
+            res["floor p50"].append(percentile(floor, 0.5))
+            res["floor p99"].append(percentile(floor, 0.99))
+
+            # 10b and 10c on a fresh instance C per round, so that its RSS starts from the same
+            # place: a short wrk run to warm it, its RSS, then the GET without streams and with
+            # them open, alternating which goes first.
+            c, c_port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=str(connections), **extra)
+            try:
+                wrk(c_port, 1)
+                res["rss base"].append(rss_kib(c.pid) / 1024)
+                if r % 2 == 0:
+                    res["get without"].append(wrk(c_port, seconds))
+                newest = dict(line.split("|") for line in psql(
+                    db_url, "SELECT conversation_id, last_seq FROM conversation_event_seqs").splitlines() if line)
+                many = Streams(c_port, convs, streams, {k: int(v) for k, v in newest.items()})
+                time.sleep(1)
+                c0, t0 = cpu_seconds(c.pid), time.perf_counter()
+                time.sleep(seconds)
+                res["cpu idle"].append((cpu_seconds(c.pid) - c0) / (time.perf_counter() - t0) * 100)
+                res["rss idle"].append(rss_kib(c.pid) / 1024)
+                res["KiB per stream"].append((res["rss idle"][-1] - res["rss base"][-1]) * 1024 / streams)
+                res["get with"].append(wrk(c_port, seconds))
+                before = many.events
+                c0, t0 = cpu_seconds(c.pid), time.perf_counter()
+                conn, n = None, 0
+                while (elapsed := time.perf_counter() - t0) < seconds:
+                    if n < elapsed * 100:
+                        conn = post_message(b_port, convs[n % len(convs)], f"load {n}", conn)
+                        n += 1
+                    else:
+                        time.sleep(0.001)
+                res["cpu 100/s"].append((cpu_seconds(c.pid) - c0) / (time.perf_counter() - t0) * 100)
+                res["rss 100/s"].append(rss_kib(c.pid) / 1024)
+                want = n * streams // len(convs)
+                deadline = time.perf_counter() + 10
+                while many.events - before < want and time.perf_counter() < deadline:
+                    time.sleep(0.01)
+                if many.events - before != want:
+                    raise SystemExit(f"10b: {many.events - before} events received of {want}")
+                many.close()
+                if r % 2 == 1:
+                    res["get without"].append(wrk(c_port, seconds))
+            finally:
+                stop_server(c)
+    finally:
+        stop_server(a)
+        stop_server(b)
+        drop("bench_events")
+    return {k: Stat(v) for k, v in res.items()}
+
+
 def restart_postgres() -> float:
     """Restarts every local cluster (fast mode: sessions are terminated); wall time in s."""
     start = time.perf_counter()
@@ -758,7 +1004,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--lint-baseline", default=None,
                     help="a server binary built before (e.g. the sqlparser lint) to time beside benchmark 9")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
                     help="comma-separated benchmark numbers, or `soak` (a partial run does not write --out; "
                          "the soak writes its own section)")
     ap.add_argument("--soak-seconds", type=int, default=180, help="duration of the soak")
@@ -880,6 +1126,34 @@ def main() -> int:
                      f"on {on.fmt('req/s', 0)}", f"off {off.fmt('req/s', 0)}", f"{r:.3f}× off",
                      "≥ 0.97× off", r >= 0.97))
 
+    if 10 in only:
+        log(f"10. event streams: POST → event across instances, 1,000 streams, GET beside them")
+        ev = bench_events(args.runs, args.http_seconds, args.connections)
+        r50, r99 = ev["p50"].median / ev["floor p50"].median, ev["p99"].median / ev["floor p99"].median
+        post50, post99 = ev["post p50"].median, ev["post p99"].median
+        f50, f99 = ev["floor p50"].median, ev["floor p99"].median
+        rows.append(("10a. POST on B → event on a stream on A, p50", ev["p50"].fmt("ms", 2),
+                     f"the POST's own answer {ev['post p50'].fmt('ms', 2)}; "
+                     f"LISTEN/NOTIFY round trip {ev['floor p50'].fmt('ms', 2)}",
+                     f"POST + {(ev['p50'].median - post50) / f50:.1f}× floor",
+                     "≤ POST + 3× floor", ev["p50"].median <= post50 + 3 * f50))
+        rows.append(("10a. the same, p99", ev["p99"].fmt("ms", 2),
+                     f"the POST's own answer {ev['post p99'].fmt('ms', 2)}; "
+                     f"LISTEN/NOTIFY round trip {ev['floor p99'].fmt('ms', 2)}",
+                     f"POST + {(ev['p99'].median - post99) / f99:.1f}× floor",
+                     "≤ POST + 3× floor", ev["p99"].median <= post99 + 3 * f99))
+        per = ev["KiB per stream"].median
+        rows.append(("10b. 1,000 open streams, idle: RSS, CPU", f"{ev['rss idle'].fmt('MB')}; {ev['cpu idle'].fmt('% CPU', 2)}",
+                     f"the same instance before, warmed, no streams {ev['rss base'].fmt('MB')}", f"{per:.1f} KiB/stream",
+                     "≤ 64 KiB/stream, ≤ 1% CPU", per <= 64 and ev["cpu idle"].median <= 1))
+        rows.append(("10b. 1,000 open streams, 100 events/s (10 streams each): RSS, CPU",
+                     f"{ev['rss 100/s'].fmt('MB')}; {ev['cpu 100/s'].fmt('% CPU', 1)}", "", "",
+                     "≤ 50% of a core", ev["cpu 100/s"].median <= 50))
+        rg = ev["get with"].median / ev["get without"].median
+        rows.append((f"10c. GET /api/v1/conversations/{{id}}, {args.connections} connections, with 1,000 idle streams",
+                     f"wrk {ev['get with'].fmt('req/s', 0)}", f"without streams {ev['get without'].fmt('req/s', 0)}",
+                     f"{rg:.3f}× without", "≥ 0.95× without", rg >= 0.95))
+
     if only & {4, 6}:
         size = SERVER.stat().st_size / 1024 / 1024
         rows.append(("6. binary size (stripped)", f"{size:.1f} MB", "", "", "≤ 25 MB", size <= 25))
@@ -934,6 +1208,16 @@ def main() -> int:
         "- 8: two `server` processes in production mode on one database, one with `APP_METRICS__ENABLED=false`; "
         "wrk alternates between them within each round (which goes first alternates too); afterwards a scrape "
         "checks the counters saw the traffic and the other answers 404.",
+        "- 10: two `server` processes in production mode on one database (A with a pool of --connections). "
+        "10a: one stream on A; a message POSTed through B (keep-alive connection) at a time, timed from the "
+        "POST's start to the moment A's stream delivered that event's frame; the floor is `SELECT pg_notify(…)` "
+        "in an autocommit session until a LISTENing session has it (psycopg 3 over libpq, like psql), "
+        "200 samples each per round; p50/p99 per round, median over rounds. 10b: 1,000 streams "
+        "(raw sockets drained by one thread) over 100 conversations, so each event goes to 10 streams, on a "
+        "third instance C started fresh each round and warmed by a 1 s wrk run; RSS (VmRSS) and CPU "
+        "(utime+stime over --http-seconds) of C before the streams, with them idle, and while B writes 100 "
+        "messages/s; every event must arrive at every stream. 10c: wrk on C's `GET /api/v1/conversations/{id}` "
+        "with the 1,000 idle streams open and with none, alternating which goes first.",
         "- 9: `server migrate lint DIR` as a process (configuration, reading, validating and linting the "
         "200 files, the report) on a generated set: each file a table with its plpgsql function, trigger, "
         "index, view and dollar-quoted comment, plus type, column and constraint changes to the previous "
@@ -941,7 +1225,7 @@ def main() -> int:
         "binary in the same rounds.",
         "",
     ]
-    if only == {1, 2, 3, 4, 5, 6, 7, 8, 9}:
+    if only == set(range(1, 11)):
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         # Sections from other runs (the profile, the lint's comparison with the binary before

@@ -680,6 +680,10 @@ async fn a_reader_that_stops_reading_is_cut_and_memory_stays_bounded() {
 
     let got = crate::support::read_until_closed(&mut client).await;
     let total = MESSAGES * content.len();
+    eprintln!(
+        "stalled reader: {} of {total} bytes sent before the cut; RSS {rss_before} → {rss_after} KiB",
+        got.len()
+    );
     assert!(
         got.len() < total / 2,
         "the server sent {} of {total} bytes to a reader that took none",
