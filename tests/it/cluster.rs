@@ -62,15 +62,20 @@ impl Cluster {
         );
     }
 
-    fn pg(&self, tool: &str, args: &[&str], with_dir: bool) {
+    /// `tool` of the cluster's PostgreSQL, as the user that owns the cluster.
+    fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        if is_root() {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(exe);
             cmd
         } else {
             Command::new(exe)
-        };
+        }
+    }
+
+    fn pg(&self, tool: &str, args: &[&str], with_dir: bool) {
+        let mut cmd = self.command(tool);
         cmd.args(args);
         if with_dir {
             cmd.arg(&self.dir);
@@ -81,15 +86,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let exe = self.bin.join("pg_ctl");
-        let mut cmd = if is_root() {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(exe);
-            cmd
-        } else {
-            Command::new(exe)
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .args(["-m", "immediate", "stop", "-D"])
             .arg(&self.dir)
             .output();

@@ -154,14 +154,28 @@ async fn post_message(http: &Client, base: &str, conversation: &str, content: &s
     .unwrap()
 }
 
+/// Appends `content` through `base`, answered 201.
+async fn append(http: &Client, base: &str, conversation: &str, content: &str) {
+    let resp = post_message(http, base, conversation, content).await;
+    assert_eq!(resp.status(), 201, "appending {content}");
+}
+
+/// A new conversation with a stream open on `base` that has shown its first message, `m1`.
+async fn streaming(http: &Client, base: &str) -> (String, Sse) {
+    let conversation = create_conversation(base).await;
+    let mut stream = Sse::open(base, &conversation, None).await;
+    append(http, base, &conversation, "m1").await;
+    assert_message(&stream.next_event().await.unwrap(), 1);
+    (conversation, stream)
+}
+
 /// Posts `m1` … `m{n}` in order through `base`, each answered 201.
 fn post_messages(base: &str, conversation: &str, n: usize) -> tokio::task::JoinHandle<()> {
     let (base, conversation) = (base.to_string(), conversation.to_string());
     tokio::spawn(async move {
         let http = http();
         for i in 1..=n {
-            let resp = post_message(&http, &base, &conversation, &format!("m{i}")).await;
-            assert_eq!(resp.status(), 201, "message {i}");
+            append(&http, &base, &conversation, &format!("m{i}")).await;
         }
     })
 }
@@ -220,12 +234,7 @@ async fn a_stream_on_one_instance_sees_what_is_written_through_another() {
         "the stream opens with retry: {first:?}"
     );
 
-    assert_eq!(
-        post_message(&http, &b.base, &conversation, "m1")
-            .await
-            .status(),
-        201
-    );
+    append(&http, &b.base, &conversation, "m1").await;
     assert_message(&stream.next_event().await.unwrap(), 1);
 
     let patched = http
@@ -363,12 +372,7 @@ async fn refusals_are_problems_unknown_conversation_past_the_newest_id_and_bad_i
     let a = spawn_server(&db.url, &[]).await;
     let http = http();
     let conversation = create_conversation(&a.base).await;
-    assert_eq!(
-        post_message(&http, &a.base, &conversation, "m1")
-            .await
-            .status(),
-        201
-    );
+    append(&http, &a.base, &conversation, "m1").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     for (conv, header, status, field) in [
         (unknown.as_str(), None, 404, None),
@@ -519,15 +523,7 @@ async fn a_terminated_listener_reconnects_and_streams_catch_up_from_the_log() {
     let listen_url = proxy.url(&db.url);
     let a = spawn_server(&db.url, &[("DATABASE_MIGRATION_URL", &listen_url)]).await;
     let http = http();
-    let conversation = create_conversation(&a.base).await;
-    let mut stream = Sse::open(&a.base, &conversation, None).await;
-    assert_eq!(
-        post_message(&http, &a.base, &conversation, "m1")
-            .await
-            .status(),
-        201
-    );
-    assert_message(&stream.next_event().await.unwrap(), 1);
+    let (conversation, mut stream) = streaming(&http, &a.base).await;
     assert_eq!(metric(&a.base, "event_listener_connected").await, 1.0);
 
     proxy.set_refusing(true);
@@ -545,13 +541,7 @@ async fn a_terminated_listener_reconnects_and_streams_catch_up_from_the_log() {
     })
     .await;
     for i in 2..=20 {
-        let content = format!("m{i}");
-        assert_eq!(
-            post_message(&http, &a.base, &conversation, &content)
-                .await
-                .status(),
-            201
-        );
+        append(&http, &a.base, &conversation, &format!("m{i}")).await;
     }
 
     proxy.set_refusing(false);
@@ -571,15 +561,7 @@ async fn postgres_restarted_mid_stream_the_stream_catches_up() {
     let url = cluster.url("postgres");
     let a = spawn_server(&url, &[]).await;
     let http = http();
-    let conversation = create_conversation(&a.base).await;
-    let mut stream = Sse::open(&a.base, &conversation, None).await;
-    assert_eq!(
-        post_message(&http, &a.base, &conversation, "m1")
-            .await
-            .status(),
-        201
-    );
-    assert_message(&stream.next_event().await.unwrap(), 1);
+    let (conversation, mut stream) = streaming(&http, &a.base).await;
 
     cluster.restart();
     // The pool finds its sessions dead and opens new ones; a request that met a dead session
@@ -669,8 +651,7 @@ async fn a_reader_that_stops_reading_is_cut_and_memory_stays_bounded() {
     let content = "x".repeat(64 * 1024);
     let http = http();
     for _ in 0..MESSAGES {
-        let resp = post_message(&http, &a.base, &conversation, &content).await;
-        assert_eq!(resp.status(), 201);
+        append(&http, &a.base, &conversation, &content).await;
     }
     until("the stalled stream to be cut", async || {
         metric(&a.base, "event_streams_open").await == 0.0
