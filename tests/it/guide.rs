@@ -181,6 +181,31 @@ impl<'a> Guide<'a> {
         }
     }
 
+    /// [`Guide::step`] for a `server` command that must exit with `code`; its output.
+    async fn server_ok(
+        &mut self,
+        expected: &str,
+        image: Image<'_>,
+        env: &[(&str, &str)],
+        code: i32,
+    ) -> Output {
+        let out = self.step(expected, image, env).await.server();
+        ok(&out, code);
+        out
+    }
+
+    /// The block's `migrate verify`, which must pass with no drift.
+    async fn verify_without_drift(&mut self, image: Image<'_>) {
+        let verify = self
+            .server_ok("/app/server migrate verify", image, &[], 0)
+            .await;
+        assert!(
+            verify.stdout.contains("ok    drift         no drift"),
+            "{}",
+            verify.stdout
+        );
+    }
+
     fn done(mut self) {
         assert_eq!(
             self.commands.next(),
@@ -326,10 +351,8 @@ async fn sql_error_correct_the_file_that_never_ran_and_redeploy() {
 
     let mut guide = Guide::new("sql-error", &db);
     let status = guide
-        .step("/app/server migrate status", new, &[])
-        .await
-        .server();
-    ok(&status, 8);
+        .server_ok("/app/server migrate status", new, &[], 8)
+        .await;
     assert!(
         status.stdout.contains("Pending:            2"),
         "{}",
@@ -356,20 +379,12 @@ async fn sql_error_correct_the_file_that_never_ran_and_redeploy() {
 
     // Corrected in git, redeployed: the pre-deploy of the fixed image.
     let new = Image::Release(fixed.dir.path());
-    ok(
-        &guide
-            .step("/app/server --migrate-only", new, &[])
-            .await
-            .server(),
-        0,
-    );
-    ok(
-        &guide
-            .step("/app/server migrate verify", new, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok("/app/server --migrate-only", new, &[], 0)
+        .await;
+    guide
+        .server_ok("/app/server migrate verify", new, &[], 0)
+        .await;
     guide.done();
 }
 
@@ -435,20 +450,16 @@ async fn dirty_after_a_killed_index_build_drop_the_invalid_index_and_mark_revert
 
     let mut guide = Guide::new("dirty-after-kill", &db);
     let status = guide
-        .step("/app/server migrate status", image, &[])
-        .await
-        .server();
-    ok(&status, 6);
+        .server_ok("/app/server migrate status", image, &[], 6)
+        .await;
     assert!(status.stdout.contains("Migration lock:     free"));
     guide.learn("version", after(&status.stdout, "Dirty:"));
     assert_eq!(guide.known["version"], "2");
 
     // A look: it changes nothing and succeeds (a job running it does not appear failed).
     let repair = guide
-        .step("/app/server migrate repair", image, &[])
-        .await
-        .server();
-    ok(&repair, 0);
+        .server_ok("/app/server migrate repair", image, &[], 0)
+        .await;
     assert!(
         repair
             .stdout
@@ -485,29 +496,20 @@ async fn dirty_after_a_killed_index_build_drop_the_invalid_index_and_mark_revert
         .await
         .sql();
     let repaired = guide
-        .step(
+        .server_ok(
             "/app/server migrate repair --version <version> --mark-reverted --yes",
             image,
             &[],
+            0,
         )
-        .await
-        .server();
-    ok(&repaired, 0);
+        .await;
     assert!(repaired.stdout.contains("Migration 2 marked reverted"));
-    ok(
-        &guide
-            .step("/app/server --migrate-only", image, &[])
-            .await
-            .server(),
-        0,
-    );
-    ok(
-        &guide
-            .step("/app/server migrate verify", image, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok("/app/server --migrate-only", image, &[], 0)
+        .await;
+    guide
+        .server_ok("/app/server migrate verify", image, &[], 0)
+        .await;
     guide.done();
     assert!(index_is_valid(&mut observer, &index).await);
 }
@@ -556,10 +558,8 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
     // The deploy log that named the duplicated key may be gone: the guide does not use it.
     let mut guide = Guide::new("dirty-after-failed-unique-index", &db);
     let repair = guide
-        .step("/app/server migrate repair", image, &[])
-        .await
-        .server();
-    ok(&repair, 0);
+        .server_ok("/app/server migrate repair", image, &[], 0)
+        .await;
     assert!(
         repair.stdout.contains(
             "Failing statement: CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);"
@@ -629,31 +629,20 @@ async fn dirty_after_a_failed_unique_index_fix_the_duplicates_first() {
         )
         .await
         .sql();
-    ok(
-        &guide
-            .step(
-                "/app/server migrate repair --version <version> --mark-reverted --yes",
-                image,
-                &[],
-            )
-            .await
-            .server(),
-        0,
-    );
-    ok(
-        &guide
-            .step("/app/server --migrate-only", image, &[])
-            .await
-            .server(),
-        0,
-    );
-    ok(
-        &guide
-            .step("/app/server migrate verify", image, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok(
+            "/app/server migrate repair --version <version> --mark-reverted --yes",
+            image,
+            &[],
+            0,
+        )
+        .await;
+    guide
+        .server_ok("/app/server --migrate-only", image, &[], 0)
+        .await;
+    guide
+        .server_ok("/app/server migrate verify", image, &[], 0)
+        .await;
     guide.done();
     assert!(index_is_valid(&mut conn, &index).await);
     assert!(rows(&mut conn).await.iter().all(|r| r.1));
@@ -674,10 +663,8 @@ async fn lock_held_by_a_stuck_session_end_it_then_retry() {
 
     let mut guide = Guide::new("lock-held", &db);
     let status = guide
-        .step("/app/server migrate status", Image::Built, &[])
-        .await
-        .server();
-    ok(&status, 8);
+        .server_ok("/app/server migrate status", Image::Built, &[], 8)
+        .await;
     let pid = after(&status.stdout, "Migration lock:     held by pid ")
         .split(' ')
         .next()
@@ -718,13 +705,9 @@ async fn lock_held_by_a_stuck_session_end_it_then_retry() {
         .await
         .sql();
     assert!(ended[0].get::<bool, _>(0));
-    ok(
-        &guide
-            .step("/app/server --migrate-only", Image::Built, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok("/app/server --migrate-only", Image::Built, &[], 0)
+        .await;
     guide.done();
 }
 
@@ -776,16 +759,12 @@ async fn edited_file_find_the_revision_that_ran_by_its_checksum_and_restore_it()
 
     let mut guide = Guide::new("edited-file", &db).in_repo(repo.path());
     let status = guide
-        .step("/app/server migrate status", new, &[])
-        .await
-        .server();
-    ok(&status, 6);
+        .server_ok("/app/server migrate status", new, &[], 6)
+        .await;
     guide.learn("version", after(&status.stdout, "Checksum mismatch:"));
     let show = guide
-        .step("/app/server migrate show <version>", new, &[])
-        .await
-        .server();
-    ok(&show, 0);
+        .server_ok("/app/server migrate show <version>", new, &[], 0)
+        .await;
     assert!(
         show.stdout.contains("checksum mismatch")
             && show.stdout.contains("body text")
@@ -840,13 +819,9 @@ async fn edited_file_find_the_revision_that_ran_by_its_checksum_and_restore_it()
         "ALTER TABLE notes ADD COLUMN body text;\n",
     )
     .unwrap();
-    ok(
-        &guide
-            .step("/app/server --migrate-only", new, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok("/app/server --migrate-only", new, &[], 0)
+        .await;
     guide.done();
     let mut conn = db.connect().await;
     let body: bool = sqlx::query_scalar(
@@ -902,29 +877,27 @@ async fn rollback_of_the_newest_migration_service_first_then_the_schema() {
     let mut guide = Guide::new("rollback-newest", &db);
     guide.learn("previous", 1);
     let plan = guide
-        .step(
+        .server_ok(
             "/app/server migrate rollback <previous> --dry-run",
             newer_image,
             &[],
+            0,
         )
-        .await
-        .server();
-    ok(&plan, 0);
+        .await;
     assert!(
         plan.stdout.contains("would rollback 1 migration(s)")
             && plan.stdout.contains("2_badges.down.sql"),
         "{}",
         plan.stdout
     );
-    let rolled = guide
-        .step(
+    guide
+        .server_ok(
             "/app/server migrate rollback <previous> --yes",
             newer_image,
             &[],
+            0,
         )
-        .await
-        .server();
-    ok(&rolled, 0);
+        .await;
     let mut conn = db.connect().await;
     assert!(!table_exists(&mut conn, "badges").await);
     assert_eq!(
@@ -934,10 +907,8 @@ async fn rollback_of_the_newest_migration_service_first_then_the_schema() {
     );
     // The newer binary's view: exactly the reverted version pending, nothing else failing.
     let newer_view = guide
-        .step("/app/server migrate verify", newer_image, &[])
-        .await
-        .server();
-    ok(&newer_view, 8);
+        .server_ok("/app/server migrate verify", newer_image, &[], 8)
+        .await;
     let failing: Vec<&str> = newer_view
         .stdout
         .lines()
@@ -1014,10 +985,8 @@ async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
 
     let mut guide = Guide::new("sql-error-in-the-database", &db);
     let status = guide
-        .step("/app/server migrate status", new, &[])
-        .await
-        .server();
-    ok(&status, 8);
+        .server_ok("/app/server migrate status", new, &[], 8)
+        .await;
     assert!(
         status.stdout.contains("Pending:            20991201000001")
             && status.stdout.contains("Dirty:              none"),
@@ -1026,10 +995,8 @@ async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
     );
     // The serving release: the database is at its newest migration, so drift is compared.
     let drift = guide
-        .step("/app/server migrate drift", old, &[])
-        .await
-        .server();
-    ok(&drift, 11);
+        .server_ok("/app/server migrate drift", old, &[], 11)
+        .await;
     assert!(
         drift
             .stdout
@@ -1059,11 +1026,9 @@ async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
         .await
         .sql();
     // The same release again: the file was right.
-    let rerun = guide
-        .step("/app/server --migrate-only", new, &[])
-        .await
-        .server();
-    ok(&rerun, 0);
+    guide
+        .server_ok("/app/server --migrate-only", new, &[], 0)
+        .await;
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM by_hand.ui_artifact_comments")
         .fetch_one(&mut conn)
         .await
@@ -1077,16 +1042,7 @@ async fn sql_error_caused_in_the_database_put_the_database_back_not_the_file() {
         )
         .await
         .sql();
-    let verify = guide
-        .step("/app/server migrate verify", new, &[])
-        .await
-        .server();
-    ok(&verify, 0);
-    assert!(
-        verify.stdout.contains("ok    drift         no drift"),
-        "{}",
-        verify.stdout
-    );
+    guide.verify_without_drift(new).await;
     guide.done();
 }
 
@@ -1116,10 +1072,8 @@ async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
 
     let mut guide = Guide::new("drift-before-redeploy", &db);
     let behind = guide
-        .step("/app/server migrate drift", new, &[])
-        .await
-        .server();
-    ok(&behind, 9);
+        .server_ok("/app/server migrate drift", new, &[], 9)
+        .await;
     assert!(
         behind.stdout.contains(
             "Not compared: the database is behind the snapshot: migration(s) 20991201000001 of \
@@ -1130,10 +1084,8 @@ async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
         behind.stdout
     );
     let drift = guide
-        .step("/app/server migrate drift", old, &[])
-        .await
-        .server();
-    ok(&drift, 11);
+        .server_ok("/app/server migrate drift", old, &[], 11)
+        .await;
     let definition = after(
         &drift.stdout,
         "missing index public.ui_artifacts_conversation_idx: ",
@@ -1151,16 +1103,7 @@ async fn drift_before_redeploying_is_asked_of_the_binary_the_database_is_at() {
         )
         .await
         .sql();
-    let verify = guide
-        .step("/app/server migrate verify", old, &[])
-        .await
-        .server();
-    ok(&verify, 0);
-    assert!(
-        verify.stdout.contains("ok    drift         no drift"),
-        "{}",
-        verify.stdout
-    );
+    guide.verify_without_drift(old).await;
     guide.done();
 }
 
@@ -1209,10 +1152,8 @@ async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_app
 
     let mut guide = Guide::new("killed-transactional", &db);
     let status = guide
-        .step("/app/server migrate status", image, &[])
-        .await
-        .server();
-    ok(&status, 8);
+        .server_ok("/app/server migrate status", image, &[], 8)
+        .await;
     assert!(
         status.stdout.contains("Pending:            2")
             && status.stdout.contains("Dirty:              none"),
@@ -1229,22 +1170,16 @@ async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_app
         "{lock}"
     );
     let rerun = guide
-        .step("/app/server --migrate-only", image, &[])
-        .await
-        .server();
-    ok(&rerun, 0);
+        .server_ok("/app/server --migrate-only", image, &[], 0)
+        .await;
     assert!(
         rerun.stderr.contains("Applied migration 2"),
         "{}",
         rerun.stderr
     );
-    ok(
-        &guide
-            .step("/app/server migrate verify", image, &[])
-            .await
-            .server(),
-        0,
-    );
+    guide
+        .server_ok("/app/server migrate verify", image, &[], 0)
+        .await;
     guide.done();
     let gone: bool =
         sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
@@ -1299,10 +1234,8 @@ async fn lock_held_by_another_applications_migrator_at_work_wait_for_it() {
 
     let mut guide = Guide::new("lock-held-foreign", &db);
     let status = guide
-        .step("/app/server migrate status", Image::Built, &[])
-        .await
-        .server();
-    ok(&status, 8);
+        .server_ok("/app/server migrate status", Image::Built, &[], 8)
+        .await;
     let holder = after(&status.stdout, "Migration lock:     held by pid ").to_string();
     assert!(
         holder.contains("(application_name \"billing-service migrate\"")
@@ -1453,10 +1386,8 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
 
     let contract = Image::Release(deploy3.dir.path());
     let out = guide
-        .step("/app/server --migrate-only", contract, &[ERROR])
-        .await
-        .server();
-    ok(&out, 14);
+        .server_ok("/app/server --migrate-only", contract, &[ERROR], 14)
+        .await;
     assert!(
         out.stderr.contains(
             "Incompatible with a serving release: release deploy-1: query"
@@ -1468,10 +1399,8 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     );
     assert!(table_has_column(&mut conn, "messages", "content").await);
     let out = guide
-        .step("/app/server migrate compat", contract, &[])
-        .await
-        .server();
-    ok(&out, 14);
+        .server_ok("/app/server migrate compat", contract, &[], 14)
+        .await;
     assert!(
         out.stdout.contains("release deploy-1: query set"),
         "{}",
@@ -1491,10 +1420,8 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     // Deploy 1's instances stopped: its heartbeat ages past the window.
     expire(&mut conn, "deploy-1").await;
     let out = guide
-        .step("/app/server --migrate-only", contract, &[ERROR])
-        .await
-        .server();
-    ok(&out, 0);
+        .server_ok("/app/server --migrate-only", contract, &[ERROR], 0)
+        .await;
     assert!(
         out.stderr.contains("Applied migration 20270101000002"),
         "{}",
@@ -1529,10 +1456,8 @@ async fn a_column_drop_waits_for_the_release_that_reads_it() {
 
     let mut guide = Guide::new("expand-contract-drop", &db);
     let out = guide
-        .step("/app/server --migrate-only", contract, &[ERROR])
-        .await
-        .server();
-    ok(&out, 14);
+        .server_ok("/app/server --migrate-only", contract, &[ERROR], 14)
+        .await;
     assert!(
         out.stderr.contains("release 0.1.0: query")
             && out
@@ -1545,10 +1470,8 @@ async fn a_column_drop_waits_for_the_release_that_reads_it() {
     assert!(table_has_column(&mut conn, "messages", "tool_call_id").await);
     expire(&mut conn, "0.1.0").await;
     let out = guide
-        .step("/app/server --migrate-only", contract, &[ERROR])
-        .await
-        .server();
-    ok(&out, 0);
+        .server_ok("/app/server --migrate-only", contract, &[ERROR], 0)
+        .await;
     assert!(
         out.stderr
             .contains("Compat check: 1 release(s), 2 distinct queries")

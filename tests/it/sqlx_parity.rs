@@ -365,6 +365,22 @@ async fn rows_of(db: &TestDb, table: &str) -> Vec<(i64, String, bool, Vec<u8>)> 
     .unwrap()
 }
 
+/// Two empty databases, one migrated by this engine over `set`, the other by sqlx's
+/// `migrator` (over the same directory).
+async fn migrated_by_both(
+    set: &MigrationSet,
+    migrator: &sqlx::migrate::Migrator,
+) -> (TestDb, TestDb) {
+    let ours = TestDb::empty().await;
+    let theirs = TestDb::empty().await;
+    Migrator::new(set, opts())
+        .run(&mut ours.connect().await)
+        .await
+        .unwrap();
+    migrator.run(&mut theirs.connect().await).await.unwrap();
+    (ours, theirs)
+}
+
 async fn relation_exists(db: &TestDb, name: &str) -> bool {
     let mut conn = db.connect().await;
     crate::support::table_exists(&mut conn, name).await
@@ -381,16 +397,7 @@ async fn empty_down_file_runs_and_rolls_back_like_sqlx() {
     let set = dir.set();
     let sqlx_migrator = sqlx::migrate::Migrator::new(dir.dir.path()).await.unwrap();
 
-    let ours = TestDb::empty().await;
-    let theirs = TestDb::empty().await;
-    Migrator::new(&set, opts())
-        .run(&mut ours.connect().await)
-        .await
-        .unwrap();
-    sqlx_migrator
-        .run(&mut theirs.connect().await)
-        .await
-        .unwrap();
+    let (ours, theirs) = migrated_by_both(&set, &sqlx_migrator).await;
     assert_eq!(
         rows_of(&ours, "_sqlx_migrations").await,
         rows_of(&theirs, "_sqlx_migrations").await
@@ -432,16 +439,7 @@ async fn up_files_without_down_run_like_sqlx_and_rollback_refuses_to_skip_them()
     let set = dir.set();
     assert_eq!(set.len(), 2);
     let sqlx_migrator = sqlx::migrate::Migrator::new(dir.dir.path()).await.unwrap();
-    let ours = TestDb::empty().await;
-    let theirs = TestDb::empty().await;
-    Migrator::new(&set, opts())
-        .run(&mut ours.connect().await)
-        .await
-        .unwrap();
-    sqlx_migrator
-        .run(&mut theirs.connect().await)
-        .await
-        .unwrap();
+    let (ours, theirs) = migrated_by_both(&set, &sqlx_migrator).await;
     assert_eq!(
         rows_of(&ours, "_sqlx_migrations").await,
         rows_of(&theirs, "_sqlx_migrations").await
@@ -479,16 +477,7 @@ async fn sqlx_toml_table_schemas_and_ignored_chars_match_sqlx() {
     sqlx_migrator.dangerous_set_table_name("ops.schema_history");
     sqlx_migrator.create_schema("ops");
 
-    let ours = TestDb::empty().await;
-    let theirs = TestDb::empty().await;
-    Migrator::new(&set, opts())
-        .run(&mut ours.connect().await)
-        .await
-        .unwrap();
-    sqlx_migrator
-        .run(&mut theirs.connect().await)
-        .await
-        .unwrap();
+    let (ours, theirs) = migrated_by_both(&set, &sqlx_migrator).await;
     let rows = rows_of(&ours, "ops.schema_history").await;
     assert_eq!(rows, rows_of(&theirs, "ops.schema_history").await);
     assert_eq!(rows.len(), 2);
