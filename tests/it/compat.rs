@@ -294,19 +294,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
     record(&mut conn, "r0", &project_dir().join(".sqlx")).await;
 
     // Deploy 1, expand: `body` added, kept equal to `content` by a trigger, backfilled.
-    let expand = (
-        "20991201000001_expand_message_body.up.sql",
-        "ALTER TABLE messages ADD COLUMN body text;\n\
-         CREATE FUNCTION messages_sync_body() RETURNS trigger LANGUAGE plpgsql AS $$\n\
-         BEGIN\n\
-           NEW.body := coalesce(NEW.body, NEW.content);\n\
-           NEW.content := coalesce(NEW.content, NEW.body);\n\
-           RETURN NEW;\n\
-         END $$;\n\
-         CREATE TRIGGER messages_sync_body BEFORE INSERT OR UPDATE ON messages\n\
-           FOR EACH ROW EXECUTE FUNCTION messages_sync_body();\n\
-         UPDATE messages SET body = content WHERE body IS NULL;\n",
-    );
+    let expand = crate::guide::EXPAND_BODY;
     let set1 = next_set(&[expand]);
     let out = Release {
         dir: set1.dir.path(),
@@ -353,12 +341,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
     record(&mut conn, "r2", r2.path()).await;
 
     // Deploy 3, contract: `content` dropped. Refused while release 1 still serves …
-    let contract = (
-        "20991201000002_contract_message_content.up.sql",
-        "DROP TRIGGER messages_sync_body ON messages;\n\
-         DROP FUNCTION messages_sync_body();\n\
-         ALTER TABLE messages DROP COLUMN content;\n",
-    );
+    let contract = crate::guide::CONTRACT_CONTENT;
     let set3 = next_set(&[expand, contract]);
     let release3 = Release {
         dir: set3.dir.path(),
@@ -388,7 +371,7 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
     let out = release3.run(&db.url, &[ERROR], &["--migrate-only"]).await;
     assert_eq!(out.code, Some(0), "{}", show(&out));
     assert!(
-        out.stderr.contains("Applied migration 20991201000002"),
+        out.stderr.contains("Applied migration 20270101000002"),
         "{}",
         show(&out)
     );

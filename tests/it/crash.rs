@@ -124,11 +124,7 @@ async fn killed_in_a_transactional_migration_then_rerun_is_consistent_and_comple
 
     let mut conn = db.connect().await;
     assert_eq!(
-        rows(&mut conn)
-            .await
-            .iter()
-            .map(|r| r.0)
-            .collect::<Vec<_>>(),
+        crate::support::recorded_versions(&mut conn).await,
         [1],
         "2 not recorded"
     );
@@ -156,7 +152,7 @@ async fn killed_in_a_non_transactional_migration_leaves_it_dirty_until_repaired(
     let _ = child.wait().await;
 
     let mut conn = db.connect().await;
-    let marks: Vec<(i64, bool)> = rows(&mut conn).await.iter().map(|r| (r.0, r.1)).collect();
+    let marks: Vec<(i64, bool)> = crate::support::marks(&mut conn).await;
     assert_eq!(
         marks,
         [(1, true), (2, false)],

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::support::{TestDb, project_dir, run_server, spawn_server, until};
+use crate::support::{TestDb, project_dir, run_ok, run_server, spawn_server, until};
 
 fn port_of(base: &str) -> String {
     base.rsplit(':')
@@ -41,8 +41,7 @@ async fn healthcheck_probes_live_and_ready_through_the_binary() {
     let out = run_server(&db.url, &env, &["healthcheck", "--ready"]).await;
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert!(out.stderr.contains("answered 503"), "{}", out.stderr);
-    let out = run_server(&db.url, &env, &["healthcheck"]).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    run_ok(&db.url, &env, &["healthcheck"]).await;
 
     // Nothing listening: unhealthy, one line naming the address.
     server.signal("TERM");
@@ -550,8 +549,7 @@ async fn render_yaml_commands_path_and_variables_work_with_the_binary() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     // Each variable takes effect (a misspelt APP_ key would stop start-up, exit 3).
-    let out = run_server(&db.url, &env, &["config"]).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = run_ok(&db.url, &env, &["config"]).await;
     assert!(out.stdout.contains(r#"environment = "production""#));
     assert!(
         out.stdout.contains("max_connections = 10"),

@@ -1293,8 +1293,9 @@ async fn lock_held_by_another_applications_migrator_at_work_wait_for_it() {
     work.await.unwrap();
 }
 
-/// The expand migration of the guide's rename recipe, as docs/operations.md writes it.
-const EXPAND_BODY: (&str, &str) = (
+/// The expand migration of the guide's rename recipe, as docs/operations.md writes it (also the
+/// rolling-deploy checks' rename, `compat.rs`).
+pub(crate) const EXPAND_BODY: (&str, &str) = (
     "20270101000001_expand_message_body.up.sql",
     "ALTER TABLE messages ADD COLUMN body text;\n\
      CREATE FUNCTION messages_sync_body() RETURNS trigger LANGUAGE plpgsql AS $$\n\
@@ -1308,7 +1309,7 @@ const EXPAND_BODY: (&str, &str) = (
      UPDATE messages SET body = content WHERE body IS NULL;\n",
 );
 
-const CONTRACT_CONTENT: (&str, &str) = (
+pub(crate) const CONTRACT_CONTENT: (&str, &str) = (
     "20270101000002_contract_message_content.up.sql",
     "DROP TRIGGER messages_sync_body ON messages;\n\
      DROP FUNCTION messages_sync_body();\n\

@@ -129,7 +129,7 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
         second.stderr
     );
     assert!(!second.stderr.contains("dirty"), "{}", second.stderr);
-    let marks: Vec<(i64, bool)> = rows(&mut conn).await.iter().map(|r| (r.0, r.1)).collect();
+    let marks: Vec<(i64, bool)> = crate::support::marks(&mut conn).await;
     assert_eq!(marks, [(1, true), (2, true)]);
 }
 
@@ -205,7 +205,7 @@ async fn repair_racing_a_finishing_migration_refuses_and_changes_nothing() {
         "{}",
         repair.stdout
     );
-    let marks: Vec<(i64, bool)> = rows(&mut conn).await.iter().map(|r| (r.0, r.1)).collect();
+    let marks: Vec<(i64, bool)> = crate::support::marks(&mut conn).await;
     assert_eq!(
         marks,
         [(1, true), (2, true)],

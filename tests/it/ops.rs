@@ -4,7 +4,7 @@ use agent_backend::migrate::embedded;
 use serde_json::json;
 
 use crate::support::{
-    TestDb, hold_migration_lock, json, rows, run_server, schema_snapshot, table_exists,
+    TestDb, hold_migration_lock, json, rows, run_ok, run_server, schema_snapshot, table_exists,
 };
 
 fn versions() -> Vec<i64> {
@@ -16,8 +16,7 @@ async fn status_history_show_verify_report_and_exit_by_state() {
     let db = TestDb::migrated().await;
     let newest = *versions().last().unwrap();
 
-    let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
-    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    let status = run_ok(&db.url, &[], &["migrate", "status", "--json"]).await;
     let s = json(&status);
     assert_eq!(s["up_to_date"], true);
     assert_eq!(s["applied_newest"], newest);
@@ -136,8 +135,7 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
     let (holder, _key) = hold_migration_lock(&db, "test-holder").await;
     let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
 
-    let plan = run_server(&db.url, &env, &["migrate", "apply", "--dry-run", "--json"]).await;
-    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    let plan = run_ok(&db.url, &env, &["migrate", "apply", "--dry-run", "--json"]).await;
     let p = json(&plan);
     let planned: Vec<i64> = p["steps"]
         .as_array()
@@ -160,13 +158,12 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
     run_server(&db.url, &[], &["--migrate-only"]).await;
     let migrated = schema_snapshot(&mut conn).await;
     let rows_before = rows(&mut conn).await;
-    let plan = run_server(
+    let plan = run_ok(
         &db.url,
         &[],
         &["migrate", "rollback", "0", "--dry-run", "--json"],
     )
     .await;
-    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
     let newest_first: Vec<i64> = json(&plan)["steps"]
         .as_array()
         .unwrap()
@@ -185,17 +182,15 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
 async fn apply_rollback_apply_round_trip_gives_the_same_schema() {
     let db = TestDb::empty().await;
     let mut conn = db.connect().await;
-    let empty = run_server(&db.url, &[], &["migrate", "apply"]).await;
-    assert_eq!(empty.code, Some(0), "{}", empty.stderr);
+    run_ok(&db.url, &[], &["migrate", "apply"]).await;
     let first = schema_snapshot(&mut conn).await;
 
-    let back = run_server(
+    let back = run_ok(
         &db.url,
         &[],
         &["migrate", "rollback", "0", "--yes", "--json"],
     )
     .await;
-    assert_eq!(back.code, Some(0), "{}", back.stderr);
     assert_eq!(
         json(&back)["reverted"].as_array().unwrap().len(),
         versions().len()
@@ -203,8 +198,7 @@ async fn apply_rollback_apply_round_trip_gives_the_same_schema() {
     assert!(rows(&mut conn).await.is_empty());
     assert!(!table_exists(&mut conn, "conversations").await);
 
-    let again = run_server(&db.url, &[], &["migrate", "apply"]).await;
-    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    run_ok(&db.url, &[], &["migrate", "apply"]).await;
     assert_eq!(schema_snapshot(&mut conn).await, first);
 }
 
@@ -212,8 +206,7 @@ async fn apply_rollback_apply_round_trip_gives_the_same_schema() {
 async fn apply_to_stops_at_the_target_and_refuses_unknown_ones() {
     let db = TestDb::empty().await;
     let first = versions()[0].to_string();
-    let out = run_server(&db.url, &[], &["migrate", "apply", "--to", &first]).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    run_ok(&db.url, &[], &["migrate", "apply", "--to", &first]).await;
     let mut conn = db.connect().await;
     assert_eq!(rows(&mut conn).await.len(), 1);
     let out = run_server(&db.url, &[], &["migrate", "apply", "--to", "12345"]).await;
@@ -256,8 +249,7 @@ async fn database_ahead_of_the_binary_serves_by_default_and_is_strict_on_request
     .execute(&mut conn)
     .await
     .unwrap();
-    let out = run_server(&db.url, &[], &["--migrate-only"]).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = run_ok(&db.url, &[], &["--migrate-only"]).await;
     assert!(out.stderr.contains("does not embed"), "{}", out.stderr);
     let status = run_server(&db.url, &[], &["migrate", "status", "--json"]).await;
     assert_eq!(
@@ -289,8 +281,7 @@ async fn repair_records_the_operators_decision() {
         refused.stderr
     );
     // A look changes nothing and succeeds: a Render job running it does not appear failed.
-    let explain = run_server(&db.url, &[], &["migrate", "repair", "--json"]).await;
-    assert_eq!(explain.code, Some(0), "{}", explain.stderr);
+    let explain = run_ok(&db.url, &[], &["migrate", "repair", "--json"]).await;
     let view = json(&explain);
     assert_eq!(view["dirty"]["version"], newest);
     assert_eq!(view["lock_holder"], serde_json::Value::Null);
@@ -298,8 +289,7 @@ async fn repair_records_the_operators_decision() {
         view["next"][1],
         format!("server migrate repair --version {newest} --mark-reverted --yes")
     );
-    let explain = run_server(&db.url, &[], &["migrate", "repair"]).await;
-    assert_eq!(explain.code, Some(0), "{}", explain.stderr);
+    let explain = run_ok(&db.url, &[], &["migrate", "repair"]).await;
     assert!(
         explain.stdout.contains("--mark-applied") && explain.stdout.contains("--mark-reverted"),
         "{}",
@@ -342,13 +332,12 @@ async fn repair_records_the_operators_decision() {
     );
 
     // The operator finished it by hand.
-    let applied = run_server(
+    run_ok(
         &db.url,
         &[],
         &["migrate", "repair", "--mark-applied", "--yes"],
     )
     .await;
-    assert_eq!(applied.code, Some(0), "{}", applied.stderr);
     assert_eq!(
         run_server(&db.url, &[], &["--migrate-only"]).await.code,
         Some(0)
@@ -371,16 +360,14 @@ async fn repair_records_the_operators_decision() {
         .await
         .unwrap();
     assert_ne!(schema_snapshot(&mut conn).await, before);
-    let reverted = run_server(
+    let reverted = run_ok(
         &db.url,
         &[],
         &["migrate", "repair", "--mark-reverted", "--yes", "--json"],
     )
     .await;
-    assert_eq!(reverted.code, Some(0), "{}", reverted.stderr);
     assert_eq!(json(&reverted)["repaired"], newest);
-    let rerun = run_server(&db.url, &[], &["--migrate-only"]).await;
-    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    run_ok(&db.url, &[], &["--migrate-only"]).await;
     assert_eq!(schema_snapshot(&mut conn).await, before);
 
     let nothing = run_server(
@@ -452,13 +439,12 @@ async fn rollback_to_a_version_neither_applied_nor_embedded_exits_9_and_changes_
     .execute(&mut conn)
     .await
     .unwrap();
-    let out = run_server(
+    let out = run_ok(
         &db.url,
         &[],
         &["migrate", "rollback", "99990101000000", "--yes"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains("Nothing to roll back"),
         "{}",
@@ -509,8 +495,7 @@ async fn rollback_prompt_says_how_many_migrations_and_which_down_files_run() {
 async fn status_shows_who_holds_the_migration_lock() {
     let db = TestDb::migrated().await;
     let (holder, _key) = hold_migration_lock(&db, "deploy-42").await;
-    let status = run_server(&db.url, &[], &["migrate", "status"]).await;
-    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    let status = run_ok(&db.url, &[], &["migrate", "status"]).await;
     assert!(
         status.stdout.contains("Migration lock:     held by pid")
             && status.stdout.contains("\"deploy-42\""),

@@ -26,7 +26,7 @@ use agent_backend::migrate::embedded;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::support::{
-    TestDb, admin_url, json, project_dir, rows, run_server, schema_snapshot, spawn_server,
+    TestDb, admin_url, json, project_dir, rows, run_ok, run_server, schema_snapshot, spawn_server,
     table_exists,
 };
 
@@ -420,27 +420,24 @@ async fn migrations_through_pgbouncer_are_refused_before_the_lock() {
     // The check runs only when the lock is about to be taken: on an up-to-date database the
     // no-op start-up check through the pooler passes (one query, no lock).
     let migrated = TestDb::migrated().await;
-    let out = run_server(&bouncer.url(&migrated.name), &[], &["--migrate-only"]).await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = run_ok(&bouncer.url(&migrated.name), &[], &["--migrate-only"]).await;
     assert!(out.stderr.contains("Schema up to date"), "{}", out.stderr);
 
     // The same run with DATABASE_MIGRATION_URL direct applies everything.
-    let out = run_server(
+    run_ok(
         &pooled,
         &[("DATABASE_MIGRATION_URL", &db.url)],
         &["--migrate-only"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
     // `migrate` commands report the database they connected to: the migration URL.
-    let status = run_server(
+    let status = run_ok(
         &pooled,
         &[("DATABASE_MIGRATION_URL", &db.url)],
         &["migrate", "status", "--json"],
     )
     .await;
-    assert_eq!(status.code, Some(0), "{}", status.stderr);
     assert_eq!(json(&status)["database"], db.url.as_str());
 }
 
@@ -548,8 +545,7 @@ async fn the_migration_url_is_masked_and_named_when_it_fails() {
         ("DATABASE_MIGRATION_URL", unreachable.as_str()),
         ("APP_DATABASE__CONNECT_ATTEMPTS", "1"),
     ];
-    let config = run_server(&db.url, &env, &["config"]).await;
-    assert_eq!(config.code, Some(0), "{}", config.stderr);
+    let config = run_ok(&db.url, &env, &["config"]).await;
     assert!(
         config
             .stdout

@@ -5,7 +5,7 @@ use agent_backend::migrate::embedded;
 use sqlx::ConnectOptions;
 
 use crate::support::{
-    TestDb, hold_migration_lock, options_for, project_dir, rows, run_server, spawn_server,
+    TestDb, hold_migration_lock, options_for, project_dir, rows, run_ok, run_server, spawn_server,
     table_exists, url_for,
 };
 
@@ -42,8 +42,7 @@ async fn migrate_only_with_a_command_is_a_usage_error_that_touches_nothing() {
 #[tokio::test]
 async fn migrate_only_applies_then_finds_nothing_to_do() {
     let db = TestDb::empty().await;
-    let first = run_server(&db.url, &[], &["--migrate-only"]).await;
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let first = run_ok(&db.url, &[], &["--migrate-only"]).await;
     assert!(
         first.stderr.contains("Migrations completed successfully"),
         "{}",
@@ -76,8 +75,7 @@ async fn migrate_only_applies_then_finds_nothing_to_do() {
     let mut conn = db.connect().await;
     assert_eq!(rows(&mut conn).await.len(), set.len());
 
-    let second = run_server(&db.url, &[], &["--migrate-only"]).await;
-    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let second = run_ok(&db.url, &[], &["--migrate-only"]).await;
     assert!(
         second.stderr.contains("Schema up to date"),
         "{}",
@@ -537,13 +535,12 @@ async fn development_creates_a_missing_database() {
         name: name.clone(),
         url: url_for(&name),
     };
-    let out = run_server(
+    run_ok(
         &db.url,
         &[("ENVIRONMENT", "development")],
         &["--migrate-only"],
     )
     .await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let mut conn = db.connect().await;
     assert_eq!(rows(&mut conn).await.len(), embedded::migrations().len());
 

@@ -17,7 +17,7 @@ use agent_backend::migrate::snapshot::Snapshot;
 use clap::Parser;
 use tokio::process::Command;
 
-use crate::support::{Output, project_dir};
+use crate::support::Output;
 
 /// Marks where the release's own stdout starts (libtest prints its header before).
 const STDOUT_START: &str = "\u{1e}release stdout\n";
@@ -76,16 +76,10 @@ impl Release<'_> {
             "--nocapture",
             "--test-threads=1",
             "-q",
-        ])
-        .env_clear()
-        .env("RELEASE_DIR", self.dir)
-        .env("RELEASE_ARGS", args.join(&ARG_SEP.to_string()))
-        .env("ENVIRONMENT", "test")
-        .env("CONFIG_DIR", project_dir().join("config"))
-        .env("DATABASE_URL", database_url)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        ]);
+        crate::support::clean_env(&mut cmd, database_url, env);
+        cmd.env("RELEASE_DIR", self.dir)
+            .env("RELEASE_ARGS", args.join(&ARG_SEP.to_string()));
         cmd
     }
 

@@ -231,6 +231,13 @@ pub fn settings(db: &TestDb, config: &str) -> Settings {
 /// `server` with a clean environment: test config, the given database, then `env`.
 pub fn server_cmd(database_url: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    clean_env(&mut cmd, database_url, env);
+    cmd
+}
+
+/// What every `server` a test runs gets: nothing of the test's environment, the test
+/// configuration, the given database, then `env`; no stdin; killed when dropped.
+pub fn clean_env(cmd: &mut Command, database_url: &str, env: &[(&str, &str)]) {
     cmd.env_clear()
         .env("ENVIRONMENT", "test")
         .env("CONFIG_DIR", project_dir().join("config"))
@@ -238,7 +245,6 @@ pub fn server_cmd(database_url: &str, env: &[(&str, &str)]) -> Command {
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    cmd
 }
 
 pub struct Output {
@@ -260,6 +266,13 @@ pub async fn run_server(database_url: &str, env: &[(&str, &str)], args: &[&str])
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// [`run_server`] that must exit 0 (its stderr shown otherwise).
+pub async fn run_ok(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let out = run_server(database_url, env, args).await;
+    assert_eq!(out.code, Some(0), "server {args:?}: {}", out.stderr);
+    out
 }
 
 /// A serving `server` process and the address it bound.
@@ -343,6 +356,16 @@ pub async fn rows(conn: &mut PgConnection) -> Vec<(i64, bool, Vec<u8>)> {
         .fetch_all(conn)
         .await
         .unwrap()
+}
+
+/// The versions recorded in `_sqlx_migrations`, oldest first.
+pub async fn recorded_versions(conn: &mut PgConnection) -> Vec<i64> {
+    rows(conn).await.iter().map(|r| r.0).collect()
+}
+
+/// `(version, success)` of each row of `_sqlx_migrations`, oldest first.
+pub async fn marks(conn: &mut PgConnection) -> Vec<(i64, bool)> {
+    rows(conn).await.iter().map(|r| (r.0, r.1)).collect()
 }
 
 pub async fn table_exists(conn: &mut PgConnection, name: &str) -> bool {
