@@ -25,12 +25,7 @@ async fn status_history_show_verify_report_and_exit_by_state() {
     let history = run_server(&db.url, &[], &["migrate", "history", "--verbose", "--json"]).await;
     assert_eq!(history.code, Some(0));
     let h = json(&history);
-    let listed: Vec<i64> = h
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_i64().unwrap())
-        .collect();
+    let listed: Vec<i64> = crate::support::versions_in(&h);
     assert_eq!(listed, versions());
     assert!(
         h.as_array()
@@ -137,12 +132,7 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
 
     let plan = run_ok(&db.url, &env, &["migrate", "apply", "--dry-run", "--json"]).await;
     let p = json(&plan);
-    let planned: Vec<i64> = p["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["version"].as_i64().unwrap())
-        .collect();
+    let planned: Vec<i64> = crate::support::versions_in(&p["steps"]);
     assert_eq!(planned, versions());
     assert!(
         p["steps"]
@@ -164,12 +154,7 @@ async fn dry_runs_change_nothing_and_take_no_lock() {
         &["migrate", "rollback", "0", "--dry-run", "--json"],
     )
     .await;
-    let newest_first: Vec<i64> = json(&plan)["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["version"].as_i64().unwrap())
-        .collect();
+    let newest_first: Vec<i64> = crate::support::versions_in(&json(&plan)["steps"]);
     assert_eq!(
         newest_first,
         versions().into_iter().rev().collect::<Vec<_>>()

@@ -369,8 +369,9 @@ async fn waiting_on_lock(observer: &mut PgConnection, application_name: &str) ->
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_migration_blocked_by_a_lock_is_retried_and_succeeds_once_it_is_released() {
+/// Table `t` migrated, `2_add.sql` (an `ALTER TABLE t` under `lock_timeout`) pending, and a
+/// session holding a lock on `t` that the ALTER must wait for, until it commits.
+async fn t_applied_and_locked(lock_timeout: &str) -> (SetDir, TestDb, PgConnection) {
     let dir = SetDir::new(&[("1_t.sql", "CREATE TABLE t (c int);")]);
     let db = TestDb::empty().await;
     Migrator::new(&dir.set(), opts())
@@ -379,15 +380,20 @@ async fn a_migration_blocked_by_a_lock_is_retried_and_succeeds_once_it_is_releas
         .unwrap();
     dir.write(
         "2_add.sql",
-        "-- lock_timeout: 300ms\nALTER TABLE t ADD COLUMN d int;",
+        &format!("-- lock_timeout: {lock_timeout}\nALTER TABLE t ADD COLUMN d int;"),
     );
-    let set = dir.set();
-
     let mut holder = db.connect().await;
     sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE;")
         .execute(&mut holder)
         .await
         .unwrap();
+    (dir, db, holder)
+}
+
+#[tokio::test]
+async fn a_migration_blocked_by_a_lock_is_retried_and_succeeds_once_it_is_released() {
+    let (dir, db, mut holder) = t_applied_and_locked("300ms").await;
+    let set = dir.set();
     let url = db.url.clone();
     let migrating = tokio::spawn(async move {
         let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
@@ -413,21 +419,7 @@ async fn a_migration_blocked_by_a_lock_is_retried_and_succeeds_once_it_is_releas
 
 #[tokio::test]
 async fn a_lock_held_through_every_retry_fails_naming_the_holder_and_records_nothing() {
-    let dir = SetDir::new(&[("1_t.sql", "CREATE TABLE t (c int);")]);
-    let db = TestDb::empty().await;
-    Migrator::new(&dir.set(), opts())
-        .run(&mut db.connect().await)
-        .await
-        .unwrap();
-    dir.write(
-        "2_add.sql",
-        "-- lock_timeout: 100ms\nALTER TABLE t ADD COLUMN d int;",
-    );
-    let mut holder = db.connect().await;
-    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE;")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let (dir, db, mut holder) = t_applied_and_locked("100ms").await;
     let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut holder)
         .await

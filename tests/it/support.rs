@@ -363,6 +363,15 @@ pub async fn recorded_versions(conn: &mut PgConnection) -> Vec<i64> {
     rows(conn).await.iter().map(|r| r.0).collect()
 }
 
+/// The `version` of each object of a JSON list (`migrate history --json`, a plan's `steps`).
+pub fn versions_in(list: &serde_json::Value) -> Vec<i64> {
+    list.as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|item| item["version"].as_i64().expect("a version"))
+        .collect()
+}
+
 /// `(version, success)` of each row of `_sqlx_migrations`, oldest first.
 pub async fn marks(conn: &mut PgConnection) -> Vec<(i64, bool)> {
     rows(conn).await.iter().map(|r| (r.0, r.1)).collect()
