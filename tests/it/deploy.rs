@@ -49,11 +49,7 @@ async fn healthcheck_probes_live_and_ready_through_the_binary() {
     let out = run_server(&db.url, &env, &["healthcheck"]).await;
     assert_eq!(out.code, Some(1));
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains(&format!("127.0.0.1:{port}")),
-        "{}",
-        out.stderr
-    );
+    crate::support::assert_shows(&out.stderr, &format!("127.0.0.1:{port}"));
 
     // A bad configuration is unhealthy too (Docker reads only 0 and 1).
     let out = run_server(&db.url, &[("PORT", "not-a-port")], &["healthcheck"]).await;
@@ -551,11 +547,7 @@ async fn render_yaml_commands_path_and_variables_work_with_the_binary() {
     // Each variable takes effect (a misspelt APP_ key would stop start-up, exit 3).
     let out = run_ok(&db.url, &env, &["config"]).await;
     assert!(out.stdout.contains(r#"environment = "production""#));
-    assert!(
-        out.stdout.contains("max_connections = 10"),
-        "{}",
-        out.stdout
-    );
+    crate::support::assert_shows(&out.stdout, "max_connections = 10");
     assert!(!out.stdout.contains("render-dashboard-secret"), "masked");
     assert!(out.stdout.contains("instances = 2"), "{}", out.stdout);
 

@@ -199,11 +199,7 @@ impl<'a> Guide<'a> {
         let verify = self
             .server_ok("/app/server migrate verify", image, &[], 0)
             .await;
-        assert!(
-            verify.stdout.contains("ok    drift         no drift"),
-            "{}",
-            verify.stdout
-        );
+        crate::support::assert_shows(&verify.stdout, "ok    drift         no drift");
     }
 
     fn done(mut self) {
@@ -353,11 +349,7 @@ async fn sql_error_correct_the_file_that_never_ran_and_redeploy() {
     let status = guide
         .server_ok("/app/server migrate status", new, &[], 8)
         .await;
-    assert!(
-        status.stdout.contains("Pending:            2"),
-        "{}",
-        status.stdout
-    );
+    crate::support::assert_shows(&status.stdout, "Pending:            2");
 
     // A "fixed new migration" beside the broken one fails the same way: it still runs first.
     let beside = SetDir::new(&[
@@ -670,11 +662,7 @@ async fn lock_held_by_a_stuck_session_end_it_then_retry() {
         .next()
         .unwrap()
         .to_string();
-    assert!(
-        predeploy.stderr.contains(&format!("pid {pid} ")),
-        "{}",
-        predeploy.stderr
-    );
+    crate::support::assert_shows(&predeploy.stderr, &format!("pid {pid} "));
     guide.learn("pid", &pid);
 
     let session = guide
@@ -1172,11 +1160,7 @@ async fn killed_during_a_transactional_migration_it_is_pending_and_the_rerun_app
     let rerun = guide
         .server_ok("/app/server --migrate-only", image, &[], 0)
         .await;
-    assert!(
-        rerun.stderr.contains("Applied migration 2"),
-        "{}",
-        rerun.stderr
-    );
+    crate::support::assert_shows(&rerun.stderr, "Applied migration 2");
     guide
         .server_ok("/app/server migrate verify", image, &[], 0)
         .await;
@@ -1226,11 +1210,7 @@ async fn lock_held_by_another_applications_migrator_at_work_wait_for_it() {
     )
     .await;
     ok(&predeploy, 7);
-    assert!(
-        predeploy.stderr.contains("end it only if it is stuck"),
-        "{}",
-        predeploy.stderr
-    );
+    crate::support::assert_shows(&predeploy.stderr, "end it only if it is stuck");
 
     let mut guide = Guide::new("lock-held-foreign", &db);
     let status = guide
@@ -1368,11 +1348,7 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
         .await
         .server();
     ok(&out, 0);
-    assert!(
-        out.stdout.contains("ok: 1 release(s), 2 distinct queries"),
-        "{}",
-        out.stdout
-    );
+    crate::support::assert_shows(&out.stdout, "ok: 1 release(s), 2 distinct queries");
     // Deploy 2's code reads and writes `body` only.
     let r2 = describe_release(
         &mut conn,
@@ -1402,16 +1378,8 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     let out = guide
         .server_ok("/app/server migrate compat", contract, &[], 14)
         .await;
-    assert!(
-        out.stdout.contains("release deploy-1: query set"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("release deploy-2: query set"),
-        "{}",
-        out.stdout
-    );
+    crate::support::assert_shows(&out.stdout, "release deploy-1: query set");
+    crate::support::assert_shows(&out.stdout, "release deploy-2: query set");
     assert!(
         out.stdout
             .contains("FAIL: 2 release(s), 4 distinct queries"),
@@ -1423,11 +1391,7 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     let out = guide
         .server_ok("/app/server --migrate-only", contract, &[ERROR], 0)
         .await;
-    assert!(
-        out.stderr.contains("Applied migration 20270101000002"),
-        "{}",
-        out.stderr
-    );
+    crate::support::assert_shows(&out.stderr, "Applied migration 20270101000002");
     assert!(!table_has_column(&mut conn, "messages", "content").await);
     guide.done();
 }

@@ -283,11 +283,7 @@ async fn the_image_deploys_as_render_deploys_it() {
     let (command, argv) = pre_deploy(service);
     let out = container.run(None, &env, &argv).await;
     assert_eq!(out.code, Some(0), "{command}: {}", out.stderr);
-    assert!(
-        out.stderr.contains("Migrations completed successfully"),
-        "{}",
-        out.stderr
-    );
+    crate::support::assert_shows(&out.stderr, "Migrations completed successfully");
     say(format!(
         "pre-deploy `{command}` on a fresh database: exit 0, {}",
         out.stderr

@@ -65,16 +65,8 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
     // What a replica starting beside the pre-deploy sees: a success = false row.
     let status = release.run(&db.url, &[], &["migrate", "status"]).await;
     assert_eq!(status.code, Some(8), "{}{}", status.stdout, status.stderr);
-    assert!(
-        status.stdout.contains("In progress:        2"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status.stdout.contains("Dirty:              none"),
-        "{}",
-        status.stdout
-    );
+    crate::support::assert_shows(&status.stdout, "In progress:        2");
+    crate::support::assert_shows(&status.stdout, "Dirty:              none");
     assert!(
         status.stdout.contains("Migration lock:     held by pid")
             && status.stdout.contains("agent-backend migrate"),
@@ -83,11 +75,7 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
     );
 
     let show = release.run(&db.url, &[], &["migrate", "show", "2"]).await;
-    assert!(
-        show.stdout.contains("state:             in progress"),
-        "{}",
-        show.stdout
-    );
+    crate::support::assert_shows(&show.stdout, "state:             in progress");
 
     // Commands that plan without waiting for the lock say it is running, not dirty.
     for args in [
@@ -96,11 +84,7 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
     ] {
         let out = release.run(&db.url, &[], args).await;
         assert_eq!(out.code, Some(9), "{args:?}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("migration 2 is still being applied"),
-            "{}",
-            out.stderr
-        );
+        crate::support::assert_shows(&out.stderr, "migration 2 is still being applied");
     }
 
     let second = release.spawn(&db.url, &[], &["--migrate-only"]);
@@ -123,11 +107,7 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
         "{}",
         second.stderr
     );
-    assert!(
-        second.stderr.contains("Schema up to date"),
-        "{}",
-        second.stderr
-    );
+    crate::support::assert_shows(&second.stderr, "Schema up to date");
     assert!(!second.stderr.contains("dirty"), "{}", second.stderr);
     let marks: Vec<(i64, bool)> = crate::support::marks(&mut conn).await;
     assert_eq!(marks, [(1, true), (2, true)]);

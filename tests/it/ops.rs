@@ -260,11 +260,7 @@ async fn repair_records_the_operators_decision() {
 
     let refused = run_server(&db.url, &[], &["--migrate-only"]).await;
     assert_eq!(refused.code, Some(6));
-    assert!(
-        refused.stderr.contains("migrate repair"),
-        "{}",
-        refused.stderr
-    );
+    crate::support::assert_shows(&refused.stderr, "migrate repair");
     // A look changes nothing and succeeds: a Render job running it does not appear failed.
     let explain = run_ok(&db.url, &[], &["migrate", "repair", "--json"]).await;
     let view = json(&explain);
@@ -430,11 +426,7 @@ async fn rollback_to_a_version_neither_applied_nor_embedded_exits_9_and_changes_
         &["migrate", "rollback", "99990101000000", "--yes"],
     )
     .await;
-    assert!(
-        out.stdout.contains("Nothing to roll back"),
-        "{}",
-        out.stdout
-    );
+    crate::support::assert_shows(&out.stdout, "Nothing to roll back");
 }
 
 #[tokio::test]

@@ -556,11 +556,7 @@ async fn the_migration_url_is_masked_and_named_when_it_fails() {
     // Migrations connect there, not to DATABASE_URL (which is up): exit 4, naming the variable.
     let failed = run_server(&db.url, &env, &["--migrate-only"]).await;
     assert_eq!(failed.code, Some(4), "{}", failed.stderr);
-    assert!(
-        failed.stderr.contains("check DATABASE_MIGRATION_URL"),
-        "{}",
-        failed.stderr
-    );
+    crate::support::assert_shows(&failed.stderr, "check DATABASE_MIGRATION_URL");
     let status = run_server(&db.url, &env, &["migrate", "status"]).await;
     assert_eq!(status.code, Some(4), "{}", status.stderr);
     let bad = run_server(
@@ -573,18 +569,9 @@ async fn the_migration_url_is_masked_and_named_when_it_fails() {
     )
     .await;
     assert_eq!(bad.code, Some(3));
-    assert!(
-        bad.stderr.contains("database.migration_url"),
-        "{}",
-        bad.stderr
-    );
+    crate::support::assert_shows(&bad.stderr, "database.migration_url");
     for out in [config, failed, status, bad] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{}{}",
-            out.stdout,
-            out.stderr
-        );
+        out.assert_never_shows(secret);
     }
 }
 

@@ -43,11 +43,7 @@ async fn migrate_only_with_a_command_is_a_usage_error_that_touches_nothing() {
 async fn migrate_only_applies_then_finds_nothing_to_do() {
     let db = TestDb::empty().await;
     let first = run_ok(&db.url, &[], &["--migrate-only"]).await;
-    assert!(
-        first.stderr.contains("Migrations completed successfully"),
-        "{}",
-        first.stderr
-    );
+    crate::support::assert_shows(&first.stderr, "Migrations completed successfully");
     // At info, the plan once and one line per migration, when it has committed.
     let set = embedded::migrations();
     let versions: Vec<i64> = set.iter().map(|m| m.version).collect();
@@ -76,11 +72,7 @@ async fn migrate_only_applies_then_finds_nothing_to_do() {
     assert_eq!(rows(&mut conn).await.len(), set.len());
 
     let second = run_ok(&db.url, &[], &["--migrate-only"]).await;
-    assert!(
-        second.stderr.contains("Schema up to date"),
-        "{}",
-        second.stderr
-    );
+    crate::support::assert_shows(&second.stderr, "Schema up to date");
 }
 
 #[tokio::test]
@@ -167,11 +159,7 @@ async fn lock_wait_timeout_exits_7() {
     let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
     let out = run_server(&db.url, &env, &["--migrate-only"]).await;
     assert_eq!(out.code, Some(7), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("waiting for the migration lock"),
-        "{}",
-        out.stderr
-    );
+    crate::support::assert_shows(&out.stderr, "waiting for the migration lock");
 }
 
 #[tokio::test]
@@ -373,12 +361,7 @@ async fn passwords_never_reach_output_or_logs() {
     let invalid = run_server(&bad_url, &[], &["--migrate-only"]).await;
     assert_eq!(invalid.code, Some(3));
     for out in [config, failed, invalid] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{}{}",
-            out.stdout,
-            out.stderr
-        );
+        out.assert_never_shows(secret);
     }
 }
 

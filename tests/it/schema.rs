@@ -244,11 +244,7 @@ async fn committed_snapshot_is_current_and_a_stale_one_fails_with_a_diff() {
     )
     .await;
     assert_eq!(out.code, Some(Exit::SchemaDiffers as i32));
-    assert!(
-        out.stdout.contains(&format!("+ {removed}")),
-        "{}",
-        out.stdout
-    );
+    crate::support::assert_shows(&out.stdout, &format!("+ {removed}"));
     assert!(out.stderr.contains("--fresh --write"), "{}", out.stderr);
     // A file that is not a snapshot at all is a bad argument, not a stale snapshot.
     std::fs::write(&path, "CREATE TABLE t ();\n").unwrap();
@@ -259,11 +255,7 @@ async fn committed_snapshot_is_current_and_a_stale_one_fails_with_a_diff() {
     )
     .await;
     assert_eq!(bad.code, Some(Exit::Usage as i32), "{}", bad.stderr);
-    assert!(
-        bad.stderr.contains("not a schema snapshot"),
-        "{}",
-        bad.stderr
-    );
+    crate::support::assert_shows(&bad.stderr, "not a schema snapshot");
 }
 
 #[tokio::test]
@@ -286,11 +278,7 @@ async fn migrate_test_round_trips_the_product_migrations() {
     )
     .await;
     assert_eq!(refused.code, Some(Exit::Refused as i32));
-    assert!(
-        refused.stderr.contains("needs an empty database"),
-        "{}",
-        refused.stderr
-    );
+    crate::support::assert_shows(&refused.stderr, "needs an empty database");
 }
 
 #[tokio::test]

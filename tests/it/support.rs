@@ -253,6 +253,24 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// `text` (a process's stdout or stderr) contains `wanted`; else the whole text is shown.
+#[track_caller]
+pub fn assert_shows(text: &str, wanted: &str) {
+    assert!(text.contains(wanted), "{wanted:?} not in:\n{text}");
+}
+
+impl Output {
+    /// Neither stdout nor stderr contains `secret` (a password, a key).
+    pub fn assert_never_shows(&self, secret: &str) {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "{}{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
 /// Runs `server ARGS` to completion (bounded: a hung process fails the test).
 pub async fn run_server(database_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = server_cmd(database_url, env);
