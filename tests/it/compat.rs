@@ -308,29 +308,13 @@ async fn the_rename_as_expand_and_contract_passes_each_step_once_the_old_release
         show(&out)
     );
     // Release 1 writes both columns and still reads `content`.
-    let r1 = describe_release(
-        &mut conn,
-        &[
-            "SELECT id, content FROM messages WHERE conversation_id = $1 ORDER BY seq",
-            "INSERT INTO messages (conversation_id, seq, role, content, body) \
-             VALUES ($1, $2, $3, $4, $4) RETURNING id",
-        ],
-    )
-    .await;
+    let r1 = describe_release(&mut conn, &crate::guide::SWITCHING_QUERIES).await;
     record(&mut conn, "r1", r1.path()).await;
     expire(&mut conn, "r0").await;
 
     // Deploy 2, switch reads: release 2 reads and writes `body` only (the trigger fills
     // `content` for release 1). No migration; the schema still suits release 1.
-    let r2 = describe_release(
-        &mut conn,
-        &[
-            "SELECT id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
-            "INSERT INTO messages (conversation_id, seq, role, body) VALUES ($1, $2, $3, $4) \
-             RETURNING id",
-        ],
-    )
-    .await;
+    let r2 = describe_release(&mut conn, &crate::guide::SWITCHED_QUERIES).await;
     let r1_dir = r1.path().to_str().unwrap();
     let out = Release {
         dir: set1.dir.path(),

@@ -1289,6 +1289,19 @@ pub(crate) const EXPAND_BODY: (&str, &str) = (
      UPDATE messages SET body = content WHERE body IS NULL;\n",
 );
 
+/// The rename's releases between the expand and the contract: the one that writes both
+/// columns and still reads `content`, then the one that reads and writes `body` only.
+pub(crate) const SWITCHING_QUERIES: [&str; 2] = [
+    "SELECT id, content FROM messages WHERE conversation_id = $1 ORDER BY seq",
+    "INSERT INTO messages (conversation_id, seq, role, content, body) \
+     VALUES ($1, $2, $3, $4, $4) RETURNING id",
+];
+pub(crate) const SWITCHED_QUERIES: [&str; 2] = [
+    "SELECT id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
+    "INSERT INTO messages (conversation_id, seq, role, body) VALUES ($1, $2, $3, $4) \
+     RETURNING id",
+];
+
 pub(crate) const CONTRACT_CONTENT: (&str, &str) = (
     "20270101000002_contract_message_content.up.sql",
     "DROP TRIGGER messages_sync_body ON messages;\n\
@@ -1327,15 +1340,7 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     );
     // Deploy 1's code: writes both columns, reads `content`; it serves now, and the release
     // before it is gone.
-    let r1 = describe_release(
-        &mut conn,
-        &[
-            "SELECT id, content FROM messages WHERE conversation_id = $1 ORDER BY seq",
-            "INSERT INTO messages (conversation_id, seq, role, content, body) \
-             VALUES ($1, $2, $3, $4, $4) RETURNING id",
-        ],
-    )
-    .await;
+    let r1 = describe_release(&mut conn, &crate::guide::SWITCHING_QUERIES).await;
     record(&mut conn, "deploy-1", r1.path()).await;
     expire(&mut conn, "0.1.0").await;
     guide.learn("deploy-1-sqlx", r1.path().display());
@@ -1350,15 +1355,7 @@ async fn a_rename_as_expand_and_contract_each_step_with_its_verdict() {
     ok(&out, 0);
     crate::support::assert_shows(&out.stdout, "ok: 1 release(s), 2 distinct queries");
     // Deploy 2's code reads and writes `body` only.
-    let r2 = describe_release(
-        &mut conn,
-        &[
-            "SELECT id, body FROM messages WHERE conversation_id = $1 ORDER BY seq",
-            "INSERT INTO messages (conversation_id, seq, role, body) VALUES ($1, $2, $3, $4) \
-             RETURNING id",
-        ],
-    )
-    .await;
+    let r2 = describe_release(&mut conn, &crate::guide::SWITCHED_QUERIES).await;
     record(&mut conn, "deploy-2", r2.path()).await;
 
     let contract = Image::Release(deploy3.dir.path());

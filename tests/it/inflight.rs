@@ -8,7 +8,7 @@
 use sqlx::PgConnection;
 
 use crate::release::{Release, finish};
-use crate::support::{LOCK_REQUESTED, SetDir, TestDb, rows, wait_until};
+use crate::support::{LOCK_REQUESTED, SetDir, TestDb, wait_until};
 
 /// A set whose migration 2 runs outside a transaction until `gate` has a row.
 pub fn gated_set() -> SetDir {
@@ -40,9 +40,29 @@ pub async fn start_long_build(
         "the first runner inside its no-transaction migration",
     )
     .await;
-    let marks: Vec<(i64, bool)> = rows(observer).await.iter().map(|r| (r.0, r.1)).collect();
-    assert_eq!(marks, [(1, true), (2, false)], "the in-progress mark");
+    assert_eq!(
+        crate::support::marks(observer).await,
+        [(1, true), (2, false)],
+        "the in-progress mark"
+    );
     child
+}
+
+/// An empty database, the gated set, an observer's connection, and the first runner inside
+/// migration 2 ([`start_long_build`]).
+async fn long_build_started() -> (TestDb, SetDir, PgConnection, tokio::process::Child) {
+    let db = TestDb::empty().await;
+    let dir = gated_set();
+    let mut conn = db.connect().await;
+    let first = start_long_build(
+        &db,
+        &Release {
+            dir: dir.dir.path(),
+        },
+        &mut conn,
+    )
+    .await;
+    (db, dir, conn, first)
 }
 
 pub async fn open_gate(conn: &mut PgConnection) {
@@ -54,13 +74,10 @@ pub async fn open_gate(conn: &mut PgConnection) {
 
 #[tokio::test]
 async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits_0() {
-    let db = TestDb::empty().await;
-    let dir = gated_set();
+    let (db, dir, mut conn, first) = long_build_started().await;
     let release = Release {
         dir: dir.dir.path(),
     };
-    let mut conn = db.connect().await;
-    let first = start_long_build(&db, &release, &mut conn).await;
 
     // What a replica starting beside the pre-deploy sees: a success = false row.
     let status = release.run(&db.url, &[], &["migrate", "status"]).await;
@@ -115,13 +132,10 @@ async fn a_second_runner_waits_for_a_running_no_transaction_migration_then_exits
 
 #[tokio::test]
 async fn with_a_short_lock_wait_the_second_runner_exits_7_never_6() {
-    let db = TestDb::empty().await;
-    let dir = gated_set();
+    let (db, dir, mut conn, first) = long_build_started().await;
     let release = Release {
         dir: dir.dir.path(),
     };
-    let mut conn = db.connect().await;
-    let first = start_long_build(&db, &release, &mut conn).await;
 
     let env = [("APP_MIGRATIONS__LOCK_WAIT_TIMEOUT", "1s")];
     let second = release.run(&db.url, &env, &["--migrate-only"]).await;
@@ -145,13 +159,10 @@ async fn with_a_short_lock_wait_the_second_runner_exits_7_never_6() {
 
 #[tokio::test]
 async fn repair_racing_a_finishing_migration_refuses_and_changes_nothing() {
-    let db = TestDb::empty().await;
-    let dir = gated_set();
+    let (db, dir, mut conn, first) = long_build_started().await;
     let release = Release {
         dir: dir.dir.path(),
     };
-    let mut conn = db.connect().await;
-    let first = start_long_build(&db, &release, &mut conn).await;
 
     // The operator sees row 2 with success = false and decides to mark it reverted; the
     // migration finishes while repair waits for the lock.
