@@ -54,6 +54,7 @@ fn main() {
     check_snapshot(root);
     // The `.sqlx/` query set the binary carries (`server queries`, `migrate compat`).
     queries::embed(root);
+    fold_identical_code();
 
     // For `server --version`.
     println!("cargo:rustc-env=EMBEDDED_MIGRATIONS={}", specs.len());
@@ -74,6 +75,22 @@ fn main() {
     let out =
         Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
     fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+}
+
+/// Identical code folding when the release binary is linked (issue 27): functions whose bytes
+/// and relocations are identical (generic code monomorphised more than once, per crate or per
+/// codegen unit, which thin LTO leaves in place) are kept once. 18,274,712 -> 17,776,320 bytes at
+/// 8ec9a09; only .text and its unwind tables shrink. Only for x86_64-unknown-linux-gnu, whose
+/// default linker is rust-lld (gold and mold take the flag too, GNU ld does not), and only for
+/// the binaries of the release profile. Rust promises no distinct addresses for functions (data,
+/// vtables included, is never folded), and a stripped binary's backtraces name no functions
+/// anyway. `--icf=safe` folds nothing here: rustc emits no address-significance tables.
+fn fold_identical_code() {
+    let release = env::var("PROFILE").is_ok_and(|p| p == "release");
+    let target = env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    if release && target {
+        println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+    }
 }
 
 /// sqlx's own configuration file: the same directory, checksums, bookkeeping table and schemas
