@@ -460,6 +460,17 @@ def connection_slots() -> int:
                            "- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"))
 
 
+def create_conversations(port: int, n: int) -> list[str]:
+    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    out = []
+    for i in range(n):
+        status, body = http_status(port, "/api/v1/conversations", auth, "POST", json.dumps({"title": f"bench {i}"}))
+        if status != 201:
+            raise SystemExit(f"creating a conversation gave {status}: {body!r}")
+        out.append(json.loads(body)["id"])
+    return out
+
+
 def bench_http(runs: int, seconds: int, connections: int) -> dict:
     """wrk against `server` (pool sized to wrk's connections) and `pgbench -S` with as many
     clients, alternating. The server runs only during its wrk run, so its pool and pgbench never
@@ -483,12 +494,7 @@ def bench_http(runs: int, seconds: int, connections: int) -> dict:
             proc, port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=pool)
             try:
                 if cid is None:
-                    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-                    status, body = http_status(port, "/api/v1/conversations", auth, "POST",
-                                               json.dumps({"title": "bench"}))
-                    if status != 201:
-                        raise SystemExit(f"creating a conversation gave {status}: {body!r}")
-                    cid = json.loads(body)["id"]
+                    cid = create_conversations(port, 1)[0]
                 out = sh("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H",
                          f"Authorization: Bearer {API_KEY}", f"http://127.0.0.1:{port}/api/v1/conversations/{cid}",
                          capture=True)
@@ -512,11 +518,7 @@ def bench_metrics(runs: int, seconds: int, connections: int) -> dict:
     pool = str(connections)
     on, on_port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=pool)
     off, off_port, _ = start_server(db_url, APP_DATABASE__MAX_CONNECTIONS=pool, APP_METRICS__ENABLED="false")
-    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-    status, body = http_status(on_port, "/api/v1/conversations", auth, "POST", json.dumps({"title": "bench"}))
-    if status != 201:
-        raise SystemExit(f"creating a conversation gave {status}: {body!r}")
-    cid = json.loads(body)["id"]
+    cid = create_conversations(on_port, 1)[0]
 
     def wrk(port: int) -> float:
         out = sh("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {API_KEY}",
@@ -733,17 +735,6 @@ def post_message(port: int, conv: str, content: str, conn=None):
     if resp.status != 201:
         raise SystemExit(f"posting a message gave {resp.status}: {body!r}")
     return conn
-
-
-def create_conversations(port: int, n: int) -> list[str]:
-    auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-    out = []
-    for i in range(n):
-        status, body = http_status(port, "/api/v1/conversations", auth, "POST", json.dumps({"title": f"bench {i}"}))
-        if status != 201:
-            raise SystemExit(f"creating a conversation gave {status}: {body!r}")
-        out.append(json.loads(body)["id"])
-    return out
 
 
 def raise_fd_limit(want: int) -> None:

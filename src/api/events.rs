@@ -167,7 +167,6 @@ pub enum Streamed {
 pub struct EventsApi {
     pub pool: PgPool,
     pub hub: Hub,
-    pub options: stream::Options,
 }
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -224,7 +223,7 @@ impl EventsApi {
         let log = Log {
             pool: self.pool.clone(),
         };
-        let body = events::stream::body(subscription, log, id.0, after, self.options);
+        let body = events::stream::body(subscription, log, id.0, after, self.hub.options());
         Ok(Streamed::Events(EventStreamBody(
             poem::Body::from_bytes_stream(body),
         )))

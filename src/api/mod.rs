@@ -131,7 +131,6 @@ pub fn service(
     pool: PgPool,
     idempotency: &crate::config::IdempotencySettings,
     hub: crate::events::Hub,
-    streams: crate::events::stream::Options,
 ) -> OpenApiService<Apis, ()> {
     let keys = idempotency::Keys::new(idempotency);
     OpenApiService::new(
@@ -148,11 +147,7 @@ pub fn service(
                 pool: pool.clone(),
                 keys,
             },
-            events::EventsApi {
-                pool,
-                hub,
-                options: streams,
-            },
+            events::EventsApi { pool, hub },
         ),
         "agent-backend",
         env!("CARGO_PKG_VERSION"),

@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
+use super::stream::Options;
+use crate::config::EventSettings;
+
 /// What a stream knows of its conversation from notifications.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Known {
@@ -16,7 +19,8 @@ pub struct Known {
 }
 
 /// This instance's streams: one watch per conversation with a stream open, a resync counter
-/// bumped each time the listener (re)connects, the shutdown flag, and the cap.
+/// bumped each time the listener (re)connects, the shutdown flag, the cap, and how streams talk
+/// to their clients (`events.heartbeat`, `events.retry`).
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
@@ -27,7 +31,7 @@ struct Inner {
     resync: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
     permits: Arc<Semaphore>,
-    max_streams: usize,
+    options: Options,
 }
 
 /// One open stream's view of the hub; dropping it frees its place under the cap.
@@ -44,16 +48,24 @@ pub struct Subscription {
 }
 
 impl Hub {
-    pub fn new(max_streams: usize) -> Self {
+    pub fn new(settings: &EventSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 conversations: Mutex::default(),
                 resync: watch::Sender::new(0),
                 shutdown: watch::Sender::new(false),
-                permits: Arc::new(Semaphore::new(max_streams)),
-                max_streams,
+                permits: Arc::new(Semaphore::new(settings.max_streams)),
+                options: Options {
+                    heartbeat: settings.heartbeat,
+                    retry: settings.retry,
+                },
             }),
         }
+    }
+
+    /// How this instance's streams talk to their clients.
+    pub fn options(&self) -> Options {
+        self.inner.options
     }
 
     fn conversations(&self) -> MutexGuard<'_, HashMap<Uuid, watch::Sender<Known>>> {
@@ -119,11 +131,6 @@ impl Hub {
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }
-
-    /// Streams open now.
-    pub fn open_streams(&self) -> usize {
-        self.inner.max_streams - self.inner.permits.available_permits()
-    }
 }
 
 impl Drop for Subscription {
@@ -145,12 +152,15 @@ mod tests {
 
     #[test]
     fn notifications_reach_the_conversations_streams_and_the_cap_holds() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(&EventSettings {
+            max_streams: 2,
+            heartbeat: std::time::Duration::from_secs(15),
+            retry: std::time::Duration::from_secs(1),
+        });
         let a = Uuid::from_u128(1);
         let mut first = hub.subscribe(a).unwrap();
         let second = hub.subscribe(Uuid::from_u128(2)).unwrap();
         assert!(hub.subscribe(a).is_none(), "over the cap");
-        assert_eq!(hub.open_streams(), 2);
         hub.notify(&format!("{a} 5"));
         hub.notify(&format!("{a} 3"));
         hub.notify("not a payload");
@@ -159,7 +169,11 @@ mod tests {
         hub.notify(&format!("{a} deleted"));
         assert!(first.known.borrow_and_update().deleted);
         drop(second);
-        assert_eq!(hub.open_streams(), 1);
+        let third = hub
+            .subscribe(a)
+            .expect("the dropped stream's place is free");
+        assert!(hub.subscribe(a).is_none(), "two open again: over the cap");
+        drop(third);
         drop(first);
         assert!(hub.conversations().is_empty());
         hub.shutdown();

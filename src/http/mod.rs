@@ -69,7 +69,7 @@ impl AppState {
             sessions: Sessions::default(),
             shutting_down: Arc::new(AtomicBool::new(false)),
             queries: Default::default(),
-            events: crate::events::Hub::new(settings.events.max_streams),
+            events: crate::events::Hub::new(&settings.events),
         }
     }
 
@@ -105,13 +105,6 @@ pub fn routes(settings: &Settings, state: AppState) -> impl poem::Endpoint + use
         state.pool.clone(),
         &settings.idempotency,
         state.events.clone(),
-        {
-            let events = &settings.events;
-            crate::events::stream::Options {
-                heartbeat: events.heartbeat,
-                retry: events.retry,
-            }
-        },
     );
     let recording = settings.metrics.enabled && crate::monitoring::exporter().is_some();
     let metrics = recording

@@ -190,20 +190,9 @@ fn assert_message(frame: &Frame, seq: i64) {
 }
 
 async fn metric(base: &str, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
+    crate::observability::scrape(&http(), base)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| {
-            let (series, value) = line.split_once(' ')?;
-            (series == name).then(|| value.parse().unwrap())
-        })
-        .unwrap_or(0.0)
+        .get(name, &[])
 }
 
 /// A deterministic generator for the drop points (xorshift64*).

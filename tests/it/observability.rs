@@ -26,7 +26,7 @@ use crate::support::{
 };
 
 /// One scrape: `(name, sorted labels) -> value`.
-struct Scrape {
+pub(crate) struct Scrape {
     samples: HashMap<(String, BTreeMap<String, String>), f64>,
     text: String,
 }
@@ -53,7 +53,7 @@ impl Scrape {
     }
 
     /// The sample's value, 0 when absent (a counter never incremented).
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -89,7 +89,7 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
     labels
 }
 
-async fn scrape(http: &Client, base: &str) -> Scrape {
+pub(crate) async fn scrape(http: &Client, base: &str) -> Scrape {
     let resp = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
