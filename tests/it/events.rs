@@ -673,3 +673,19 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
 }
+
+/// `[events]` is validated like every section: a bad value stops start-up (exit 3) naming its
+/// key.
+#[tokio::test]
+async fn bad_event_settings_stop_start_up_naming_the_key() {
+    let url = "postgres://postgres@127.0.0.1:1/none";
+    for (var, value, key) in [
+        ("APP_EVENTS__MAX_STREAMS", "0", "events.max_streams"),
+        ("APP_EVENTS__HEARTBEAT", "500ms", "events.heartbeat"),
+        ("APP_EVENTS__RETRY", "0s", "events.retry"),
+    ] {
+        let out = crate::support::run_server(url, &[(var, value)], &["config"]).await;
+        assert_eq!(out.code, Some(3), "{var}={value}: {}", out.stderr);
+        crate::support::assert_shows(&out.stderr, key);
+    }
+}
