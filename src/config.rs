@@ -331,7 +331,7 @@ pub struct MigrationSettings {
     pub lock_retries: u32,
     /// Pending migrations that break a release still serving (`crate::compat::gate`):
     /// "error" applies nothing (exit 14), "warn" logs the breaks and applies.
-    pub on_incompatible: crate::compat::OnIncompatible,
+    pub on_incompatible: OnIncompatible,
     /// A database of its own for the compat check when the migration user cannot create one
     /// (no CREATEDB): emptied before each check. Unset: a scratch database is created and dropped.
     #[serde(
@@ -343,6 +343,17 @@ pub struct MigrationSettings {
     /// A serving release whose heartbeat is older than this no longer counts (`crate::releases`).
     #[serde(with = "duration_str")]
     pub serving_window: Duration,
+}
+
+/// `migrations.on_incompatible`: what the pre-deploy does when the pending migrations break a
+/// release still serving (or when that cannot be checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnIncompatible {
+    /// Apply nothing, exit 14 naming the queries.
+    Error,
+    /// Log every break and apply anyway.
+    Warn,
 }
 
 impl MigrationSettings {

@@ -13,9 +13,18 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::compat::Release;
 use crate::queries::QuerySet;
 use crate::queries::readiness::QueryHealth;
+
+/// A release whose queries are checked: one recorded as serving, or a `.sqlx/` directory.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Its version (`CARGO_PKG_VERSION` of a serving one), or the directory it was read from.
+    pub version: String,
+    pub queries: QuerySet,
+    /// Seconds since a serving release's last heartbeat.
+    pub heartbeat_age_seconds: Option<i64>,
+}
 
 /// The table's own name, beside the migrations table (the snapshot's, which leaves it out).
 pub const TABLE: &str = crate::migrate::snapshot::RELEASES_TABLE;

@@ -15,13 +15,13 @@ use sqlx::PgConnection;
 use super::ctx::Ctx;
 use super::output::{Text, View};
 use crate::compat::scratch::Scratch;
-use crate::compat::{self, Release, Report};
+use crate::compat::{self, Report};
 use crate::config::DatabaseUrl;
 use crate::db;
 use crate::error::{AppError, Exit};
 use crate::migrate::MigrateError;
 use crate::queries::QuerySet;
-use crate::releases;
+use crate::releases::{self, Release};
 
 #[derive(Debug, Args)]
 pub struct CompatArgs {

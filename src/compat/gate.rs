@@ -13,8 +13,8 @@ use std::time::Instant;
 use sqlx::PgConnection;
 
 use super::scratch::Scratch;
-use super::{CompatError, OnIncompatible, Report};
-use crate::config::Settings;
+use super::{CompatError, Report};
+use crate::config::{OnIncompatible, Settings};
 use crate::db;
 use crate::migrate::{MigrateError, Migrator, RunReport};
 use crate::releases;

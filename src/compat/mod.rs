@@ -21,31 +21,10 @@ pub mod scratch;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::queries::QuerySet;
-
-/// `migrations.on_incompatible`: what the pre-deploy does when the pending migrations break a
-/// release still serving (or when that cannot be checked).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnIncompatible {
-    /// Apply nothing, exit 14 naming the queries.
-    Error,
-    /// Log every break and apply anyway.
-    Warn,
-}
-
-/// A release whose queries are checked: one recorded as serving, or a `.sqlx/` directory.
-#[derive(Debug, Clone)]
-pub struct Release {
-    /// Its version (`CARGO_PKG_VERSION` of a serving one), or the directory it was read from.
-    pub version: String,
-    pub queries: QuerySet,
-    /// Seconds since a serving release's last heartbeat.
-    pub heartbeat_age_seconds: Option<i64>,
-}
+use crate::releases::Release;
 
 /// One query of one release that the schema breaks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
