@@ -10,13 +10,13 @@
 //! crates (`migrate-source`, `migrate-lint`), build-dependencies here and dependencies of the
 //! binary: one reading of a directory, one lint.
 //!
+//! It also embeds the binary's own query set (`.sqlx/`, sqlx's offline data) for
+//! `src/queries/`.
+//!
 //! The configuration (`config/`) is not read here: its one reader is the binary's `config`.
 //! The build lints as the engine runs by default, with its `lock_timeout` guard on;
 //! `server migrate lint` judges the set under the configuration in force where it runs (an
 //! environment that turns the guard off is told which files then need their own).
-
-#[path = "src/queries/build.rs"]
-mod queries;
 
 use migrate_lint as lint;
 use migrate_source::{SourceError, manifest, sqlx_toml};
@@ -53,7 +53,7 @@ fn main() {
     lint_set(&specs, &shown_dir);
     check_snapshot(root);
     // The `.sqlx/` query set the binary carries (`server queries`, `migrate compat`).
-    queries::embed(root);
+    embed_query_set(root);
     fold_identical_code();
 
     // For `server --version`.
@@ -74,6 +74,38 @@ fn main() {
     ));
     let out =
         Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations_manifest.rs");
+    fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
+}
+
+/// The directory of sqlx's offline data, as `cargo sqlx prepare` writes it.
+const QUERY_DIR: &str = ".sqlx";
+
+/// The binary's own query set: writes `$OUT_DIR/query_set.rs` (`QUERY_FILES: &[(&str, &str)]`,
+/// an `include_str!` of each `.sqlx/query-*.json` under its name, sorted by name) and asks cargo
+/// to re-run when `.sqlx/` changes. The files are parsed at run time by `src/queries/mod.rs` (a
+/// unit test parses the embedded ones, so a file sqlx would not write fails the tests).
+fn embed_query_set(root: &Path) {
+    let dir = root.join(QUERY_DIR);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = match fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("query-") && n.ends_with(".json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => fail(&format!("cannot read {QUERY_DIR}/: {e}")),
+    };
+    names.sort();
+    let mut code = String::from("pub(crate) static QUERY_FILES: &[(&str, &str)] = &[\n");
+    for name in &names {
+        code.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            dir.join(name).display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    let out = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("query_set.rs");
     fs::write(&out, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", out.display())));
 }
 

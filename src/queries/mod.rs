@@ -1,7 +1,7 @@
 //! The queries a release runs, as sqlx's offline data records them (`.sqlx/query-*.json`, one
 //! file per `query!`-family macro): the SQL, the parameter types, the result columns with their
 //! types, nullability and origin, and the hash. The binary embeds its own set at build time
-//! (`build.rs` → `queries/build.rs`); another release's set comes from a `.sqlx/` directory
+//! (`build.rs` writes an `include_str!` of each file); another release's set comes from a `.sqlx/` directory
 //! (`migrate compat --queries DIR`) or from the bookkeeping table of serving releases
 //! (`crate::releases`), where each instance records the files it was built with.
 //!
