@@ -1224,7 +1224,8 @@ def main() -> int:
         old = out.read_text() if out.exists() else ""
         kept = [m.group(0) for title in KEPT_SECTIONS
                 if (m := re.search(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", old, re.S | re.M))]
-        out.write_text("\n".join(doc) + "".join("\n" + k for k in kept))
+        # One blank line between sections, however many the old file had.
+        out.write_text("\n".join(doc) + "".join("\n" + k.rstrip("\n") + "\n" for k in kept))
         log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     missed = [r[0] for r in rows if not r[5]]
     if missed:
