@@ -47,6 +47,7 @@ pub const SCHEMA_DRIFT: &str = "schema_drift_differences";
 pub const BUILD_INFO: &str = "agent_backend_build_info";
 pub const EVENT_STREAMS_OPEN: &str = "event_streams_open";
 pub const EVENTS_SENT: &str = "events_sent_total";
+pub const EVENT_LOG_READS: &str = "event_log_reads_total";
 pub const EVENT_LISTENER_CONNECTED: &str = "event_listener_connected";
 pub const EVENT_LISTENER_RECONNECTS: &str = "event_listener_reconnects_total";
 
@@ -169,6 +170,10 @@ fn describe() {
         "conversation event streams open on this instance"
     );
     describe_counter!(EVENTS_SENT, "conversation events sent on streams");
+    describe_counter!(
+        EVENT_LOG_READS,
+        "reads of the event log by streams (one per conversation and position, shared)"
+    );
     describe_gauge!(
         EVENT_LISTENER_CONNECTED,
         "1 while the event listener's session is listening, else 0"
@@ -418,6 +423,11 @@ impl Drop for OpenStream {
 /// `n` events written to a stream.
 pub fn events_sent(n: usize) {
     counter!(EVENTS_SENT).increment(n as u64);
+}
+
+/// A stream read of the event log went to the database (shared by the streams waiting on it).
+pub fn event_log_read() {
+    counter!(EVENT_LOG_READS).increment(1);
 }
 
 /// The event listener is listening (`true`) or lost its session (`false`); a loss after a

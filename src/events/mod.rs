@@ -12,13 +12,14 @@
 //!
 //! Notifications carry ids only; the log is the truth. A stream reads the log whenever it is
 //! told something may be there, so a lost notification (the listener's connection down) costs
-//! a resync read, never an event.
+//! a resync read, never an event. The streams of one conversation at one position share that
+//! read (the hub's [`Subscription::read`]).
 
 mod hub;
 pub mod listener;
 pub mod stream;
 
-pub use hub::{Hub, Known, Subscription};
+pub use hub::{Hub, Known, Marks, Subscription};
 
 /// The channel the log's triggers notify: `"<conversation id> <seq>"`, or
 /// `"<conversation id> deleted"`.

@@ -20,7 +20,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::Subscription;
+use super::{Marks, Subscription};
 
 /// Events read from the log per query.
 pub const BATCH: i64 = 50;
@@ -130,11 +130,14 @@ impl<L: Log> State<L> {
             if self.read {
                 // Mark first, then read: a notification after this point wakes the stream again.
                 let known = *self.sub.known.borrow_and_update();
-                self.sub.resync.borrow_and_update();
+                let marks = Marks {
+                    newest: known.newest,
+                    resync: *self.sub.resync.borrow_and_update(),
+                };
                 let read = {
                     use tracing::Instrument;
-                    self.log
-                        .after(self.conversation, self.last, BATCH)
+                    self.sub
+                        .read(&self.log, self.last, BATCH, marks)
                         .instrument(self.span.clone())
                         .await
                 };

@@ -355,6 +355,34 @@ async fn a_stream_on_one_instance_sees_what_is_written_through_another() {
     }
 }
 
+/// Ten streams of one conversation on one instance, at one position, share each read of the
+/// log: 30 messages, each seen by all ten before the next is posted, cost one read each (and
+/// the streams' first reads), where ten streams reading alone make at least 310. Every stream
+/// still gets 1..=30 in order.
+#[tokio::test]
+async fn streams_of_one_conversation_share_their_reads_of_the_log() {
+    let db = TestDb::migrated().await;
+    let a = spawn_server(&db.url, &[]).await;
+    let http = http();
+    let conversation = create_conversation(&a.base).await;
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        streams.push(Sse::open(&a.base, &conversation, None).await);
+    }
+    for seq in 1..=30 {
+        append(&http, &a.base, &conversation, &format!("m{seq}")).await;
+        for stream in &mut streams {
+            assert_message(&stream.next_event().await.unwrap(), seq);
+        }
+    }
+    let reads = metric(&a.base, "event_log_reads_total").await;
+    assert!(
+        (30.0..100.0).contains(&reads),
+        "{reads} reads of the log for 10 streams × 30 events"
+    );
+    assert_eq!(metric(&a.base, "events_sent_total").await, 300.0);
+}
+
 #[tokio::test]
 async fn refusals_are_problems_unknown_conversation_past_the_newest_id_and_bad_ids() {
     let db = TestDb::migrated().await;
