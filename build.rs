@@ -113,12 +113,11 @@ fn embed_query_set(root: &Path) {
 /// and relocations are identical (generic code monomorphised more than once, which even fat LTO
 /// leaves where the copies were inlined differently) are kept once. 15,878,488 -> 15,718,680
 /// bytes with the release profile's fat LTO (under the thin LTO before it, 566,808 bytes were
-/// folded); only .text and its unwind tables shrink. Only for
-/// x86_64-unknown-linux-gnu, whose default linker is rust-lld (gold and mold take the flag too,
-/// GNU ld does not), and only for the binaries of the release profile. Rust promises no distinct
-/// addresses for functions (data, vtables included, is never folded), and a stripped binary's
-/// backtraces name no functions anyway. `--icf=safe` folds nothing here: rustc emits no
-/// address-significance tables.
+/// folded); only .text and its unwind tables shrink. Only for x86_64-unknown-linux-gnu, whose
+/// default linker is rust-lld (gold and mold take the flag too, GNU ld does not), and only for
+/// the binaries of the release profile. Rust promises no distinct addresses for functions (data,
+/// vtables included, is never folded), and a stripped binary's backtraces name no functions
+/// anyway. `--icf=safe` folds nothing here: rustc emits no address-significance tables.
 fn fold_identical_code() {
     let release = env::var("PROFILE").is_ok_and(|p| p == "release");
     let target = env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");

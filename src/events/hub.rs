@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
-use super::stream::{Event, Log, Options};
+use super::stream::{BATCH, Event, Log, Options};
 use crate::config::EventSettings;
 
 /// What a stream knows of its conversation from notifications.
@@ -25,14 +25,14 @@ pub struct Known {
     pub deleted: bool,
 }
 
-/// What a stream had been told when it read: a read that began with at least as much holds
-/// every event the stream may expect from it.
+/// What a stream had been told when it read ([`Subscription::mark`]): a read that began with at
+/// least as much holds every event the stream may expect from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Marks {
     /// [`Known::newest`] as marked.
-    pub newest: i64,
+    newest: i64,
     /// The resync counter as marked.
-    pub resync: u64,
+    resync: u64,
 }
 
 impl Marks {
@@ -208,10 +208,22 @@ impl Hub {
 }
 
 impl Subscription {
-    /// The conversation's log after `after`, at most `limit` events, read once for every stream
-    /// of this instance that asks with the same `after` and whose `marks` the read covers. A
-    /// read whose first reader went away is finished by the next one waiting on it.
-    pub async fn read<L: Log>(&self, log: &L, after: i64, limit: i64, marks: Marks) -> Read {
+    /// Marks what this stream has been told as seen: a notification or resync after this call
+    /// changes `known` or `resync` again. The stream reads after marking.
+    pub fn mark(&mut self) -> (Known, Marks) {
+        let known = *self.known.borrow_and_update();
+        let resync = *self.resync.borrow_and_update();
+        let marks = Marks {
+            newest: known.newest,
+            resync,
+        };
+        (known, marks)
+    }
+
+    /// The conversation's log after `after`, at most [`BATCH`] events, read once for every
+    /// stream of this instance that asks with the same `after` and whose `marks` the read
+    /// covers. A read whose first reader went away is finished by the next one waiting on it.
+    pub async fn read<L: Log>(&self, log: &L, after: i64, marks: Marks) -> Read {
         let result = {
             let mut map = self.hub.conversations();
             // A subscription keeps its conversation's entry; without one it reads alone.
@@ -225,7 +237,7 @@ impl Subscription {
         result
             .get_or_init(|| async {
                 crate::monitoring::event_log_read();
-                log.after(self.conversation, after, limit)
+                log.after(self.conversation, after, BATCH)
                     .await
                     .map(Arc::new)
                     .map_err(Arc::new)

@@ -20,7 +20,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::{Marks, Subscription};
+use super::Subscription;
 
 /// Events read from the log per query.
 pub const BATCH: i64 = 50;
@@ -129,15 +129,11 @@ impl<L: Log> State<L> {
             }
             if self.read {
                 // Mark first, then read: a notification after this point wakes the stream again.
-                let known = *self.sub.known.borrow_and_update();
-                let marks = Marks {
-                    newest: known.newest,
-                    resync: *self.sub.resync.borrow_and_update(),
-                };
+                let (known, marks) = self.sub.mark();
                 let read = {
                     use tracing::Instrument;
                     self.sub
-                        .read(&self.log, self.last, BATCH, marks)
+                        .read(&self.log, self.last, marks)
                         .instrument(self.span.clone())
                         .await
                 };
